@@ -1,0 +1,169 @@
+//! The edge every request passes: a request id (in logs and `X-Request-Id`), the body size
+//! limit, HTTP metrics by route template, and any error turned into problem+json.
+
+use std::time::Instant;
+
+use poem::{
+    Body, Endpoint, IntoResponse, PathPattern, Request, Response,
+    http::{HeaderValue, StatusCode, header},
+};
+use switchyard_shared::telemetry;
+use tracing::Instrument;
+
+use crate::problem::{PROBLEM_JSON, Problem};
+
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// The request id of the request being handled, for handlers that want to log it.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// Incoming ids are reused when they look like ids (so a caller can correlate), else a
+/// fresh ULID is used.
+fn request_id(req: &Request) -> String {
+    req.headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        })
+        .map_or_else(|| ulid::Ulid::generate().to_string(), str::to_owned)
+}
+
+/// A problem+json response for a status, without going through an operation.
+pub fn problem_response(problem: &Problem) -> Response {
+    Response::builder()
+        .status(StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .content_type(PROBLEM_JSON)
+        .body(problem.to_json_bytes())
+}
+
+fn slug_for(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::NOT_FOUND => "not-found",
+        StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload-too-large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        s if s.is_client_error() => "bad-request",
+        _ => "internal",
+    }
+}
+
+/// Turns an error that escaped the operations (no route, bad JSON, wrong content type,
+/// body too large, a panic) into problem+json. Server errors keep their cause in the log.
+fn error_response(err: poem::Error) -> Response {
+    let status = err.status();
+    let detail = if status.is_server_error() {
+        tracing::error!(error = %err, "unhandled error");
+        "an internal error occurred; it has been logged".to_owned()
+    } else if status == StatusCode::NOT_FOUND {
+        "no such route".to_owned()
+    } else {
+        err.to_string()
+    };
+    let mut resp = problem_response(&Problem::new(status, slug_for(status), detail));
+    if let Some(pattern) = err.data::<PathPattern>() {
+        resp.set_data(pattern.clone());
+    }
+    resp
+}
+
+/// The route template (`/api/v1/jobs/{id}`), never the raw path: a bounded label.
+fn route_label(resp: &Response) -> String {
+    match resp.data::<PathPattern>() {
+        Some(p) => {
+            p.0.split('/')
+                .map(|seg| match seg.strip_prefix(':') {
+                    Some(name) => format!("{{{name}}}"),
+                    None => seg.to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join("/")
+        }
+        None => "unmatched".to_owned(),
+    }
+}
+
+/// The edge middleware, applied with `EndpointExt::around`.
+pub async fn edge<E: Endpoint>(
+    next: E,
+    mut req: Request,
+    body_limit: usize,
+) -> poem::Result<Response> {
+    let started = Instant::now();
+    let id = request_id(&req);
+    let method = req.method().clone();
+    let span =
+        tracing::info_span!("http", request_id = %id, method = %method, path = %req.uri().path());
+    req.extensions_mut().insert(RequestId(id.clone()));
+
+    async move {
+        let mut resp = match limit_body(&mut req, body_limit).await {
+            Err(resp) => resp,
+            Ok(()) => match next.call(req).await {
+                Ok(out) => out.into_response(),
+                Err(err) => error_response(err),
+            },
+        };
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            resp.headers_mut().insert(REQUEST_ID, value);
+        }
+        let status = resp.status().as_u16();
+        let route = route_label(&resp);
+        let elapsed = started.elapsed().as_secs_f64();
+        let labels = [("route", route), ("method", method.to_string())];
+        metrics::histogram!(telemetry::HTTP_REQUEST_DURATION, &labels).record(elapsed);
+        metrics::counter!(telemetry::HTTP_REQUESTS, "route" => labels[0].1.clone(),
+            "method" => labels[1].1.clone(), "status_class" => telemetry::status_class(status))
+        .increment(1);
+        if status >= 500 {
+            tracing::warn!(status, elapsed_ms = elapsed * 1000.0, "request failed");
+        } else {
+            tracing::debug!(status, elapsed_ms = elapsed * 1000.0, "request");
+        }
+        Ok(resp)
+    }
+    .instrument(span)
+    .await
+}
+
+/// Refuses bodies over `limit` with 413: at once when Content-Length says so, else by
+/// reading at most `limit` bytes of a chunked body.
+async fn limit_body(req: &mut Request, limit: usize) -> Result<(), Response> {
+    let too_large = || {
+        problem_response(&Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            format!("the request body is larger than {limit} bytes"),
+        ))
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(len) if len > limit as u64 => Err(too_large()),
+        Some(_) => Ok(()),
+        None if req.headers().contains_key(header::TRANSFER_ENCODING) => {
+            let body = req.take_body();
+            match body.into_bytes_limit(limit).await {
+                Ok(bytes) => {
+                    req.set_body(Body::from_bytes(bytes));
+                    Ok(())
+                }
+                Err(poem::error::ReadBodyError::PayloadTooLarge) => Err(too_large()),
+                Err(e) => Err(problem_response(&Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad-request",
+                    format!("cannot read the request body: {e}"),
+                ))),
+            }
+        }
+        None => Ok(()),
+    }
+}

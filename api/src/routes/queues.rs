@@ -1,0 +1,254 @@
+//! Jobs and queues: depth per queue, one job, retry, canaries, schedules.
+
+use chrono::{DateTime, Utc};
+use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
+use switchyard_shared::{
+    canary,
+    queue::{QueueName, RetryOutcome},
+    schedules::{ScheduleName, parse_cron},
+    services::Services,
+};
+
+use super::ApiTags;
+use crate::problem::ApiError;
+
+pub struct QueuesApi {
+    pub services: Services,
+}
+
+#[derive(Object)]
+struct QueueList {
+    /// `sqlite` (embedded) or `redis` (fleet).
+    backend: String,
+    queues: Vec<QueueView>,
+}
+
+#[derive(Object)]
+struct QueueView {
+    name: String,
+    /// Due now, waiting for a worker.
+    pending: u64,
+    /// Due later (delayed retries, scheduled work).
+    scheduled: u64,
+    running: u64,
+    /// Failed, waiting for a retry by the queue.
+    failed: u64,
+    /// Given up on; see `POST /jobs/{id}/retry`.
+    dead: u64,
+    oldest_pending_age_seconds: f64,
+    /// The newest canary that went through this queue.
+    canary: Option<CanaryView>,
+}
+
+#[derive(Object)]
+struct CanaryView {
+    run_id: String,
+    job_id: Option<String>,
+    enqueued_at: DateTime<Utc>,
+    completed_at: Option<DateTime<Utc>>,
+    latency_seconds: Option<f64>,
+    /// More than 1 means the job ran more than once (at-least-once delivery).
+    completions: i64,
+}
+
+impl From<switchyard_shared::store::CanaryRun> for CanaryView {
+    fn from(r: switchyard_shared::store::CanaryRun) -> Self {
+        Self {
+            run_id: r.id,
+            job_id: r.job_id,
+            enqueued_at: r.enqueued_at,
+            completed_at: r.completed_at,
+            latency_seconds: r.latency_ms.map(|ms| ms as f64 / 1000.0),
+            completions: r.completions,
+        }
+    }
+}
+
+#[derive(Object)]
+struct JobView {
+    id: String,
+    queue: String,
+    /// pending, scheduled, running, done, failed (waiting for a retry) or dead.
+    status: String,
+    attempts: u64,
+    /// The message kind, e.g. `canary.v1`.
+    kind: Option<String>,
+    /// The queue message (ids only).
+    message: Option<serde_json::Value>,
+    /// The last result or error the worker reported.
+    last_result: Option<String>,
+    run_at: Option<DateTime<Utc>>,
+    done_at: Option<DateTime<Utc>>,
+    worker: Option<String>,
+}
+
+#[derive(Object)]
+struct CanaryRequest {
+    /// Keep the job running this long (at most 10 minutes), to watch slow-job behaviour.
+    #[oai(default, validator(maximum(value = "600000")))]
+    hold_ms: u64,
+}
+
+#[derive(Object)]
+struct CanaryAccepted {
+    run_id: String,
+    job_id: String,
+}
+
+#[derive(ApiResponse)]
+enum CanaryResponse {
+    /// The canary is on its way; follow it with `GET /canaries/{run_id}` or `GET /jobs/{job_id}`.
+    #[oai(status = 202)]
+    Accepted(Json<CanaryAccepted>),
+}
+
+#[derive(ApiResponse)]
+enum RetryResponse {
+    /// The job is queued to run again now.
+    #[oai(status = 202)]
+    Accepted(Json<JobView>),
+}
+
+#[derive(Object)]
+struct ScheduleView {
+    name: String,
+    /// The cron expression in force (seconds first), or none when switched off.
+    cron: Option<String>,
+    enabled: bool,
+    /// The setting that changes it.
+    env_var: String,
+    next_run_at: Option<DateTime<Utc>>,
+    last_tick_at: Option<DateTime<Utc>>,
+    last_run_at: Option<DateTime<Utc>>,
+    last_success_at: Option<DateTime<Utc>>,
+    last_error: Option<String>,
+    runs: i64,
+    failures: i64,
+}
+
+fn parse_queue(name: &str) -> Result<QueueName, ApiError> {
+    name.parse().map_err(|e: String| ApiError::not_found(e))
+}
+
+#[OpenApi(tag = "ApiTags::Jobs")]
+impl QueuesApi {
+    /// Depth of every queue, and the last canary through it.
+    #[oai(path = "/queues", method = "get", operation_id = "listQueues")]
+    async fn list_queues(&self) -> Result<Json<QueueList>, ApiError> {
+        let mut queues = Vec::new();
+        for queue in QueueName::ALL {
+            let stats = self.services.queue.stats(queue).await?;
+            let canary = self.services.store.last_completed_canary(queue.as_str()).await?;
+            queues.push(QueueView {
+                name: queue.to_string(),
+                pending: stats.pending,
+                scheduled: stats.scheduled,
+                running: stats.running,
+                failed: stats.failed,
+                dead: stats.dead,
+                oldest_pending_age_seconds: stats.oldest_pending_age_seconds,
+                canary: canary.map(Into::into),
+            });
+        }
+        Ok(Json(QueueList { backend: self.services.queue.kind().to_owned(), queues }))
+    }
+
+    /// Send a canary (a no-op job) through one queue now.
+    #[oai(path = "/queues/:queue/canary", method = "post", operation_id = "sendCanary")]
+    async fn send_canary(
+        &self,
+        queue: Path<String>,
+        body: Json<CanaryRequest>,
+    ) -> Result<CanaryResponse, ApiError> {
+        let queue = parse_queue(&queue)?;
+        let sent =
+            canary::send(&self.services, queue, body.hold_ms).await.map_err(|e| match e {
+                canary::CanaryError::Store(e) => ApiError::from(e),
+                canary::CanaryError::Queue(e) => ApiError::from(e),
+            })?;
+        Ok(CanaryResponse::Accepted(Json(CanaryAccepted {
+            run_id: sent.run_id,
+            job_id: sent.job_id,
+        })))
+    }
+
+    /// One canary run: when it was enqueued and completed.
+    #[oai(path = "/canaries/:id", method = "get", operation_id = "getCanary")]
+    async fn get_canary(&self, id: Path<String>) -> Result<Json<CanaryView>, ApiError> {
+        let run = self.services.store.canary_run(&id).await?;
+        run.map(|r| Json(r.into())).ok_or_else(|| ApiError::not_found("no such canary run"))
+    }
+
+    /// One job as the queue backend knows it (until `queue-vacuum` trims it).
+    #[oai(path = "/jobs/:id", method = "get", operation_id = "getJob")]
+    async fn get_job(&self, id: Path<String>) -> Result<Json<JobView>, ApiError> {
+        self.job_view(&id).await.map(Json)
+    }
+
+    /// Run a failed or dead job again now.
+    #[oai(path = "/jobs/:id/retry", method = "post", operation_id = "retryJob")]
+    async fn retry_job(&self, id: Path<String>) -> Result<RetryResponse, ApiError> {
+        match self.services.queue.retry(&id).await? {
+            RetryOutcome::Requeued => Ok(RetryResponse::Accepted(Json(self.job_view(&id).await?))),
+            RetryOutcome::NotRetryable => {
+                Err(ApiError::conflict("only failed or dead jobs can be retried"))
+            }
+            RetryOutcome::NotFound => Err(ApiError::not_found("no such job")),
+        }
+    }
+
+    /// Every schedule: its cron, next run and how its runs went.
+    #[oai(path = "/schedules", method = "get", operation_id = "listSchedules")]
+    async fn list_schedules(&self) -> Result<Json<Vec<ScheduleView>>, ApiError> {
+        let states = self.services.store.schedule_states().await?;
+        let now = Utc::now();
+        let views = ScheduleName::ALL
+            .into_iter()
+            .map(|name| {
+                let cron = self.services.config.schedule_expr(name);
+                let next_run_at = cron
+                    .as_deref()
+                    .and_then(|c| parse_cron(c).ok())
+                    .and_then(|s| s.after(&now).next());
+                let state = states.iter().find(|s| s.name == name.as_str());
+                ScheduleView {
+                    name: name.to_string(),
+                    enabled: cron.is_some(),
+                    cron,
+                    env_var: name.env_var(),
+                    next_run_at,
+                    last_tick_at: state.map(|s| s.last_tick_at),
+                    last_run_at: state.and_then(|s| s.last_run_at),
+                    last_success_at: state.and_then(|s| s.last_success_at),
+                    last_error: state.and_then(|s| s.last_error.clone()),
+                    runs: state.map_or(0, |s| s.runs),
+                    failures: state.map_or(0, |s| s.failures),
+                }
+            })
+            .collect();
+        Ok(Json(views))
+    }
+}
+
+impl QueuesApi {
+    async fn job_view(&self, id: &str) -> Result<JobView, ApiError> {
+        let job = self
+            .services
+            .queue
+            .find(id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("no such job"))?;
+        Ok(JobView {
+            id: job.id,
+            queue: job.queue.to_string(),
+            status: job.status.to_owned(),
+            attempts: job.attempts,
+            kind: job.kind,
+            message: job.message,
+            last_result: job.last_result,
+            run_at: job.run_at,
+            done_at: job.done_at,
+            worker: job.worker,
+        })
+    }
+}

@@ -1,0 +1,33 @@
+//! What each schedule enqueues. The scheduler never does the work inline.
+
+use switchyard_shared::{
+    canary,
+    jobs::{Job, QueueVacuumJob},
+    queue::QueueName,
+    schedules::ScheduleName,
+    services::Services,
+};
+
+/// Enqueues the work of one tick; the error text is stored as the schedule's last error.
+pub(crate) async fn enqueue(services: &Services, schedule: ScheduleName) -> Result<(), String> {
+    match schedule {
+        ScheduleName::QueueVacuum => {
+            let retention_secs = services.config.scheduler.queue_retention_days * 86_400;
+            let jobs = QueueName::ALL
+                .into_iter()
+                .map(|queue| Job::QueueVacuum(QueueVacuumJob { queue, retention_secs }))
+                .collect();
+            services
+                .queue
+                .push_many(QueueName::Maintenance, jobs)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        ScheduleName::Canary => {
+            for queue in QueueName::ALL {
+                canary::send(services, queue, 0).await.map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,26 @@
+//! Samples queue depth into gauges every few seconds.
+
+use switchyard_shared::{queue::QueueName, services::Services, telemetry};
+
+/// Reads every queue's depth once and sets the gauges; errors are logged, not fatal.
+pub async fn sample_queue_depth(services: &Services) {
+    for queue in QueueName::ALL {
+        match services.queue.stats(queue).await {
+            Ok(s) => {
+                for (state, n) in [
+                    ("pending", s.pending),
+                    ("scheduled", s.scheduled),
+                    ("running", s.running),
+                    ("failed", s.failed),
+                    ("dead", s.dead),
+                ] {
+                    metrics::gauge!(telemetry::QUEUE_DEPTH, "queue" => queue.as_str(), "state" => state)
+                        .set(n as f64);
+                }
+                metrics::gauge!(telemetry::QUEUE_OLDEST_PENDING_AGE, "queue" => queue.as_str())
+                    .set(s.oldest_pending_age_seconds);
+            }
+            Err(error) => tracing::warn!(%queue, %error, "queue depth sample failed"),
+        }
+    }
+}

@@ -1,0 +1,494 @@
+//! The one typed configuration of every Switchyard process.
+//!
+//! Sources, later ones winning: built-in defaults → an optional TOML file → environment
+//! variables → command-line flags (the binary applies those). [`Config::validate`] runs at
+//! start and names the setting that is wrong.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    str::FromStr,
+    time::Duration,
+};
+
+use serde::Deserialize;
+
+use crate::{
+    queue::QueueName,
+    schedules::{self, ScheduleName},
+    secret::Secret,
+};
+
+/// A setting that cannot be used, named the way the operator wrote it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{setting}: {message}")]
+    Invalid { setting: String, message: String },
+    #[error("config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+}
+
+impl ConfigError {
+    fn invalid(setting: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid { setting: setting.into(), message: message.into() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// JSON when stdout is not a terminal, human-readable when it is.
+    #[default]
+    Auto,
+    Json,
+    Pretty,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "json" => Ok(Self::Json),
+            "pretty" => Ok(Self::Pretty),
+            other => Err(format!("expected json, pretty or auto, got {other:?}")),
+        }
+    }
+}
+
+/// Which store and queue a process uses, decided by `DATABASE_URL` and `REDIS_URL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// HTTP listen address of `api` and `dev`. `SWITCHYARD_LISTEN`.
+    pub listen: SocketAddr,
+    /// Metrics/health address of `worker` and `scheduler`. `SWITCHYARD_METRICS_LISTEN`.
+    pub metrics_listen: SocketAddr,
+    /// Data dir of the embedded mode (SQLite files, dev keys). `SWITCHYARD_DATA_DIR`.
+    pub data_dir: PathBuf,
+    /// `DATABASE_URL`: unset or `sqlite:` → SQLite in the data dir; `postgres://` → PostgreSQL.
+    pub database_url: Option<Secret<String>>,
+    /// `REDIS_URL`: set → fleet mode (apalis-redis queue, Redis locks and limits).
+    pub redis_url: Option<Secret<String>>,
+    /// Prefix of every Redis key and queue name, so that several deployments (or tests)
+    /// can share one Redis. `SWITCHYARD_NAMESPACE`.
+    pub namespace: String,
+    /// `SWITCHYARD_LOG_FORMAT`: json, pretty or auto.
+    pub log_format: LogFormat,
+    /// `SWITCHYARD_LOG`: a tracing filter such as `info` or `info,switchyard_worker=debug`.
+    pub log: String,
+    /// Grace period for in-flight work after SIGTERM/Ctrl-C. `SWITCHYARD_SHUTDOWN_GRACE_SECS`.
+    pub shutdown_grace_secs: u64,
+    /// Largest request body the API accepts (413 beyond). `SWITCHYARD_HTTP_BODY_LIMIT_BYTES`.
+    pub http_body_limit_bytes: usize,
+    /// Connections in the store pool. `SWITCHYARD_DATABASE_MAX_CONNECTIONS`.
+    pub database_max_connections: u32,
+    /// Redis response timeout (redis-rs defaults to 500 ms, which apalis turns into a fatal
+    /// worker error under load). `SWITCHYARD_REDIS_RESPONSE_TIMEOUT_MS`.
+    pub redis_response_timeout_ms: u64,
+    /// How often queue depth gauges are sampled. `SWITCHYARD_QUEUE_DEPTH_SAMPLE_SECS`.
+    pub queue_depth_sample_secs: u64,
+    pub worker: WorkerConfig,
+    pub scheduler: SchedulerConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Queues this worker consumes. `SWITCHYARD_WORKER_QUEUES` (comma-separated).
+    pub queues: Vec<QueueName>,
+    /// Jobs run at once per queue. `SWITCHYARD_WORKER_CONCURRENCY`.
+    pub concurrency: usize,
+    /// How often an idle worker asks the queue for work. `SWITCHYARD_WORKER_POLL_INTERVAL_MS`.
+    pub poll_interval_ms: u64,
+    /// Jobs fetched per round trip. `SWITCHYARD_WORKER_BATCH_SIZE`.
+    pub batch_size: usize,
+    /// Worker heartbeat. `SWITCHYARD_WORKER_HEARTBEAT_SECS`.
+    pub heartbeat_secs: u64,
+    /// Heartbeats a worker may miss before its jobs are handed to others; with the heartbeat
+    /// this is the orphan window. `SWITCHYARD_WORKER_MISSED_HEARTBEATS`.
+    pub missed_heartbeats: usize,
+    /// A job running longer than this is cancelled and fails. `SWITCHYARD_WORKER_JOB_TIMEOUT_SECS`.
+    pub job_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// Leader lease; a dead leader is replaced within this. `SWITCHYARD_SCHEDULER_LEADER_TTL_SECS`.
+    pub leader_ttl_secs: u64,
+    /// Completed and dead job records older than this are trimmed by `queue-vacuum`.
+    /// `SWITCHYARD_QUEUE_RETENTION_DAYS`.
+    pub queue_retention_days: u64,
+    /// Cron expression per schedule (5 or 6 fields, or `off`). `SWITCHYARD_SCHEDULE_<NAME>`,
+    /// e.g. `SWITCHYARD_SCHEDULE_QUEUE_VACUUM="0 3 * * *"`.
+    pub schedules: BTreeMap<String, String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            data_dir: PathBuf::from("./.switchyard"),
+            database_url: None,
+            redis_url: None,
+            namespace: "switchyard".to_owned(),
+            log_format: LogFormat::Auto,
+            log: "info".to_owned(),
+            shutdown_grace_secs: 30,
+            http_body_limit_bytes: 1024 * 1024,
+            database_max_connections: 16,
+            redis_response_timeout_ms: 5_000,
+            queue_depth_sample_secs: 5,
+            worker: WorkerConfig::default(),
+            scheduler: SchedulerConfig::default(),
+        }
+    }
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            queues: QueueName::ALL.to_vec(),
+            concurrency: 64,
+            poll_interval_ms: 100,
+            batch_size: 50,
+            heartbeat_secs: 5,
+            missed_heartbeats: 3,
+            job_timeout_secs: 300,
+        }
+    }
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self { leader_ttl_secs: 15, queue_retention_days: 7, schedules: BTreeMap::new() }
+    }
+}
+
+/// A comma-separated list of queue names, as `--queues` and `SWITCHYARD_WORKER_QUEUES` take it.
+pub fn parse_queue_list(s: &str) -> Result<Vec<QueueName>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let q = part.parse::<QueueName>()?;
+        if !out.contains(&q) {
+            out.push(q);
+        }
+    }
+    if out.is_empty() {
+        return Err("at least one queue is needed".to_owned());
+    }
+    Ok(out)
+}
+
+fn set_from_env<T>(
+    slot: &mut T,
+    name: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError>
+where
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    if let Some(raw) = env(name) {
+        *slot =
+            raw.trim().parse().map_err(|e: T::Err| ConfigError::invalid(name, e.to_string()))?;
+    }
+    Ok(())
+}
+
+fn set_secret_from_env(
+    slot: &mut Option<Secret<String>>,
+    name: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) {
+    if let Some(raw) = env(name) {
+        let raw = raw.trim().to_owned();
+        *slot = if raw.is_empty() { None } else { Some(Secret::new(raw)) };
+    }
+}
+
+impl Config {
+    /// Defaults, then the TOML file if one is given, then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with(file, &|name| std::env::var(name).ok())
+    }
+
+    /// As [`Config::load`], reading variables through `env` (tests pass a map).
+    pub fn load_with(
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut config = match file {
+            Some(path) => Self::from_toml_file(path)?,
+            None => Self::default(),
+        };
+        config.apply_env(env)?;
+        Ok(config)
+    }
+
+    fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::File { path: path.to_owned(), message: e.to_string() })?;
+        toml::from_str(&text)
+            .map_err(|e| ConfigError::File { path: path.to_owned(), message: e.to_string() })
+    }
+
+    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        set_from_env(&mut self.listen, "SWITCHYARD_LISTEN", env)?;
+        set_from_env(&mut self.metrics_listen, "SWITCHYARD_METRICS_LISTEN", env)?;
+        set_from_env(&mut self.data_dir, "SWITCHYARD_DATA_DIR", env)?;
+        set_secret_from_env(&mut self.database_url, "DATABASE_URL", env);
+        set_secret_from_env(&mut self.redis_url, "REDIS_URL", env);
+        set_from_env(&mut self.namespace, "SWITCHYARD_NAMESPACE", env)?;
+        set_from_env(&mut self.log_format, "SWITCHYARD_LOG_FORMAT", env)?;
+        set_from_env(&mut self.log, "SWITCHYARD_LOG", env)?;
+        set_from_env(&mut self.shutdown_grace_secs, "SWITCHYARD_SHUTDOWN_GRACE_SECS", env)?;
+        set_from_env(&mut self.http_body_limit_bytes, "SWITCHYARD_HTTP_BODY_LIMIT_BYTES", env)?;
+        set_from_env(
+            &mut self.database_max_connections,
+            "SWITCHYARD_DATABASE_MAX_CONNECTIONS",
+            env,
+        )?;
+        set_from_env(
+            &mut self.redis_response_timeout_ms,
+            "SWITCHYARD_REDIS_RESPONSE_TIMEOUT_MS",
+            env,
+        )?;
+        set_from_env(&mut self.queue_depth_sample_secs, "SWITCHYARD_QUEUE_DEPTH_SAMPLE_SECS", env)?;
+
+        let w = &mut self.worker;
+        if let Some(raw) = env("SWITCHYARD_WORKER_QUEUES") {
+            w.queues = parse_queue_list(&raw)
+                .map_err(|e| ConfigError::invalid("SWITCHYARD_WORKER_QUEUES", e))?;
+        }
+        set_from_env(&mut w.concurrency, "SWITCHYARD_WORKER_CONCURRENCY", env)?;
+        set_from_env(&mut w.poll_interval_ms, "SWITCHYARD_WORKER_POLL_INTERVAL_MS", env)?;
+        set_from_env(&mut w.batch_size, "SWITCHYARD_WORKER_BATCH_SIZE", env)?;
+        set_from_env(&mut w.heartbeat_secs, "SWITCHYARD_WORKER_HEARTBEAT_SECS", env)?;
+        set_from_env(&mut w.missed_heartbeats, "SWITCHYARD_WORKER_MISSED_HEARTBEATS", env)?;
+        set_from_env(&mut w.job_timeout_secs, "SWITCHYARD_WORKER_JOB_TIMEOUT_SECS", env)?;
+
+        let s = &mut self.scheduler;
+        set_from_env(&mut s.leader_ttl_secs, "SWITCHYARD_SCHEDULER_LEADER_TTL_SECS", env)?;
+        set_from_env(&mut s.queue_retention_days, "SWITCHYARD_QUEUE_RETENTION_DAYS", env)?;
+        for name in ScheduleName::ALL {
+            if let Some(raw) = env(&name.env_var()) {
+                s.schedules.insert(name.as_str().to_owned(), raw.trim().to_owned());
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks every setting and returns the first one that cannot work, by name.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.database_url {
+            let url = url.expose();
+            if !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+            {
+                return Err(ConfigError::invalid(
+                    "DATABASE_URL",
+                    "must start with sqlite:, postgres:// or postgresql://",
+                ));
+            }
+        }
+        if let Some(url) = &self.redis_url {
+            let url = url.expose();
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(ConfigError::invalid(
+                    "REDIS_URL",
+                    "must start with redis:// or rediss://",
+                ));
+            }
+        }
+        if self.namespace.is_empty()
+            || !self.namespace.chars().all(|c| c.is_ascii_alphanumeric() || "-_:.".contains(c))
+        {
+            return Err(ConfigError::invalid(
+                "SWITCHYARD_NAMESPACE",
+                "must be non-empty and use only letters, digits, '-', '_', ':' and '.'",
+            ));
+        }
+        positive("SWITCHYARD_HTTP_BODY_LIMIT_BYTES", self.http_body_limit_bytes as u64)?;
+        positive("SWITCHYARD_DATABASE_MAX_CONNECTIONS", self.database_max_connections.into())?;
+        positive("SWITCHYARD_REDIS_RESPONSE_TIMEOUT_MS", self.redis_response_timeout_ms)?;
+        positive("SWITCHYARD_QUEUE_DEPTH_SAMPLE_SECS", self.queue_depth_sample_secs)?;
+        let w = &self.worker;
+        if w.queues.is_empty() {
+            return Err(ConfigError::invalid("SWITCHYARD_WORKER_QUEUES", "at least one queue"));
+        }
+        positive("SWITCHYARD_WORKER_CONCURRENCY", w.concurrency as u64)?;
+        positive("SWITCHYARD_WORKER_POLL_INTERVAL_MS", w.poll_interval_ms)?;
+        positive("SWITCHYARD_WORKER_BATCH_SIZE", w.batch_size as u64)?;
+        positive("SWITCHYARD_WORKER_HEARTBEAT_SECS", w.heartbeat_secs)?;
+        positive("SWITCHYARD_WORKER_MISSED_HEARTBEATS", w.missed_heartbeats as u64)?;
+        positive("SWITCHYARD_WORKER_JOB_TIMEOUT_SECS", w.job_timeout_secs)?;
+        let s = &self.scheduler;
+        positive("SWITCHYARD_SCHEDULER_LEADER_TTL_SECS", s.leader_ttl_secs)?;
+        if s.leader_ttl_secs < 3 {
+            return Err(ConfigError::invalid(
+                "SWITCHYARD_SCHEDULER_LEADER_TTL_SECS",
+                "must be at least 3 (the lease is renewed every third of it)",
+            ));
+        }
+        positive("SWITCHYARD_QUEUE_RETENTION_DAYS", s.queue_retention_days)?;
+        for (name, expr) in &s.schedules {
+            let schedule: ScheduleName = name.parse().map_err(|e: String| {
+                ConfigError::invalid(format!("scheduler.schedules.{name}"), e)
+            })?;
+            if schedules::is_off(expr) {
+                continue;
+            }
+            schedules::parse_cron(expr)
+                .map_err(|e| ConfigError::invalid(schedule.env_var(), e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    pub fn store_kind(&self) -> StoreKind {
+        match &self.database_url {
+            Some(url) if url.expose().starts_with("postgres") => StoreKind::Postgres,
+            _ => StoreKind::Sqlite,
+        }
+    }
+
+    pub fn is_fleet_queue(&self) -> bool {
+        self.redis_url.is_some()
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    /// The cron expression in force for a schedule: the configured one, else its default.
+    /// `None` when the schedule is switched off.
+    pub fn schedule_expr(&self, name: ScheduleName) -> Option<String> {
+        let expr = self
+            .scheduler
+            .schedules
+            .get(name.as_str())
+            .cloned()
+            .unwrap_or_else(|| name.default_cron().to_owned());
+        (!schedules::is_off(&expr)).then_some(expr)
+    }
+}
+
+fn positive(setting: &str, value: u64) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::invalid(setting, "must be greater than zero"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_embedded() {
+        let c = Config::load_with(None, &env_of(&[])).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.metrics_listen.to_string(), "127.0.0.1:9464");
+        assert_eq!(c.store_kind(), StoreKind::Sqlite);
+        assert!(!c.is_fleet_queue());
+        assert_eq!(c.worker.queues.len(), 4);
+    }
+
+    #[test]
+    fn env_overrides_file_which_overrides_defaults() {
+        let dir = std::env::temp_dir().join(format!("sy-config-{}", ulid::Ulid::generate()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("switchyard.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\nnamespace = \"fromfile\"\n[worker]\nconcurrency = 7\n",
+        )
+        .unwrap();
+        let c = Config::load_with(
+            Some(&path),
+            &env_of(&[
+                ("SWITCHYARD_NAMESPACE", "fromenv"),
+                ("DATABASE_URL", "postgres://u:p@127.0.0.1/db"),
+                ("SWITCHYARD_WORKER_QUEUES", "webhooks, pidms"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(c.namespace, "fromenv");
+        assert_eq!(c.worker.concurrency, 7);
+        assert_eq!(c.worker.queues, vec![QueueName::Webhooks, QueueName::Pidms]);
+        assert_eq!(c.store_kind(), StoreKind::Postgres);
+        assert_eq!(format!("{:?}", c.database_url), "Some([redacted])");
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let err = Config::load_with(None, &env_of(&[("SWITCHYARD_WORKER_CONCURRENCY", "lots")]))
+            .unwrap_err();
+        assert!(err.to_string().starts_with("SWITCHYARD_WORKER_CONCURRENCY:"), "{err}");
+
+        let c = Config::load_with(None, &env_of(&[("DATABASE_URL", "mysql://x")])).unwrap();
+        let err = c.validate().unwrap_err();
+        assert!(err.to_string().starts_with("DATABASE_URL:"), "{err}");
+
+        let c =
+            Config::load_with(None, &env_of(&[("SWITCHYARD_WORKER_CONCURRENCY", "0")])).unwrap();
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "SWITCHYARD_WORKER_CONCURRENCY: must be greater than zero"
+        );
+
+        let c = Config::load_with(None, &env_of(&[("SWITCHYARD_SCHEDULE_CANARY", "every now")]))
+            .unwrap();
+        assert!(c.validate().unwrap_err().to_string().starts_with("SWITCHYARD_SCHEDULE_CANARY:"));
+
+        let err =
+            Config::load_with(None, &env_of(&[("SWITCHYARD_WORKER_QUEUES", "email")])).unwrap_err();
+        assert!(err.to_string().contains("unknown queue"), "{err}");
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let dir = std::env::temp_dir().join(format!("sy-config-{}", ulid::Ulid::generate()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, "lisen = \"127.0.0.1:1\"\n").unwrap();
+        let err = Config::load_with(Some(&path), &env_of(&[])).unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn schedules_can_be_switched_off_or_changed() {
+        let c = Config::load_with(
+            None,
+            &env_of(&[
+                ("SWITCHYARD_SCHEDULE_CANARY", "off"),
+                ("SWITCHYARD_SCHEDULE_QUEUE_VACUUM", "15 3 * * *"),
+            ]),
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.schedule_expr(ScheduleName::Canary), None);
+        assert_eq!(c.schedule_expr(ScheduleName::QueueVacuum).as_deref(), Some("15 3 * * *"));
+    }
+}

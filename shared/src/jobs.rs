@@ -1,0 +1,103 @@
+//! Queue messages: a serde-tagged, versioned enum of small structs that carry ids.
+//!
+//! A message is never the only copy of anything: it points at store rows, so a lost message
+//! delays work and a sweep can rebuild it. Variants are never changed in place; a new shape
+//! gets a new tag (`….v2`) and the old variant stays until no queue holds it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::queue::QueueName;
+
+/// What a worker is asked to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind")]
+pub enum Job {
+    /// A no-op that proves the pipeline moves; see the `canary` schedule.
+    #[serde(rename = "canary.v1")]
+    Canary(CanaryJob),
+    /// Trims old completed and dead job records from one queue.
+    #[serde(rename = "queue_vacuum.v1")]
+    QueueVacuum(QueueVacuumJob),
+}
+
+impl Job {
+    /// Bounded label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Job::Canary(_) => "canary",
+            Job::QueueVacuum(_) => "queue_vacuum",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CanaryJob {
+    /// Row in `canary_runs`.
+    pub run_id: String,
+    /// Keep the job running this long (ops use it to watch slow-job behaviour).
+    #[serde(default)]
+    pub hold_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueVacuumJob {
+    pub queue: QueueName,
+    pub retention_secs: u64,
+}
+
+/// The envelope on the wire: the job plus the times the metrics need.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub job: Job,
+    /// Unix milliseconds when it was pushed.
+    pub enqueued_at_ms: i64,
+    /// Unix milliseconds before which it must not run. The queues schedule in whole
+    /// seconds; the worker waits out the rest, so delays keep millisecond precision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before_ms: Option<i64>,
+}
+
+impl Message {
+    /// When the job became due: its schedule, or its enqueue time.
+    pub fn due_at_ms(&self) -> i64 {
+        self.not_before_ms.unwrap_or(self.enqueued_at_ms)
+    }
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_format_is_tagged_and_versioned() {
+        let m = Message {
+            job: Job::Canary(CanaryJob { run_id: "01J".into(), hold_ms: 0 }),
+            enqueued_at_ms: 1,
+            not_before_ms: None,
+        };
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"job": {"kind": "canary.v1", "run_id": "01J", "hold_ms": 0},
+                               "enqueued_at_ms": 1})
+        );
+        let back: Message = serde_json::from_value(json).unwrap();
+        assert_eq!(back, m);
+    }
+
+    #[test]
+    fn older_messages_without_optional_fields_still_decode() {
+        let m: Message =
+            serde_json::from_str(r#"{"job":{"kind":"canary.v1","run_id":"x"},"enqueued_at_ms":5}"#)
+                .unwrap();
+        assert_eq!(m.due_at_ms(), 5);
+        assert!(
+            serde_json::from_str::<Message>(r#"{"job":{"kind":"nope.v9"},"enqueued_at_ms":5}"#)
+                .is_err()
+        );
+    }
+}

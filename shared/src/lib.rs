@@ -1,0 +1,14 @@
+//! Everything two or more Switchyard processes need: configuration, the store, the queue
+//! adapters, job messages, metric names. This crate knows nothing about HTTP.
+
+pub mod canary;
+pub mod config;
+pub mod jobs;
+pub mod queue;
+pub mod schedules;
+pub mod secret;
+pub mod services;
+pub mod store;
+pub mod telemetry;
+
+pub use tokio_util::sync::CancellationToken;

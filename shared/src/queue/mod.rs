@@ -1,0 +1,306 @@
+//! The job queue: apalis-sqlite in embedded mode, apalis-redis in fleet mode, behind one
+//! interface for producers ([`Queue::push`]) and for the inspection the API and the
+//! scheduler need (depth, one job, retry, vacuum). Consumers (the worker crate) take the
+//! backend's apalis storage from [`Queue::backend`].
+
+mod redis;
+mod sqlite;
+
+use std::{fmt, str::FromStr, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+pub use self::{redis::RedisQueue, sqlite::sqlite_storage};
+use crate::{
+    config::Config,
+    jobs::{Job, Message, now_ms},
+};
+
+/// Attempts before apalis gives a job up as dead. apalis-redis hard-codes 25; every job is
+/// pushed with the same limit so both backends agree.
+pub const MAX_ATTEMPTS: usize = 25;
+
+/// The named queues. Work of one kind always goes to the same queue, so a slow upstream
+/// only backs up its own queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueName {
+    Webhooks,
+    Pidms,
+    Sikka,
+    Maintenance,
+}
+
+impl QueueName {
+    pub const ALL: [QueueName; 4] =
+        [QueueName::Webhooks, QueueName::Pidms, QueueName::Sikka, QueueName::Maintenance];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Webhooks => "webhooks",
+            Self::Pidms => "pidms",
+            Self::Sikka => "sikka",
+            Self::Maintenance => "maintenance",
+        }
+    }
+}
+
+impl fmt::Display for QueueName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for QueueName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL.into_iter().find(|q| q.as_str() == s).ok_or_else(|| {
+            format!("unknown queue {s:?} (known: webhooks, pidms, sikka, maintenance)")
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue database: {0}")]
+    Sqlite(#[from] sqlx::Error),
+    #[error("queue database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
+    #[error("queue push: {0}")]
+    Push(String),
+    #[error("queue data dir {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+}
+
+/// Jobs in each state, as `GET /api/v1/queues` and the depth gauges report them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct QueueStats {
+    /// Due now, waiting for a worker.
+    pub pending: u64,
+    /// Due later (delayed retries, scheduled work).
+    pub scheduled: u64,
+    /// Held by a worker.
+    pub running: u64,
+    /// Failed and waiting for a backend retry.
+    pub failed: u64,
+    /// Given up on (aborted or out of attempts).
+    pub dead: u64,
+    /// Age of the oldest pending job, 0 when none.
+    pub oldest_pending_age_seconds: f64,
+}
+
+/// The state of one job as the queue backend knows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobRecord {
+    pub id: String,
+    pub queue: QueueName,
+    /// pending, scheduled, running, done, failed (waiting for a retry) or dead.
+    pub status: &'static str,
+    pub attempts: u64,
+    pub kind: Option<String>,
+    /// The message as JSON (ids only, never secrets).
+    pub message: Option<serde_json::Value>,
+    /// The handler's last result or error text.
+    pub last_result: Option<String>,
+    pub run_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub done_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub worker: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryOutcome {
+    Requeued,
+    /// The job exists but is not failed or dead.
+    NotRetryable,
+    NotFound,
+}
+
+/// The storage a process uses; the worker crate builds apalis workers from it.
+#[derive(Clone)]
+pub enum QueueBackend {
+    Sqlite(sqlx::SqlitePool),
+    Redis(RedisQueue),
+}
+
+/// Per-queue settings of the apalis storages (from [`crate::config::WorkerConfig`]).
+#[derive(Debug, Clone, Copy)]
+pub struct StorageTuning {
+    pub batch_size: usize,
+    pub heartbeat: Duration,
+    pub missed_heartbeats: usize,
+}
+
+impl StorageTuning {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            batch_size: config.worker.batch_size,
+            heartbeat: Duration::from_secs(config.worker.heartbeat_secs),
+            missed_heartbeats: config.worker.missed_heartbeats,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Queue {
+    backend: QueueBackend,
+}
+
+impl fmt::Debug for Queue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue").field("backend", &self.kind()).finish()
+    }
+}
+
+impl Queue {
+    /// Opens the queue the configuration asks for: Redis when `REDIS_URL` is set, else the
+    /// SQLite file `jobs.db` in the data dir (its own file: see STORE.md).
+    pub async fn connect(config: &Config) -> Result<Self, QueueError> {
+        let backend = match &config.redis_url {
+            Some(url) => QueueBackend::Redis(
+                RedisQueue::connect(
+                    url.expose(),
+                    &config.namespace,
+                    Duration::from_millis(config.redis_response_timeout_ms),
+                )
+                .await?,
+            ),
+            None => QueueBackend::Sqlite(sqlite::open(&config.data_dir).await?),
+        };
+        Ok(Self { backend })
+    }
+
+    pub fn backend(&self) -> &QueueBackend {
+        &self.backend
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self.backend {
+            QueueBackend::Sqlite(_) => "sqlite",
+            QueueBackend::Redis(_) => "redis",
+        }
+    }
+
+    /// Enqueues a job to run now; returns its id.
+    pub async fn push(&self, queue: QueueName, job: Job) -> Result<String, QueueError> {
+        Ok(self.push_messages(queue, vec![message(job, None)]).await?.remove(0))
+    }
+
+    /// Enqueues a job to run after `delay` (millisecond precision, see [`Message`]).
+    pub async fn push_after(
+        &self,
+        queue: QueueName,
+        job: Job,
+        delay: Duration,
+    ) -> Result<String, QueueError> {
+        Ok(self.push_messages(queue, vec![message(job, Some(delay))]).await?.remove(0))
+    }
+
+    /// Enqueues many jobs in one round trip; returns their ids in order.
+    pub async fn push_many(
+        &self,
+        queue: QueueName,
+        jobs: Vec<Job>,
+    ) -> Result<Vec<String>, QueueError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.push_messages(queue, jobs.into_iter().map(|j| message(j, None)).collect()).await
+    }
+
+    async fn push_messages(
+        &self,
+        queue: QueueName,
+        messages: Vec<Message>,
+    ) -> Result<Vec<String>, QueueError> {
+        let count = messages.len();
+        let ids = match &self.backend {
+            QueueBackend::Sqlite(pool) => sqlite::push(pool, queue, messages).await?,
+            QueueBackend::Redis(redis) => redis.push(queue, messages).await?,
+        };
+        metrics::counter!(crate::telemetry::JOBS_ENQUEUED, "queue" => queue.as_str())
+            .increment(count as u64);
+        Ok(ids)
+    }
+
+    pub async fn stats(&self, queue: QueueName) -> Result<QueueStats, QueueError> {
+        match &self.backend {
+            QueueBackend::Sqlite(pool) => sqlite::stats(pool, queue).await,
+            QueueBackend::Redis(redis) => redis.stats(queue).await,
+        }
+    }
+
+    pub async fn find(&self, id: &str) -> Result<Option<JobRecord>, QueueError> {
+        match &self.backend {
+            QueueBackend::Sqlite(pool) => sqlite::find(pool, id).await,
+            QueueBackend::Redis(redis) => redis.find(id).await,
+        }
+    }
+
+    /// Puts a failed or dead job back to run now.
+    pub async fn retry(&self, id: &str) -> Result<RetryOutcome, QueueError> {
+        match &self.backend {
+            QueueBackend::Sqlite(pool) => sqlite::retry(pool, id).await,
+            QueueBackend::Redis(redis) => redis.retry(id).await,
+        }
+    }
+
+    /// Deletes done and dead job records finished before `older_than` ago. Jobs waiting for
+    /// a retry are kept whatever their age.
+    pub async fn vacuum(&self, queue: QueueName, older_than: Duration) -> Result<u64, QueueError> {
+        let cutoff = chrono::Utc::now().timestamp() - older_than.as_secs() as i64;
+        match &self.backend {
+            QueueBackend::Sqlite(pool) => sqlite::vacuum(pool, queue, cutoff).await,
+            QueueBackend::Redis(redis) => redis.vacuum(queue, cutoff).await,
+        }
+    }
+
+    /// A cheap round trip, for `/readyz`.
+    pub async fn ping(&self) -> Result<(), QueueError> {
+        match &self.backend {
+            QueueBackend::Sqlite(pool) => {
+                sqlx::query("SELECT 1").execute(pool).await?;
+                Ok(())
+            }
+            QueueBackend::Redis(redis) => redis.ping().await,
+        }
+    }
+}
+
+fn message(job: Job, delay: Option<Duration>) -> Message {
+    let now = now_ms();
+    Message { job, enqueued_at_ms: now, not_before_ms: delay.map(|d| now + d.as_millis() as i64) }
+}
+
+/// apalis schedules in whole seconds; round the delay down so that the job is fetched no
+/// later than due, and let the worker wait out the remainder.
+fn run_at_secs(m: &Message) -> Option<u64> {
+    m.not_before_ms.map(|ms| (ms / 1000) as u64)
+}
+
+/// Maps an apalis status to ours.
+fn status_label(status: &str, attempts: u64, max_attempts: u64, due: bool) -> &'static str {
+    match status {
+        "Pending" if due => "pending",
+        "Pending" => "scheduled",
+        "Queued" | "Running" => "running",
+        "Done" => "done",
+        "Failed" if attempts < max_attempts => "failed",
+        _ => "dead",
+    }
+}
+
+fn parse_message(bytes: &[u8]) -> (Option<String>, Option<serde_json::Value>) {
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(value) => {
+            let kind = value.pointer("/job/kind").and_then(|k| k.as_str()).map(str::to_owned);
+            (kind, Some(value))
+        }
+        Err(_) => (None, None),
+    }
+}
+
+fn from_unix(secs: i64) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::from_timestamp(secs, 0)
+}

@@ -1,0 +1,236 @@
+//! The fleet queue: apalis-redis, every key under `{namespace}:{queue}`.
+
+use std::{collections::HashMap, sync::LazyLock, time::Duration};
+
+use apalis::prelude::{TaskBuilder, TaskId, TaskSink};
+use apalis_redis::{ConnectionManager, RedisStorage};
+use redis::{AsyncCommands, Script, aio::ConnectionManagerConfig};
+
+use super::{
+    JobRecord, MAX_ATTEMPTS, QueueError, QueueName, QueueStats, RetryOutcome, StorageTuning,
+    from_unix, parse_message, run_at_secs, status_label,
+};
+use crate::jobs::Message;
+
+static STATS: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis_stats.lua")));
+static VACUUM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis_vacuum.lua")));
+static RETRY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis_retry.lua")));
+
+/// Scheduled entries inspected when counting failed jobs: bounds the script's run time.
+const FAILED_SCAN_LIMIT: usize = 5_000;
+
+#[derive(Clone)]
+pub struct RedisQueue {
+    conn: ConnectionManager,
+    namespace: String,
+}
+
+impl RedisQueue {
+    pub(super) async fn connect(
+        url: &str,
+        namespace: &str,
+        response_timeout: Duration,
+    ) -> Result<Self, QueueError> {
+        let client = redis::Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(response_timeout))
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2));
+        let conn = client.get_connection_manager_with_config(config).await?;
+        Ok(Self { conn, namespace: namespace.to_owned() })
+    }
+
+    /// A multiplexed connection that reconnects by itself; share it for locks and limits.
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The apalis queue name, which prefixes every key of that queue.
+    pub fn queue_key(&self, queue: QueueName) -> String {
+        format!("{}:{}", self.namespace, queue.as_str())
+    }
+
+    pub fn storage_config(&self, queue: QueueName) -> apalis_redis::Config {
+        apalis_redis::Config::default().queue(self.queue_key(queue))
+    }
+
+    /// The apalis storage of one queue, as workers consume it.
+    pub fn storage(&self, queue: QueueName, tuning: &StorageTuning) -> RedisStorage<Message> {
+        RedisStorage::new(self.conn.clone()).with_config(
+            self.storage_config(queue)
+                .batch_size(tuning.batch_size)
+                .heartbeat_interval(tuning.heartbeat)
+                .missed_heartbeats(tuning.missed_heartbeats),
+        )
+    }
+
+    pub(super) async fn push(
+        &self,
+        queue: QueueName,
+        messages: Vec<Message>,
+    ) -> Result<Vec<String>, QueueError> {
+        let mut ids = Vec::with_capacity(messages.len());
+        let tasks: Vec<_> = messages
+            .into_iter()
+            .map(|m| {
+                let id = ulid::Ulid::generate();
+                ids.push(id.to_string());
+                let run_at = run_at_secs(&m);
+                let mut b =
+                    TaskBuilder::new(m).task_id(TaskId::from_ulid(id)).max_attempts(MAX_ATTEMPTS);
+                if let Some(secs) = run_at {
+                    b = b.run_at_timestamp(secs);
+                }
+                b.build()
+            })
+            .collect();
+        let mut storage =
+            RedisStorage::<Message>::new(self.conn.clone()).with_config(self.storage_config(queue));
+        storage
+            .push_all(futures::stream::iter(tasks))
+            .await
+            .map_err(|e| QueueError::Push(e.to_string()))?;
+        Ok(ids)
+    }
+
+    pub(super) async fn stats(&self, queue: QueueName) -> Result<QueueStats, QueueError> {
+        let c = self.storage_config(queue);
+        let now = chrono::Utc::now().timestamp();
+        let mut conn = self.conn.clone();
+        type Row = (u64, u64, u64, u64, u64, u64, u64, Option<Vec<u8>>, Option<String>);
+        let (pending, future, due, running, failed, dead, _done, head, due_score): Row = STATS
+            .key(c.active_jobs_list())
+            .key(c.scheduled_jobs_set())
+            .key(c.workers_set())
+            .key(c.dead_jobs_set())
+            .key(c.done_jobs_set())
+            .key(c.job_data_hash())
+            .key(c.job_meta_hash())
+            .key(c.inflight_jobs_set())
+            .arg(now)
+            .arg(FAILED_SCAN_LIMIT)
+            .invoke_async(&mut conn)
+            .await?;
+        let now_ms = now * 1000;
+        let head_since =
+            head.and_then(|b| serde_json::from_slice::<Message>(&b).ok()).map(|m| m.due_at_ms());
+        let due_since = due_score.and_then(|s| s.parse::<f64>().ok()).map(|s| s as i64 * 1000);
+        let oldest = [head_since, due_since].into_iter().flatten().min();
+        Ok(QueueStats {
+            pending: pending + due,
+            scheduled: future,
+            running,
+            failed,
+            dead,
+            oldest_pending_age_seconds: oldest
+                .map_or(0.0, |since| ((now_ms - since).max(0) as f64) / 1000.0),
+        })
+    }
+
+    pub(super) async fn find(&self, id: &str) -> Result<Option<JobRecord>, QueueError> {
+        let mut conn = self.conn.clone();
+        for queue in QueueName::ALL {
+            let c = self.storage_config(queue);
+            let data: Option<Vec<u8>> = conn.hget(c.job_data_hash(), id).await?;
+            let Some(data) = data else { continue };
+            let meta: HashMap<String, String> =
+                conn.hgetall(format!("{}:{id}", c.job_meta_hash())).await?;
+            let get_u64 = |k: &str| meta.get(k).and_then(|v| v.parse::<u64>().ok());
+            let attempts = get_u64("attempts").unwrap_or(0);
+            let status = meta.get("status").map(String::as_str).unwrap_or("Pending");
+            let (kind, message) = parse_message(&data);
+            let not_before = message
+                .as_ref()
+                .and_then(|m| m.get("not_before_ms"))
+                .and_then(serde_json::Value::as_i64);
+            let due = not_before.is_none_or(|ms| ms <= chrono::Utc::now().timestamp_millis());
+            let scheduled_score: Option<f64> = conn.zscore(c.scheduled_jobs_set(), id).await?;
+            let due =
+                due && scheduled_score.is_none_or(|s| s as i64 <= chrono::Utc::now().timestamp());
+            return Ok(Some(JobRecord {
+                id: id.to_owned(),
+                queue,
+                status: status_label(status, attempts, MAX_ATTEMPTS as u64, due),
+                attempts,
+                kind,
+                message,
+                last_result: meta.get("result").cloned(),
+                run_at: not_before.and_then(chrono::DateTime::from_timestamp_millis),
+                done_at: get_u64("done_at").and_then(|s| from_unix(s as i64)),
+                worker: meta.get("locked_by").cloned(),
+            }));
+        }
+        Ok(None)
+    }
+
+    pub(super) async fn retry(&self, id: &str) -> Result<RetryOutcome, QueueError> {
+        let mut conn = self.conn.clone();
+        for queue in QueueName::ALL {
+            let c = self.storage_config(queue);
+            let exists: bool = conn.hexists(c.job_data_hash(), id).await?;
+            if !exists {
+                continue;
+            }
+            let moved: i64 = RETRY
+                .key(c.dead_jobs_set())
+                .key(c.scheduled_jobs_set())
+                .key(c.active_jobs_list())
+                .key(format!("{}:{id}", c.job_meta_hash()))
+                .key(c.signal_list())
+                .arg(id)
+                .invoke_async(&mut conn)
+                .await?;
+            return Ok(if moved == 1 {
+                RetryOutcome::Requeued
+            } else {
+                RetryOutcome::NotRetryable
+            });
+        }
+        Ok(RetryOutcome::NotFound)
+    }
+
+    pub(super) async fn vacuum(&self, queue: QueueName, cutoff: i64) -> Result<u64, QueueError> {
+        let c = self.storage_config(queue);
+        let mut conn = self.conn.clone();
+        let mut total = 0u64;
+        for set in [c.done_jobs_set(), c.dead_jobs_set()] {
+            // SSCAN in slices so no single script blocks Redis for long; deleting members
+            // while scanning is safe (SSCAN may then skip or repeat some, never corrupt).
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, ids): (u64, Vec<String>) = redis::cmd("SSCAN")
+                    .arg(&set)
+                    .arg(cursor)
+                    .arg("COUNT")
+                    .arg(500)
+                    .query_async(&mut conn)
+                    .await?;
+                if !ids.is_empty() {
+                    let mut inv = VACUUM.prepare_invoke();
+                    inv.key(&set).key(c.job_data_hash()).key(c.job_meta_hash()).arg(cutoff);
+                    for id in &ids {
+                        inv.arg(id);
+                    }
+                    let deleted: u64 = inv.invoke_async(&mut conn).await?;
+                    total += deleted;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(total)
+    }
+
+    pub(super) async fn ping(&self) -> Result<(), QueueError> {
+        let mut conn = self.conn.clone();
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,36 @@
+-- Depth of one queue in a single round trip.
+-- KEYS[1] active list, KEYS[2] scheduled zset, KEYS[3] workers zset, KEYS[4] dead set,
+-- KEYS[5] done set, KEYS[6] data hash, KEYS[7] meta prefix, KEYS[8] inflight prefix
+-- ARGV[1] now (unix seconds), ARGV[2] max scheduled entries to inspect for the failed count
+-- Returns {pending, scheduled_future, scheduled_due, running, failed, dead, done,
+--          oldest_active_data or false, oldest_due_score or false}
+local now = tonumber(ARGV[1])
+local pending = redis.call('LLEN', KEYS[1])
+local due = redis.call('ZCOUNT', KEYS[2], '-inf', now)
+local future = redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf')
+
+local running = 0
+for _, worker in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+  running = running + redis.call('SCARD', KEYS[8] .. ':' .. worker)
+end
+
+local failed = 0
+for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, tonumber(ARGV[2]) - 1)) do
+  if redis.call('HGET', KEYS[7] .. ':' .. id, 'status') == 'Failed' then
+    failed = failed + 1
+  end
+end
+
+local oldest_data = false
+local head = redis.call('LINDEX', KEYS[1], 0)
+if head then
+  oldest_data = redis.call('HGET', KEYS[6], head) or false
+end
+local oldest_due = false
+local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+if first[2] and tonumber(first[2]) <= now then
+  oldest_due = first[2]
+end
+
+return {pending, future, due, running, failed, redis.call('SCARD', KEYS[4]),
+        redis.call('SCARD', KEYS[5]), oldest_data, oldest_due}

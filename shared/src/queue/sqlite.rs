@@ -1,0 +1,194 @@
+//! The embedded queue: apalis-sqlite on its own file, `jobs.db`, in the data dir.
+
+use std::{path::Path, str::FromStr, time::Duration};
+
+use apalis::prelude::{TaskBuilder, TaskId, TaskSink};
+use apalis_sqlite::SqliteStorage;
+use sqlx::{
+    SqlitePool,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+
+use super::{
+    JobRecord, MAX_ATTEMPTS, QueueError, QueueName, QueueStats, RetryOutcome, StorageTuning,
+    from_unix, parse_message, run_at_secs, status_label,
+};
+use crate::jobs::Message;
+
+pub(super) async fn open(data_dir: &Path) -> Result<SqlitePool, QueueError> {
+    std::fs::create_dir_all(data_dir)
+        .map_err(|source| QueueError::DataDir { path: data_dir.display().to_string(), source })?;
+    let options = SqliteConnectOptions::from_str("sqlite://")?
+        .filename(data_dir.join("jobs.db"))
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // Normal is durable against a crashed process in WAL mode; apalis' own setup()
+        // would switch it off, so its migrations are run directly instead.
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(5));
+    let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+    SqliteStorage::<()>::migrations().run(&pool).await?;
+    Ok(pool)
+}
+
+/// The apalis storage of one queue, as workers consume it.
+pub fn sqlite_storage(
+    pool: &SqlitePool,
+    queue: QueueName,
+    tuning: &StorageTuning,
+) -> SqliteStorage<Message> {
+    SqliteStorage::new(pool).with_config(
+        apalis_sqlite::Config::default()
+            .queue(queue.as_str())
+            .batch_size(tuning.batch_size)
+            .heartbeat_interval(tuning.heartbeat)
+            .missed_heartbeats(tuning.missed_heartbeats),
+    )
+}
+
+pub(super) async fn push(
+    pool: &SqlitePool,
+    queue: QueueName,
+    messages: Vec<Message>,
+) -> Result<Vec<String>, QueueError> {
+    let mut ids = Vec::with_capacity(messages.len());
+    let tasks: Vec<_> = messages
+        .into_iter()
+        .map(|m| {
+            let id = ulid::Ulid::generate();
+            ids.push(id.to_string());
+            let run_at = run_at_secs(&m);
+            let mut b =
+                TaskBuilder::new(m).task_id(TaskId::from_ulid(id)).max_attempts(MAX_ATTEMPTS);
+            if let Some(secs) = run_at {
+                b = b.run_at_timestamp(secs);
+            }
+            b.build()
+        })
+        .collect();
+    let mut storage = SqliteStorage::<Message>::new(pool)
+        .with_config(apalis_sqlite::Config::default().queue(queue.as_str()));
+    storage
+        .push_all(futures::stream::iter(tasks))
+        .await
+        .map_err(|e| QueueError::Push(e.to_string()))?;
+    Ok(ids)
+}
+
+const STATS_SQL: &str = "
+SELECT
+  (SELECT COUNT(*) FROM Jobs WHERE job_type = ?1 AND status = 'Pending' AND lock_by IS NULL
+     AND run_at <= ?2),
+  (SELECT MIN(run_at) FROM Jobs WHERE job_type = ?1 AND status = 'Pending' AND lock_by IS NULL
+     AND run_at <= ?2),
+  (SELECT COUNT(*) FROM Jobs WHERE job_type = ?1 AND status = 'Pending' AND lock_by IS NULL
+     AND run_at > ?2),
+  (SELECT COUNT(*) FROM Jobs WHERE job_type = ?1 AND status IN ('Queued', 'Running')),
+  (SELECT COUNT(*) FROM Jobs WHERE job_type = ?1 AND status = 'Failed'
+     AND attempts < max_attempts),
+  (SELECT COUNT(*) FROM Jobs WHERE job_type = ?1 AND (status = 'Killed'
+     OR (status = 'Failed' AND attempts >= max_attempts)))";
+
+pub(super) async fn stats(pool: &SqlitePool, queue: QueueName) -> Result<QueueStats, QueueError> {
+    let now = chrono::Utc::now().timestamp();
+    let (pending, oldest, scheduled, running, failed, dead): (
+        i64,
+        Option<i64>,
+        i64,
+        i64,
+        i64,
+        i64,
+    ) = sqlx::query_as(STATS_SQL).bind(queue.as_str()).bind(now).fetch_one(pool).await?;
+    Ok(QueueStats {
+        pending: pending as u64,
+        scheduled: scheduled as u64,
+        running: running as u64,
+        failed: failed as u64,
+        dead: dead as u64,
+        oldest_pending_age_seconds: oldest.map_or(0.0, |t| (now - t).max(0) as f64),
+    })
+}
+
+type JobRow =
+    (Vec<u8>, String, String, String, i64, i64, i64, Option<String>, Option<String>, Option<i64>);
+
+pub(super) async fn find(pool: &SqlitePool, id: &str) -> Result<Option<JobRecord>, QueueError> {
+    let row: Option<JobRow> = sqlx::query_as(
+        "SELECT job, id, job_type, status, attempts, max_attempts, run_at, last_result, lock_by,
+                done_at
+         FROM Jobs WHERE id = ?1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    let Some((job, id, job_type, status, attempts, max_attempts, run_at, last, lock_by, done_at)) =
+        row
+    else {
+        return Ok(None);
+    };
+    let Ok(queue) = job_type.parse::<QueueName>() else {
+        return Ok(None);
+    };
+    let (kind, message) = parse_message(&job);
+    let due = run_at <= chrono::Utc::now().timestamp();
+    Ok(Some(JobRecord {
+        id,
+        queue,
+        status: status_label(&status, attempts as u64, max_attempts as u64, due),
+        attempts: attempts as u64,
+        kind,
+        message,
+        last_result: last,
+        run_at: from_unix(run_at),
+        done_at: done_at.and_then(from_unix),
+        worker: lock_by,
+    }))
+}
+
+pub(super) async fn retry(pool: &SqlitePool, id: &str) -> Result<RetryOutcome, QueueError> {
+    let now = chrono::Utc::now().timestamp();
+    let updated = sqlx::query(
+        "UPDATE Jobs SET status = 'Pending', attempts = 0, run_at = ?2, done_at = NULL,
+                lock_by = NULL, lock_at = NULL
+         WHERE id = ?1 AND status IN ('Failed', 'Killed')",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    if updated > 0 {
+        return Ok(RetryOutcome::Requeued);
+    }
+    let exists: Option<(i64,)> =
+        sqlx::query_as("SELECT 1 FROM Jobs WHERE id = ?1").bind(id).fetch_optional(pool).await?;
+    Ok(if exists.is_some() { RetryOutcome::NotRetryable } else { RetryOutcome::NotFound })
+}
+
+pub(super) async fn vacuum(
+    pool: &SqlitePool,
+    queue: QueueName,
+    cutoff: i64,
+) -> Result<u64, QueueError> {
+    // Bounded batches keep each write transaction short, so workers are not held up.
+    let mut total = 0;
+    loop {
+        let deleted = sqlx::query(
+            "DELETE FROM Jobs WHERE rowid IN (
+               SELECT rowid FROM Jobs
+               WHERE job_type = ?1 AND done_at IS NOT NULL AND done_at <= ?2
+                 AND (status IN ('Done', 'Killed')
+                      OR (status = 'Failed' AND attempts >= max_attempts))
+               LIMIT 1000)",
+        )
+        .bind(queue.as_str())
+        .bind(cutoff)
+        .execute(pool)
+        .await?
+        .rows_affected();
+        total += deleted;
+        if deleted < 1000 {
+            return Ok(total);
+        }
+    }
+}

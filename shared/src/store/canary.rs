@@ -1,0 +1,91 @@
+//! Canary runs: a no-op job per queue, timed from enqueue to done.
+
+use chrono::{DateTime, Utc};
+
+use super::{Store, StoreError};
+use crate::on_pool;
+
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct CanaryRun {
+    pub id: String,
+    pub queue: String,
+    pub job_id: Option<String>,
+    pub enqueued_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub latency_ms: Option<i64>,
+    pub completions: i64,
+}
+
+impl Store {
+    pub async fn insert_canary_run(
+        &self,
+        id: &str,
+        queue: &str,
+        enqueued_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => sqlx::query(
+            "INSERT INTO canary_runs (id, queue, enqueued_at) VALUES ($1, $2, $3)")
+            .bind(id).bind(queue).bind(enqueued_at).execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    pub async fn set_canary_job_id(&self, id: &str, job_id: &str) -> Result<(), StoreError> {
+        on_pool!(self, pool => sqlx::query("UPDATE canary_runs SET job_id = $2 WHERE id = $1")
+            .bind(id).bind(job_id).execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Marks a run done; the first completion sets the latency, every one is counted.
+    /// Returns the run as it now stands, or `None` if it is unknown (vacuumed).
+    pub async fn complete_canary_run(
+        &self,
+        id: &str,
+        completed_at: DateTime<Utc>,
+    ) -> Result<Option<CanaryRun>, StoreError> {
+        let row = on_pool!(self, pool => sqlx::query_as::<_, CanaryRun>(
+            "UPDATE canary_runs SET
+               completed_at = COALESCE(completed_at, $2),
+               completions = completions + 1
+             WHERE id = $1
+             RETURNING id, queue, job_id, enqueued_at, completed_at, latency_ms, completions")
+            .bind(id).bind(completed_at).fetch_optional(pool).await)?;
+        let Some(mut run) = row else { return Ok(None) };
+        if run.latency_ms.is_none() {
+            let latency = (completed_at - run.enqueued_at).num_milliseconds().max(0);
+            on_pool!(self, pool => sqlx::query(
+                "UPDATE canary_runs SET latency_ms = $2 WHERE id = $1 AND latency_ms IS NULL")
+                .bind(id).bind(latency).execute(pool).await.map(|r| r.rows_affected()))?;
+            run.latency_ms = Some(latency);
+        }
+        Ok(Some(run))
+    }
+
+    pub async fn canary_run(&self, id: &str) -> Result<Option<CanaryRun>, StoreError> {
+        let row = on_pool!(self, pool => sqlx::query_as::<_, CanaryRun>(
+            "SELECT id, queue, job_id, enqueued_at, completed_at, latency_ms, completions
+             FROM canary_runs WHERE id = $1").bind(id).fetch_optional(pool).await)?;
+        Ok(row)
+    }
+
+    /// The newest completed run of a queue.
+    pub async fn last_completed_canary(
+        &self,
+        queue: &str,
+    ) -> Result<Option<CanaryRun>, StoreError> {
+        let row = on_pool!(self, pool => sqlx::query_as::<_, CanaryRun>(
+            "SELECT id, queue, job_id, enqueued_at, completed_at, latency_ms, completions
+             FROM canary_runs WHERE queue = $1 AND completed_at IS NOT NULL
+             ORDER BY enqueued_at DESC LIMIT 1").bind(queue).fetch_optional(pool).await)?;
+        Ok(row)
+    }
+
+    /// Deletes runs enqueued before `cutoff`; returns how many.
+    pub async fn delete_canary_runs_before(
+        &self,
+        cutoff: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let n = on_pool!(self, pool => sqlx::query("DELETE FROM canary_runs WHERE enqueued_at < $1")
+            .bind(cutoff).execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(n)
+    }
+}

@@ -1,0 +1,129 @@
+//! The store: every record a user can ask about, in SQLite (embedded) or PostgreSQL (fleet).
+//!
+//! One enum over the two native pools; each query is written once and compiled for both
+//! backends by [`on_pool!`](crate::on_pool). SQL is split per backend only where the
+//! dialects really differ, with both strings side by side. See `STORE.md` in the handbook.
+
+mod canary;
+mod leases;
+mod schedules;
+
+use std::{str::FromStr, time::Duration};
+
+use sqlx::{
+    PgPool, SqlitePool,
+    postgres::PgPoolOptions,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+
+pub use self::{canary::CanaryRun, schedules::ScheduleState};
+use crate::config::{Config, StoreKind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("data dir {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+}
+
+impl StoreError {
+    /// A unique or primary-key constraint refused the write (on either backend).
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.is_unique_violation())
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum Store {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same expression against whichever pool the store holds, so the query text is
+/// written once and compiled with each backend's native types.
+#[macro_export]
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            $crate::store::Store::Sqlite($pool) => $body,
+            $crate::store::Store::Postgres($pool) => $body,
+        }
+    };
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+impl Store {
+    /// Opens the store the configuration names (without migrating).
+    pub async fn connect(config: &Config) -> Result<Self, StoreError> {
+        let max = config.database_max_connections;
+        match config.store_kind() {
+            StoreKind::Postgres => {
+                let url = config.database_url.as_ref().map(|u| u.expose().as_str()).unwrap_or("");
+                let pool = PgPoolOptions::new()
+                    .max_connections(max)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect(url)
+                    .await?;
+                Ok(Store::Postgres(pool))
+            }
+            StoreKind::Sqlite => {
+                let options = match &config.database_url {
+                    Some(url) => SqliteConnectOptions::from_str(url.expose())?,
+                    None => {
+                        std::fs::create_dir_all(&config.data_dir).map_err(|source| {
+                            StoreError::DataDir {
+                                path: config.data_dir.display().to_string(),
+                                source,
+                            }
+                        })?;
+                        SqliteConnectOptions::from_str("sqlite://")?
+                            .filename(config.data_dir.join("switchyard.db"))
+                    }
+                };
+                let options = options
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(5))
+                    .foreign_keys(true);
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(max)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_with(options)
+                    .await?;
+                Ok(Store::Sqlite(pool))
+            }
+        }
+    }
+
+    /// Applies the backend's migrations; a no-op when they are current.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
+            Store::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
+        }
+        Ok(())
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// A cheap round trip, for `/readyz`.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await);
+    }
+}

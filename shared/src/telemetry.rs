@@ -1,0 +1,143 @@
+//! Metric names (the catalogue in `OPS.md`) and the process-wide Prometheus recorder.
+//!
+//! Every name is written once, here. Labels are bounded: queue, job, outcome,
+//! status_class, upstream, route, method, schedule, state, reason — never ids or URLs.
+
+use std::{sync::OnceLock, time::Duration};
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+// Jobs, per queue and job.
+pub const JOBS_ENQUEUED: &str = "switchyard_jobs_enqueued_total";
+pub const JOBS_COMPLETED: &str = "switchyard_jobs_completed_total";
+pub const JOB_WAIT: &str = "switchyard_job_wait_seconds";
+pub const JOB_DURATION: &str = "switchyard_job_duration_seconds";
+pub const JOB_ATTEMPTS: &str = "switchyard_job_attempts";
+pub const QUEUE_DEPTH: &str = "switchyard_queue_depth";
+pub const QUEUE_OLDEST_PENDING_AGE: &str = "switchyard_queue_oldest_pending_age_seconds";
+pub const WORKER_INFLIGHT: &str = "switchyard_worker_inflight";
+pub const WORKER_CONCURRENCY_LIMIT: &str = "switchyard_worker_concurrency_limit";
+pub const JOB_RUNNING_MAX_AGE: &str = "switchyard_job_running_max_age_seconds";
+pub const WORKER_RESTARTS: &str = "switchyard_worker_restarts_total";
+pub const CANARY_LATENCY: &str = "switchyard_canary_latency_seconds";
+pub const CANARY_LAST_SUCCESS: &str = "switchyard_canary_last_success_timestamp_seconds";
+
+// Scheduler.
+pub const SCHEDULE_RUNS: &str = "switchyard_schedule_runs_total";
+pub const SCHEDULE_LAST_SUCCESS: &str = "switchyard_schedule_last_success_timestamp_seconds";
+pub const SCHEDULER_IS_LEADER: &str = "switchyard_scheduler_is_leader";
+
+// API.
+pub const HTTP_REQUESTS: &str = "switchyard_http_requests_total";
+pub const HTTP_REQUEST_DURATION: &str = "switchyard_http_request_duration_seconds";
+
+// Every process.
+pub const BUILD_INFO: &str = "switchyard_build_info";
+
+/// Run-time shaped buckets, 5 ms … 1 h (backlog waits blow past run-time buckets).
+const SECONDS_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+    1800.0, 3600.0,
+];
+/// Request-shaped buckets, 0.5 ms … 10 s.
+const HTTP_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const ATTEMPT_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 25.0];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide recorder once and returns its handle (later calls return the
+/// same handle, so tests that start several apps in one process share it).
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(HTTP_REQUEST_DURATION.into()), HTTP_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(JOB_ATTEMPTS.into()), ATTEMPT_BUCKETS)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+                })
+                .and_then(|b| b.install_recorder())
+                .expect("the metrics recorder is installed once per process");
+            describe();
+            metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+            let upkeep = handle.clone();
+            // Histograms are drained into the exporter only on upkeep; install_recorder()
+            // does not schedule it.
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(Duration::from_secs(5));
+                        upkeep.run_upkeep();
+                    }
+                })
+                .expect("spawn metrics upkeep thread");
+            handle
+        })
+        .clone()
+}
+
+/// The Prometheus text exposition of everything recorded so far.
+pub fn render() -> String {
+    install().render()
+}
+
+fn describe() {
+    describe_counter!(JOBS_ENQUEUED, "Jobs pushed onto a queue.");
+    describe_counter!(JOBS_COMPLETED, "Jobs finished by a worker, by outcome.");
+    describe_histogram!(
+        JOB_WAIT,
+        Unit::Seconds,
+        "Time from due (enqueued or scheduled-for) to start."
+    );
+    describe_histogram!(JOB_DURATION, Unit::Seconds, "Time a job ran.");
+    describe_histogram!(JOB_ATTEMPTS, "Attempt number of a job when it completed.");
+    describe_gauge!(QUEUE_DEPTH, "Jobs in a queue by state, sampled every few seconds.");
+    describe_gauge!(
+        QUEUE_OLDEST_PENDING_AGE,
+        Unit::Seconds,
+        "Age of the oldest due job not yet started."
+    );
+    describe_gauge!(WORKER_INFLIGHT, "Jobs this worker process is running now.");
+    describe_gauge!(WORKER_CONCURRENCY_LIMIT, "Jobs this worker process may run at once.");
+    describe_gauge!(
+        JOB_RUNNING_MAX_AGE,
+        Unit::Seconds,
+        "How long the longest-running job in this process has run."
+    );
+    describe_counter!(WORKER_RESTARTS, "Workers restarted after a queue backend error.");
+    describe_histogram!(CANARY_LATENCY, Unit::Seconds, "Canary job latency from enqueue to done.");
+    describe_gauge!(
+        CANARY_LAST_SUCCESS,
+        Unit::Seconds,
+        "Unix time of the last canary job done on a queue."
+    );
+    describe_counter!(SCHEDULE_RUNS, "Schedule ticks run, by outcome.");
+    describe_gauge!(
+        SCHEDULE_LAST_SUCCESS,
+        Unit::Seconds,
+        "Unix time of a schedule's last successful run."
+    );
+    describe_gauge!(SCHEDULER_IS_LEADER, "1 while this scheduler holds the leader lock.");
+    describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by route template and status class.");
+    describe_histogram!(
+        HTTP_REQUEST_DURATION,
+        Unit::Seconds,
+        "HTTP request latency by route template."
+    );
+    describe_gauge!(BUILD_INFO, "Always 1; the version label says which build runs.");
+}
+
+/// `2xx`, `3xx`, `4xx` or `5xx` for an HTTP status code.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}

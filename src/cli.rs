@@ -1,0 +1,96 @@
+//! The command line. Every flag also reads an environment variable; flags win over the
+//! environment, which wins over the config file, which wins over defaults.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::{Parser, Subcommand};
+use switchyard_shared::{
+    config::{Config, ConfigError, parse_queue_list},
+    queue::QueueName,
+};
+
+#[derive(Debug, Parser)]
+#[command(name = "switchyard", version, about = "A job-queue worker fleet for integration work")]
+pub struct Cli {
+    /// TOML configuration file (settings as in README's table).
+    #[arg(long, global = true, env = "SWITCHYARD_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Data dir of the embedded mode (SQLite files, generated keys).
+    #[arg(long, global = true, env = "SWITCHYARD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// API, workers and scheduler in one process, on the embedded store and queue.
+    Dev {
+        /// HTTP listen address.
+        #[arg(long, env = "SWITCHYARD_LISTEN")]
+        listen: Option<SocketAddr>,
+    },
+    /// The HTTP API alone (fleet mode).
+    Api {
+        #[arg(long, env = "SWITCHYARD_LISTEN")]
+        listen: Option<SocketAddr>,
+    },
+    /// A worker process: consumes queues and runs jobs.
+    Worker {
+        /// Queues to consume, comma-separated (default: all).
+        #[arg(long, env = "SWITCHYARD_WORKER_QUEUES", value_parser = parse_queue_list)]
+        queues: Option<Vec<QueueName>>,
+        /// Jobs run at once, per queue.
+        #[arg(long, env = "SWITCHYARD_WORKER_CONCURRENCY")]
+        concurrency: Option<usize>,
+        /// Address of /healthz, /readyz and /metrics.
+        #[arg(long, env = "SWITCHYARD_METRICS_LISTEN")]
+        metrics_listen: Option<SocketAddr>,
+    },
+    /// The scheduler: cron schedules under a leader lock.
+    Scheduler {
+        /// Address of /healthz, /readyz and /metrics.
+        #[arg(long, env = "SWITCHYARD_METRICS_LISTEN")]
+        metrics_listen: Option<SocketAddr>,
+    },
+    /// Apply store migrations and exit.
+    Migrate,
+}
+
+impl Cli {
+    /// Defaults → file → environment → these flags; then validation.
+    pub fn load_config(&self) -> Result<Config, ConfigError> {
+        let mut config = Config::load(self.config.as_deref())?;
+        if let Some(dir) = &self.data_dir {
+            config.data_dir.clone_from(dir);
+        }
+        match &self.command {
+            Command::Dev { listen } | Command::Api { listen } => {
+                if let Some(listen) = listen {
+                    config.listen = *listen;
+                }
+            }
+            Command::Worker { queues, concurrency, metrics_listen } => {
+                if let Some(queues) = queues {
+                    config.worker.queues.clone_from(queues);
+                }
+                if let Some(n) = concurrency {
+                    config.worker.concurrency = *n;
+                }
+                if let Some(addr) = metrics_listen {
+                    config.metrics_listen = *addr;
+                }
+            }
+            Command::Scheduler { metrics_listen } => {
+                if let Some(addr) = metrics_listen {
+                    config.metrics_listen = *addr;
+                }
+            }
+            Command::Migrate => {}
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}

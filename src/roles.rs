@@ -1,0 +1,101 @@
+//! The roles the binary can play. Each opens the store and queue, serves HTTP (the API, or
+//! just the probes), runs its part, and returns when a signal has been handled.
+
+use anyhow::Context;
+use switchyard_shared::{CancellationToken, config::Config, services::Services, telemetry};
+use switchyard_worker::WorkerOptions;
+
+use crate::{cli::Command, signals::shutdown_on_signal};
+
+pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    telemetry::install();
+    if let Command::Migrate = command {
+        let store = switchyard_shared::store::Store::connect(&config).await.context("store")?;
+        store.migrate().await.context("migrating the store")?;
+        tracing::info!(store = store.kind(), "migrations applied");
+        return Ok(());
+    }
+    let services = Services::open(config).await.context("opening the store and queue")?;
+    let shutdown = shutdown_on_signal();
+    match command {
+        Command::Dev { .. } => dev(services, shutdown).await,
+        Command::Api { .. } => api(services, shutdown).await,
+        Command::Worker { .. } => worker(services, shutdown).await,
+        Command::Scheduler { .. } => scheduler(services, shutdown).await,
+        Command::Migrate => Ok(()),
+    }
+}
+
+async fn api(services: Services, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let (listener, addr) = switchyard_api::bind(services.config.listen)
+        .await
+        .with_context(|| format!("binding SWITCHYARD_LISTEN={}", services.config.listen))?;
+    tracing::info!(%addr, "api listening");
+    let grace = services.config.shutdown_grace();
+    switchyard_api::serve(switchyard_api::app(services), listener, shutdown, grace).await?;
+    Ok(())
+}
+
+/// Serves the probes on the metrics port until shutdown.
+async fn probe_server(
+    services: &Services,
+    shutdown: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let addr = services.config.metrics_listen;
+    let (listener, addr) = switchyard_api::bind(addr)
+        .await
+        .with_context(|| format!("binding SWITCHYARD_METRICS_LISTEN={addr}"))?;
+    tracing::info!(%addr, "metrics and health listening");
+    let app = switchyard_api::probe_app(services.clone());
+    let grace = services.config.shutdown_grace();
+    Ok(tokio::spawn(switchyard_api::serve(app, listener, shutdown, grace)))
+}
+
+async fn worker(services: Services, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let probes = probe_server(&services, shutdown.clone()).await?;
+    let opts = WorkerOptions::from_config(&services.config);
+    switchyard_worker::run(services, opts, shutdown.clone()).await?;
+    shutdown.cancel();
+    probes.await??;
+    Ok(())
+}
+
+async fn scheduler(services: Services, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let probes = probe_server(&services, shutdown.clone()).await?;
+    let scheduler = switchyard_scheduler::Scheduler::new(services)?;
+    scheduler.run(shutdown.clone()).await;
+    probes.await??;
+    Ok(())
+}
+
+/// Everything in one process: the API (with probes) on `SWITCHYARD_LISTEN`, workers for
+/// every queue, and the scheduler.
+async fn dev(services: Services, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let (listener, addr) = switchyard_api::bind(services.config.listen)
+        .await
+        .with_context(|| format!("binding SWITCHYARD_LISTEN={}", services.config.listen))?;
+    let grace = services.config.shutdown_grace();
+    let api = tokio::spawn(switchyard_api::serve(
+        switchyard_api::app(services.clone()),
+        listener,
+        shutdown.clone(),
+        grace,
+    ));
+    let scheduler = switchyard_scheduler::Scheduler::new(services.clone())?;
+    let scheduler = tokio::spawn(scheduler.run(shutdown.clone()));
+    tracing::info!(
+        %addr,
+        docs = %format!("http://{addr}/docs"),
+        metrics = %format!("http://{addr}/metrics"),
+        data_dir = %services.config.data_dir.display(),
+        "switchyard dev is up"
+    );
+    let opts = WorkerOptions::from_config(&services.config);
+    let workers = switchyard_worker::run(services, opts, shutdown.clone()).await;
+    shutdown.cancel();
+    let (api, scheduler) = tokio::join!(api, scheduler);
+    workers?;
+    api??;
+    scheduler?;
+    Ok(())
+}

@@ -1,0 +1,46 @@
+//! Job handlers, one module per kind of work. Every handler is idempotent: running it twice
+//! leaves the same state, because the queue delivers at least once.
+
+mod canary;
+mod maintenance;
+
+use std::sync::Arc;
+
+use apalis::prelude::{AbortError, BoxDynError, Data};
+use serde::{Deserialize, Serialize};
+use switchyard_shared::{
+    jobs::{Job, Message},
+    services::Services,
+};
+
+/// What a job's run came to, for the metrics layer (errors are counted there too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Finished.
+    Success,
+    /// The handler recorded a failed attempt and pushed its own delayed retry.
+    RetryScheduled,
+}
+
+/// What every handler may use; shared by all jobs of a worker process.
+pub(crate) struct JobDeps {
+    pub services: Services,
+}
+
+/// The one apalis handler: routes a message to the handler of its kind.
+pub(crate) async fn dispatch(
+    message: Message,
+    deps: Data<Arc<JobDeps>>,
+) -> Result<Outcome, BoxDynError> {
+    match message.job {
+        Job::Canary(job) => canary::run(&deps, job).await,
+        Job::QueueVacuum(job) => maintenance::queue_vacuum(&deps, job).await,
+    }
+}
+
+/// A failure that retrying cannot fix: the job goes to the dead set.
+#[allow(dead_code)]
+pub(crate) fn permanent(error: impl Into<BoxDynError>) -> BoxDynError {
+    Box::new(AbortError::new(error))
+}

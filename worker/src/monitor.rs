@@ -1,0 +1,154 @@
+//! One apalis worker per queue, registered in a `Monitor` that restarts a worker (under a
+//! fresh name) after a backend error and, on shutdown, stops fetching and lets in-flight
+//! jobs finish within the grace period.
+
+use std::{sync::Arc, time::Duration};
+
+use apalis::prelude::{BackendExt, Monitor, WorkerBuilder, WorkerBuilderExt};
+use switchyard_shared::{
+    CancellationToken,
+    queue::{QueueBackend, QueueName, StorageTuning},
+    services::Services,
+    telemetry,
+};
+
+use crate::{
+    handlers::{JobDeps, dispatch},
+    metrics_layer::{Inflight, JobMetricsLayer},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("workers stopped with an error: {0}")]
+    Monitor(String),
+}
+
+/// What this worker process consumes and how hard it works.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    pub queues: Vec<QueueName>,
+    /// Jobs run at once, per queue.
+    pub concurrency: usize,
+    pub poll_interval: Duration,
+    pub job_timeout: Duration,
+    pub grace: Duration,
+    pub tuning: StorageTuning,
+}
+
+impl WorkerOptions {
+    pub fn from_config(config: &switchyard_shared::config::Config) -> Self {
+        let w = &config.worker;
+        Self {
+            queues: w.queues.clone(),
+            concurrency: w.concurrency,
+            poll_interval: Duration::from_millis(w.poll_interval_ms),
+            job_timeout: Duration::from_secs(w.job_timeout_secs),
+            grace: config.shutdown_grace(),
+            tuning: StorageTuning::from_config(config),
+        }
+    }
+}
+
+/// A worker name unique to this process and restart, so a restarted Redis worker is not
+/// refused as "still active" under its old name.
+fn worker_name(queue: QueueName, restarts: usize, instance: &str) -> String {
+    format!("{queue}-{instance}-r{restarts}")
+}
+
+/// Builds one worker over a backend. A macro rather than a function: the bounds apalis puts
+/// on a generic worker factory would be longer than the body.
+macro_rules! build_worker {
+    ($name:expr, $backend:expr, $opts:expr, $queue:expr, $inflight:expr, $deps:expr) => {
+        WorkerBuilder::new($name)
+            .backend($backend.poll_with_interval($opts.poll_interval))
+            .concurrency($opts.concurrency)
+            .layer(JobMetricsLayer::new($queue, $inflight))
+            .timeout($opts.job_timeout)
+            .catch_panic()
+            .data($deps)
+            .build(dispatch)
+    };
+}
+
+/// Runs workers for `opts.queues` until `shutdown` is cancelled, then waits up to the grace
+/// period for in-flight jobs.
+pub async fn run(
+    services: Services,
+    opts: WorkerOptions,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
+    let deps = Arc::new(JobDeps { services: services.clone() });
+    let instance = format!("{}-{}", std::process::id(), &ulid::Ulid::generate().to_string()[20..]);
+    let mut monitor = Monitor::new()
+        .should_restart(|ctx, err| {
+            tracing::warn!(worker = ctx.name(), error = %err, "worker stopped; restarting");
+            metrics::counter!(telemetry::WORKER_RESTARTS).increment(1);
+            true
+        })
+        .shutdown_timeout(opts.grace);
+
+    let mut samplers = Vec::new();
+    for queue in opts.queues.iter().copied() {
+        let inflight = Arc::new(Inflight::default());
+        samplers.push((queue, Arc::clone(&inflight)));
+        metrics::gauge!(telemetry::WORKER_CONCURRENCY_LIMIT, "queue" => queue.as_str())
+            .set(opts.concurrency as f64);
+        metrics::gauge!(telemetry::WORKER_INFLIGHT, "queue" => queue.as_str()).set(0.0);
+        let deps = Arc::clone(&deps);
+        let opts = opts.clone();
+        let instance = instance.clone();
+        monitor = match services.queue.backend().clone() {
+            QueueBackend::Sqlite(pool) => monitor.register(move |restarts| {
+                let storage = switchyard_shared::queue::sqlite_storage(&pool, queue, &opts.tuning);
+                build_worker!(
+                    worker_name(queue, restarts, &instance),
+                    storage,
+                    opts,
+                    queue,
+                    Arc::clone(&inflight),
+                    Arc::clone(&deps)
+                )
+            }),
+            QueueBackend::Redis(redis) => monitor.register(move |restarts| {
+                let storage = redis.storage(queue, &opts.tuning);
+                build_worker!(
+                    worker_name(queue, restarts, &instance),
+                    storage,
+                    opts,
+                    queue,
+                    Arc::clone(&inflight),
+                    Arc::clone(&deps)
+                )
+            }),
+        };
+    }
+
+    let sampler = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tick.tick().await;
+            for (queue, inflight) in &samplers {
+                metrics::gauge!(telemetry::JOB_RUNNING_MAX_AGE, "queue" => queue.as_str())
+                    .set(inflight.max_age_seconds());
+            }
+        }
+    });
+
+    tracing::info!(
+        queues = ?opts.queues,
+        concurrency = opts.concurrency,
+        backend = services.queue.kind(),
+        orphan_window_secs = (opts.tuning.heartbeat * opts.tuning.missed_heartbeats as u32).as_secs(),
+        "workers starting"
+    );
+    let result = monitor
+        .run_with_signal(async move {
+            shutdown.cancelled().await;
+            tracing::info!("shutdown: no new jobs; waiting for in-flight ones");
+            Ok(())
+        })
+        .await;
+    sampler.abort();
+    tracing::info!("workers stopped");
+    result.map_err(|e| WorkerError::Monitor(e.to_string()))
+}
