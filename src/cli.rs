@@ -9,6 +9,14 @@ use switchyard_shared::{
     queue::QueueName,
 };
 
+/// `--queues webhooks,pidms`: one value holding a list.
+#[derive(Debug, Clone)]
+pub struct QueueList(pub Vec<QueueName>);
+
+fn parse_queues(s: &str) -> Result<QueueList, String> {
+    parse_queue_list(s).map(QueueList)
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "switchyard", version, about = "A job-queue worker fleet for integration work")]
 pub struct Cli {
@@ -40,8 +48,8 @@ pub enum Command {
     /// A worker process: consumes queues and runs jobs.
     Worker {
         /// Queues to consume, comma-separated (default: all).
-        #[arg(long, env = "SWITCHYARD_WORKER_QUEUES", value_parser = parse_queue_list)]
-        queues: Option<Vec<QueueName>>,
+        #[arg(long, env = "SWITCHYARD_WORKER_QUEUES", value_parser = parse_queues)]
+        queues: Option<QueueList>,
         /// Jobs run at once, per queue.
         #[arg(long, env = "SWITCHYARD_WORKER_CONCURRENCY")]
         concurrency: Option<usize>,
@@ -73,7 +81,7 @@ impl Cli {
                 }
             }
             Command::Worker { queues, concurrency, metrics_listen } => {
-                if let Some(queues) = queues {
+                if let Some(QueueList(queues)) = queues {
                     config.worker.queues.clone_from(queues);
                 }
                 if let Some(n) = concurrency {
@@ -92,5 +100,37 @@ impl Cli {
         }
         config.validate()?;
         Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn worker_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "switchyard",
+            "worker",
+            "--queues",
+            "sikka,pidms",
+            "--concurrency",
+            "3",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Worker { queues: Some(QueueList(q)), concurrency: Some(3), .. } => {
+                assert_eq!(q, vec![QueueName::Sikka, QueueName::Pidms]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["switchyard", "worker", "--queues", "email"]).is_err());
     }
 }

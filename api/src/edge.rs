@@ -53,21 +53,32 @@ fn slug_for(status: StatusCode) -> &'static str {
     }
 }
 
-/// Turns an error that escaped the operations (no route, bad JSON, wrong content type,
-/// body too large, a panic) into problem+json. Server errors keep their cause in the log.
+/// Turns an error into problem+json. Operation errors (`ApiError`) already are; anything
+/// else (no route, bad JSON, wrong content type, a panic) is wrapped here. Server errors keep
+/// their cause in the log, never in the body.
 fn error_response(err: poem::Error) -> Response {
     let status = err.status();
-    let detail = if status.is_server_error() {
-        tracing::error!(error = %err, "unhandled error");
-        "an internal error occurred; it has been logged".to_owned()
-    } else if status == StatusCode::NOT_FOUND {
-        "no such route".to_owned()
-    } else {
-        err.to_string()
-    };
-    let mut resp = problem_response(&Problem::new(status, slug_for(status), detail));
-    if let Some(pattern) = err.data::<PathPattern>() {
-        resp.set_data(pattern.clone());
+    let pattern = err.data::<PathPattern>().cloned();
+    let message = err.to_string();
+    let is_route_miss = err.is::<poem::error::NotFoundError>();
+    let mut resp = err.into_response();
+    let is_problem = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
+    if !is_problem {
+        let detail = if status.is_server_error() {
+            tracing::error!(error = %message, "unhandled error");
+            "an internal error occurred; it has been logged".to_owned()
+        } else if is_route_miss {
+            "no such route".to_owned()
+        } else {
+            message
+        };
+        resp = problem_response(&Problem::new(status, slug_for(status), detail));
+    }
+    if let Some(pattern) = pattern {
+        resp.set_data(pattern);
     }
     resp
 }

@@ -35,29 +35,25 @@ impl Store {
         Ok(())
     }
 
-    /// Marks a run done; the first completion sets the latency, every one is counted.
+    /// Marks a run done; the first completion sets the time and latency, every one is
+    /// counted (one atomic update, so readers never see a half-completed run).
     /// Returns the run as it now stands, or `None` if it is unknown (vacuumed).
     pub async fn complete_canary_run(
         &self,
         id: &str,
         completed_at: DateTime<Utc>,
     ) -> Result<Option<CanaryRun>, StoreError> {
+        let Some(run) = self.canary_run(id).await? else { return Ok(None) };
+        let latency = (completed_at - run.enqueued_at).num_milliseconds().max(0);
         let row = on_pool!(self, pool => sqlx::query_as::<_, CanaryRun>(
             "UPDATE canary_runs SET
                completed_at = COALESCE(completed_at, $2),
+               latency_ms = COALESCE(latency_ms, $3),
                completions = completions + 1
              WHERE id = $1
              RETURNING id, queue, job_id, enqueued_at, completed_at, latency_ms, completions")
-            .bind(id).bind(completed_at).fetch_optional(pool).await)?;
-        let Some(mut run) = row else { return Ok(None) };
-        if run.latency_ms.is_none() {
-            let latency = (completed_at - run.enqueued_at).num_milliseconds().max(0);
-            on_pool!(self, pool => sqlx::query(
-                "UPDATE canary_runs SET latency_ms = $2 WHERE id = $1 AND latency_ms IS NULL")
-                .bind(id).bind(latency).execute(pool).await.map(|r| r.rows_affected()))?;
-            run.latency_ms = Some(latency);
-        }
-        Ok(Some(run))
+            .bind(id).bind(completed_at).bind(latency).fetch_optional(pool).await)?;
+        Ok(row)
     }
 
     pub async fn canary_run(&self, id: &str) -> Result<Option<CanaryRun>, StoreError> {
