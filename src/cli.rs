@@ -65,6 +65,37 @@ pub enum Command {
     },
     /// Apply store migrations and exit.
     Migrate,
+    /// Manage API keys directly in the store.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print it (once) on a line of its own.
+    Create {
+        /// What the key is for.
+        #[arg(long)]
+        name: String,
+        /// A scope to grant (repeat for more): admin, keys:manage, webhooks:read, …
+        #[arg(long = "scope", required = true)]
+        scope: Vec<String>,
+        /// `live` or `test`.
+        #[arg(long, default_value = "live")]
+        environment: String,
+        /// Expire after this long: `90d`, `12h`, `30m`.
+        #[arg(long)]
+        expires_in: Option<String>,
+        /// Requests per minute for this key (default: the server's setting).
+        #[arg(long)]
+        rate_limit: Option<i64>,
+    },
+    /// List keys (never the keys themselves).
+    List,
+    /// Revoke a key by id.
+    Revoke { id: String },
 }
 
 impl Cli {
@@ -96,7 +127,7 @@ impl Cli {
                     config.metrics_listen = *addr;
                 }
             }
-            Command::Migrate => {}
+            Command::Migrate | Command::Keys { .. } => {}
         }
         config.validate()?;
         Ok(config)

@@ -2,6 +2,7 @@
 //! command line, load the configuration, set up logging, run the role until a signal.
 
 mod cli;
+mod keys;
 mod logging;
 mod roles;
 mod signals;

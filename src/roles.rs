@@ -9,11 +9,17 @@ use crate::{cli::Command, signals::shutdown_on_signal};
 
 pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     telemetry::install();
-    if let Command::Migrate = command {
-        let store = switchyard_shared::store::Store::connect(&config).await.context("store")?;
-        store.migrate().await.context("migrating the store")?;
-        tracing::info!(store = store.kind(), "migrations applied");
-        return Ok(());
+    match command {
+        Command::Migrate => {
+            let store = connect_store(&config).await?;
+            tracing::info!(store = store.kind(), "migrations applied");
+            return Ok(());
+        }
+        Command::Keys { command } => {
+            let store = connect_store(&config).await?;
+            return crate::keys::run(command, &store).await;
+        }
+        _ => {}
     }
     let services = Services::open(config).await.context("opening the store and queue")?;
     let shutdown = shutdown_on_signal();
@@ -22,8 +28,15 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Api { .. } => api(services, shutdown).await,
         Command::Worker { .. } => worker(services, shutdown).await,
         Command::Scheduler { .. } => scheduler(services, shutdown).await,
-        Command::Migrate => Ok(()),
+        Command::Migrate | Command::Keys { .. } => Ok(()),
     }
+}
+
+async fn connect_store(config: &Config) -> anyhow::Result<switchyard_shared::store::Store> {
+    let store =
+        switchyard_shared::store::Store::connect(config).await.context("connecting the store")?;
+    store.migrate().await.context("migrating the store")?;
+    Ok(store)
 }
 
 async fn api(services: Services, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -31,8 +44,7 @@ async fn api(services: Services, shutdown: CancellationToken) -> anyhow::Result<
         .await
         .with_context(|| format!("binding SWITCHYARD_LISTEN={}", services.config.listen))?;
     tracing::info!(%addr, "api listening");
-    let grace = services.config.shutdown_grace();
-    switchyard_api::serve(switchyard_api::app(services), listener, shutdown, grace).await?;
+    switchyard_api::run(services, listener, shutdown).await?;
     Ok(())
 }
 
@@ -74,13 +86,13 @@ async fn dev(services: Services, shutdown: CancellationToken) -> anyhow::Result<
     let (listener, addr) = switchyard_api::bind(services.config.listen)
         .await
         .with_context(|| format!("binding SWITCHYARD_LISTEN={}", services.config.listen))?;
-    let grace = services.config.shutdown_grace();
-    let api = tokio::spawn(switchyard_api::serve(
-        switchyard_api::app(services.clone()),
-        listener,
-        shutdown.clone(),
-        grace,
-    ));
+    crate::keys::dev_admin_key(
+        &services.store,
+        &services.config.data_dir,
+        services.config.bootstrap_admin_key.is_some(),
+    )
+    .await?;
+    let api = tokio::spawn(switchyard_api::run(services.clone(), listener, shutdown.clone()));
     let scheduler = switchyard_scheduler::Scheduler::new(services.clone())?;
     let scheduler = tokio::spawn(scheduler.run(shutdown.clone()));
     tracing::info!(

@@ -40,7 +40,7 @@ pub fn problem_response(problem: &Problem) -> Response {
         .body(problem.to_json_bytes())
 }
 
-fn slug_for(status: StatusCode) -> &'static str {
+pub(crate) fn slug_for(status: StatusCode) -> &'static str {
     match status {
         StatusCode::NOT_FOUND => "not-found",
         StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
@@ -56,7 +56,7 @@ fn slug_for(status: StatusCode) -> &'static str {
 /// Turns an error into problem+json. Operation errors (`ApiError`) already are; anything
 /// else (no route, bad JSON, wrong content type, a panic) is wrapped here. Server errors keep
 /// their cause in the log, never in the body.
-fn error_response(err: poem::Error) -> Response {
+pub(crate) fn error_response(err: poem::Error) -> Response {
     let status = err.status();
     let pattern = err.data::<PathPattern>().cloned();
     let message = err.to_string();
@@ -84,7 +84,7 @@ fn error_response(err: poem::Error) -> Response {
 }
 
 /// The route template (`/api/v1/jobs/{id}`), never the raw path: a bounded label.
-fn route_label(resp: &Response) -> String {
+pub(crate) fn route_label(resp: &Response) -> String {
     match resp.data::<PathPattern>() {
         Some(p) => {
             p.0.split('/')

@@ -1,27 +1,39 @@
-//! The Switchyard HTTP API (poem + poem-openapi): `/api/v1`, the OpenAPI document and
-//! Swagger UI, and the probes every role serves. Only this crate depends on poem.
+//! The Switchyard HTTP API (poem + poem-openapi): `/api/v1` behind API keys, the OpenAPI
+//! document and Swagger UI, and the probes every role serves. Only this crate (and the
+//! simulators) depend on poem.
 
+mod auth;
 mod edge;
 mod health;
 mod problem;
 mod routes;
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use poem::{Endpoint, EndpointExt, Route, Server, listener::TcpAcceptor, middleware::CatchPanic};
-use switchyard_shared::{CancellationToken, services::Services};
+use switchyard_shared::{CancellationToken, services::Services, store::StoreError};
 
+pub use auth::{Authenticator, Principal, bootstrap_admin_key};
 pub use edge::RequestId;
 pub use problem::{ApiError, FieldError, Problem};
 
-/// The whole API: `/api/v1/…`, `/openapi.json`, `/docs`, and the probes.
-pub fn app(services: Services) -> impl Endpoint {
-    let api = routes::openapi(&services);
+#[derive(Debug, thiserror::Error)]
+pub enum ApiRunError {
+    #[error("bootstrap admin key: {0}")]
+    Bootstrap(#[from] StoreError),
+    #[error("http server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The whole API: `/api/v1/…` (authenticated), `/openapi.json`, `/docs`, and the probes.
+fn app(services: Services, auth: Arc<Authenticator>) -> impl Endpoint {
+    let api = routes::openapi(&services, &auth);
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
     let body_limit = services.config.http_body_limit_bytes;
+    let authenticated = api.around(move |ep, req| auth::authenticate(ep, req, Arc::clone(&auth)));
     Route::new()
-        .nest("/api/v1", api)
+        .nest("/api/v1", authenticated)
         .at("/openapi.json", spec)
         .nest("/docs", docs)
         .nest("/", health::probe_routes())
@@ -45,6 +57,28 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<(tokio::net::TcpListener,
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     Ok((listener, local))
+}
+
+/// Runs the API on `listener` until `shutdown` is cancelled: puts the bootstrap admin key in
+/// place, serves, lets requests in flight finish within the grace period, then writes the
+/// last usage records.
+pub async fn run(
+    services: Services,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ApiRunError> {
+    bootstrap_admin_key(&services).await?;
+    let grace = services.config.shutdown_grace();
+    let (auth, tasks) = Authenticator::start(&services, &shutdown);
+    serve(app(services, Arc::clone(&auth)), listener, shutdown, grace).await?;
+    auth.finish().await;
+    drop(auth);
+    for task in tasks {
+        if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
+            tracing::warn!("a background task of the API did not stop in time");
+        }
+    }
+    Ok(())
 }
 
 /// Serves `endpoint` until `shutdown` is cancelled, then lets requests in flight finish

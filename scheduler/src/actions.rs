@@ -2,7 +2,7 @@
 
 use switchyard_shared::{
     canary,
-    jobs::{Job, QueueVacuumJob},
+    jobs::{Job, QueueVacuumJob, UsageRetentionJob},
     queue::QueueName,
     schedules::ScheduleName,
     services::Services,
@@ -20,6 +20,17 @@ pub(crate) async fn enqueue(services: &Services, schedule: ScheduleName) -> Resu
             services
                 .queue
                 .push_many(QueueName::Maintenance, jobs)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        ScheduleName::UsageRetention => {
+            let retention_secs = services.config.usage_retention_days * 86_400;
+            services
+                .queue
+                .push(
+                    QueueName::Maintenance,
+                    Job::UsageRetention(UsageRetentionJob { retention_secs }),
+                )
                 .await
                 .map_err(|e| e.to_string())?;
         }

@@ -96,6 +96,27 @@ pub struct Config {
     pub redis_response_timeout_ms: u64,
     /// How often queue depth gauges are sampled. `SWITCHYARD_QUEUE_DEPTH_SAMPLE_SECS`.
     pub queue_depth_sample_secs: u64,
+    /// A full `sy_…` key made an admin key at start (automation, compose).
+    /// `SWITCHYARD_BOOTSTRAP_ADMIN_KEY`.
+    pub bootstrap_admin_key: Option<Secret<String>>,
+    /// How long a validated key is trusted without asking the store; revocation takes effect
+    /// everywhere within this (at once in fleet mode). `SWITCHYARD_AUTH_CACHE_TTL_SECS`.
+    pub auth_cache_ttl_secs: u64,
+    /// Requests per minute per key unless the key says otherwise.
+    /// `SWITCHYARD_RATE_LIMIT_PER_MINUTE`.
+    pub rate_limit_per_minute: u32,
+    /// Failed authentications per minute per client address before 429s.
+    /// `SWITCHYARD_AUTH_FAILURE_LIMIT_PER_MINUTE`.
+    pub auth_failure_limit_per_minute: u32,
+    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
+    /// `SWITCHYARD_TRUST_FORWARDED_FOR`.
+    pub trust_forwarded_for: bool,
+    /// API usage records older than this are deleted by `usage-retention`.
+    /// `SWITCHYARD_USAGE_RETENTION_DAYS`.
+    pub usage_retention_days: u64,
+    /// Usage records waiting to be written; beyond this they are dropped and counted.
+    /// `SWITCHYARD_USAGE_BUFFER`.
+    pub usage_buffer: usize,
     pub worker: WorkerConfig,
     pub scheduler: SchedulerConfig,
 }
@@ -149,6 +170,13 @@ impl Default for Config {
             database_max_connections: 16,
             redis_response_timeout_ms: 5_000,
             queue_depth_sample_secs: 5,
+            bootstrap_admin_key: None,
+            auth_cache_ttl_secs: 30,
+            rate_limit_per_minute: 600,
+            auth_failure_limit_per_minute: 30,
+            trust_forwarded_for: false,
+            usage_retention_days: 30,
+            usage_buffer: 10_000,
             worker: WorkerConfig::default(),
             scheduler: SchedulerConfig::default(),
         }
@@ -265,6 +293,17 @@ impl Config {
             env,
         )?;
         set_from_env(&mut self.queue_depth_sample_secs, "SWITCHYARD_QUEUE_DEPTH_SAMPLE_SECS", env)?;
+        set_secret_from_env(&mut self.bootstrap_admin_key, "SWITCHYARD_BOOTSTRAP_ADMIN_KEY", env);
+        set_from_env(&mut self.auth_cache_ttl_secs, "SWITCHYARD_AUTH_CACHE_TTL_SECS", env)?;
+        set_from_env(&mut self.rate_limit_per_minute, "SWITCHYARD_RATE_LIMIT_PER_MINUTE", env)?;
+        set_from_env(
+            &mut self.auth_failure_limit_per_minute,
+            "SWITCHYARD_AUTH_FAILURE_LIMIT_PER_MINUTE",
+            env,
+        )?;
+        set_from_env(&mut self.trust_forwarded_for, "SWITCHYARD_TRUST_FORWARDED_FOR", env)?;
+        set_from_env(&mut self.usage_retention_days, "SWITCHYARD_USAGE_RETENTION_DAYS", env)?;
+        set_from_env(&mut self.usage_buffer, "SWITCHYARD_USAGE_BUFFER", env)?;
 
         let w = &mut self.worker;
         if let Some(raw) = env("SWITCHYARD_WORKER_QUEUES") {
@@ -324,6 +363,20 @@ impl Config {
         positive("SWITCHYARD_DATABASE_MAX_CONNECTIONS", self.database_max_connections.into())?;
         positive("SWITCHYARD_REDIS_RESPONSE_TIMEOUT_MS", self.redis_response_timeout_ms)?;
         positive("SWITCHYARD_QUEUE_DEPTH_SAMPLE_SECS", self.queue_depth_sample_secs)?;
+        if let Some(key) = &self.bootstrap_admin_key {
+            // The message says what is wrong, never the key itself.
+            crate::apikeys::RawKey::parse(key.expose()).map_err(|e| {
+                ConfigError::invalid("SWITCHYARD_BOOTSTRAP_ADMIN_KEY", e.to_string())
+            })?;
+        }
+        positive("SWITCHYARD_AUTH_CACHE_TTL_SECS", self.auth_cache_ttl_secs)?;
+        positive("SWITCHYARD_RATE_LIMIT_PER_MINUTE", self.rate_limit_per_minute.into())?;
+        positive(
+            "SWITCHYARD_AUTH_FAILURE_LIMIT_PER_MINUTE",
+            self.auth_failure_limit_per_minute.into(),
+        )?;
+        positive("SWITCHYARD_USAGE_RETENTION_DAYS", self.usage_retention_days)?;
+        positive("SWITCHYARD_USAGE_BUFFER", self.usage_buffer as u64)?;
         let w = &self.worker;
         if w.queues.is_empty() {
             return Err(ConfigError::invalid("SWITCHYARD_WORKER_QUEUES", "at least one queue"));

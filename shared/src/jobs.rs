@@ -18,6 +18,9 @@ pub enum Job {
     /// Trims old completed and dead job records from one queue.
     #[serde(rename = "queue_vacuum.v1")]
     QueueVacuum(QueueVacuumJob),
+    /// Deletes old API usage records and expired idempotency keys.
+    #[serde(rename = "usage_retention.v1")]
+    UsageRetention(UsageRetentionJob),
 }
 
 impl Job {
@@ -26,6 +29,7 @@ impl Job {
         match self {
             Job::Canary(_) => "canary",
             Job::QueueVacuum(_) => "queue_vacuum",
+            Job::UsageRetention(_) => "usage_retention",
         }
     }
 }
@@ -42,6 +46,11 @@ pub struct CanaryJob {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QueueVacuumJob {
     pub queue: QueueName,
+    pub retention_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageRetentionJob {
     pub retention_secs: u64,
 }
 

@@ -1,10 +1,12 @@
 //! Everything two or more Switchyard processes need: configuration, the store, the queue
 //! adapters, job messages, metric names. This crate knows nothing about HTTP.
 
+pub mod apikeys;
 pub mod canary;
 pub mod config;
 pub mod jobs;
 pub mod queue;
+pub mod ratelimit;
 pub mod schedules;
 pub mod secret;
 pub mod services;

@@ -11,15 +11,19 @@ pub enum ScheduleName {
     QueueVacuum,
     /// Sends a no-op job through every queue and measures enqueue → done.
     Canary,
+    /// Deletes API usage records past their retention, and expired idempotency keys.
+    UsageRetention,
 }
 
 impl ScheduleName {
-    pub const ALL: [ScheduleName; 2] = [ScheduleName::QueueVacuum, ScheduleName::Canary];
+    pub const ALL: [ScheduleName; 3] =
+        [ScheduleName::QueueVacuum, ScheduleName::Canary, ScheduleName::UsageRetention];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::QueueVacuum => "queue-vacuum",
             Self::Canary => "canary",
+            Self::UsageRetention => "usage-retention",
         }
     }
 
@@ -28,6 +32,7 @@ impl ScheduleName {
         match self {
             Self::QueueVacuum => "0 17 * * * *",
             Self::Canary => "0 * * * * *",
+            Self::UsageRetention => "0 30 3 * * *",
         }
     }
 

@@ -31,6 +31,10 @@ pub const SCHEDULER_IS_LEADER: &str = "switchyard_scheduler_is_leader";
 // API.
 pub const HTTP_REQUESTS: &str = "switchyard_http_requests_total";
 pub const HTTP_REQUEST_DURATION: &str = "switchyard_http_request_duration_seconds";
+pub const RATE_LIMITED: &str = "switchyard_rate_limited_total";
+pub const AUTH_FAILURES: &str = "switchyard_auth_failures_total";
+pub const RATE_LIMITER_ERRORS: &str = "switchyard_rate_limiter_errors_total";
+pub const USAGE_DROPPED: &str = "switchyard_usage_events_dropped_total";
 
 // Every process.
 pub const BUILD_INFO: &str = "switchyard_build_info";
@@ -129,6 +133,16 @@ fn describe() {
         Unit::Seconds,
         "HTTP request latency by route template."
     );
+    describe_counter!(
+        RATE_LIMITED,
+        "Requests refused with 429, by kind (key limit or auth failures)."
+    );
+    describe_counter!(AUTH_FAILURES, "Requests refused for want of a valid API key, by reason.");
+    describe_counter!(
+        RATE_LIMITER_ERRORS,
+        "Rate limiter checks that failed (the limiter then fails open)."
+    );
+    describe_counter!(USAGE_DROPPED, "API usage records dropped (buffer full or write failed).");
     describe_gauge!(BUILD_INFO, "Always 1; the version label says which build runs.");
 }
 

@@ -78,6 +78,7 @@ pub struct TestEnv {
     vars: BTreeMap<String, String>,
     pg_db: Option<String>,
     namespace: String,
+    admin_key: String,
 }
 
 impl TestEnv {
@@ -86,6 +87,11 @@ impl TestEnv {
         let dir = std::env::temp_dir().join(unique("switchyard-test-"));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let namespace = unique("sytest-");
+        let admin_key = switchyard_shared::apikeys::RawKey::generate(
+            switchyard_shared::apikeys::Environment::Test,
+        )
+        .expose()
+        .to_owned();
         let mut vars = BTreeMap::new();
         for (k, v) in [
             ("SWITCHYARD_DATA_DIR", dir.display().to_string()),
@@ -99,6 +105,7 @@ impl TestEnv {
             ("SWITCHYARD_QUEUE_DEPTH_SAMPLE_SECS", "1".into()),
             ("SWITCHYARD_SHUTDOWN_GRACE_SECS", "10".into()),
             ("SWITCHYARD_DATABASE_MAX_CONNECTIONS", "5".into()),
+            ("SWITCHYARD_BOOTSTRAP_ADMIN_KEY", admin_key.clone()),
             // Schedules are off unless a test switches one on.
             ("SWITCHYARD_SCHEDULE_CANARY", "off".into()),
             ("SWITCHYARD_SCHEDULE_QUEUE_VACUUM", "off".into()),
@@ -121,7 +128,7 @@ impl TestEnv {
             vars.insert("REDIS_URL".into(), REDIS_URL.into());
             pg_db = Some(db);
         }
-        Some(Self { backend, dir, vars, pg_db, namespace })
+        Some(Self { backend, dir, vars, pg_db, namespace, admin_key })
     }
 
     pub fn set(&mut self, key: &str, value: impl Into<String>) -> &mut Self {
@@ -131,6 +138,11 @@ impl TestEnv {
 
     pub fn var(&self, key: &str) -> Option<&str> {
         self.vars.get(key).map(String::as_str)
+    }
+
+    /// The admin key every test app is bootstrapped with.
+    pub fn admin_key(&self) -> &str {
+        &self.admin_key
     }
 
     pub fn namespace(&self) -> &str {
@@ -158,12 +170,10 @@ impl TestEnv {
         let shutdown = CancellationToken::new();
         let (listener, addr) =
             switchyard_api::bind("127.0.0.1:0".parse().unwrap()).await.expect("bind");
-        let app = switchyard_api::app(services.clone());
-        let grace = Duration::from_secs(5);
         let mut tasks = vec![tokio::spawn({
-            let shutdown = shutdown.clone();
+            let (services, shutdown) = (services.clone(), shutdown.clone());
             async move {
-                switchyard_api::serve(app, listener, shutdown, grace).await.expect("serve");
+                switchyard_api::run(services, listener, shutdown).await.expect("api");
             }
         })];
         let scheduler = switchyard_scheduler::Scheduler::new(services.clone()).expect("scheduler");
@@ -175,7 +185,38 @@ impl TestEnv {
                 switchyard_worker::run(services, opts, shutdown).await.expect("workers");
             }
         }));
-        TestApp { base: format!("http://{addr}"), addr, services, shutdown, tasks, http: http() }
+        TestApp {
+            base: format!("http://{addr}"),
+            addr,
+            services,
+            shutdown,
+            tasks,
+            http: http_with_key(&self.admin_key),
+            anonymous: http(),
+        }
+    }
+
+    /// Only the API (no workers, no scheduler), e.g. a second API process of a fleet.
+    pub async fn start_api_only(&self) -> TestApp {
+        let services = self.services().await;
+        let shutdown = CancellationToken::new();
+        let (listener, addr) =
+            switchyard_api::bind("127.0.0.1:0".parse().unwrap()).await.expect("bind");
+        let tasks = vec![tokio::spawn({
+            let (services, shutdown) = (services.clone(), shutdown.clone());
+            async move {
+                switchyard_api::run(services, listener, shutdown).await.expect("api");
+            }
+        })];
+        TestApp {
+            base: format!("http://{addr}"),
+            addr,
+            services,
+            shutdown,
+            tasks,
+            http: http_with_key(&self.admin_key),
+            anonymous: http(),
+        }
     }
 
     /// Spawns the real binary with this environment; stdout and stderr go to a log file.
@@ -289,6 +330,20 @@ pub fn http() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("http client")
 }
 
+/// A client that sends `Authorization: Bearer <key>` on every request.
+pub fn http_with_key(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).unwrap(),
+    );
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .default_headers(headers)
+        .build()
+        .expect("http client")
+}
+
 /// The system running in this test process.
 pub struct TestApp {
     pub base: String,
@@ -296,7 +351,10 @@ pub struct TestApp {
     pub services: Services,
     pub shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Sends the admin key.
     pub http: reqwest::Client,
+    /// Sends no key.
+    pub anonymous: reqwest::Client,
 }
 
 impl TestApp {
@@ -308,6 +366,14 @@ impl TestApp {
         let resp = self.http.get(self.url(path)).send().await.expect("GET");
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Creates a key through the API with the admin key; returns (id, raw key).
+    pub async fn create_key(&self, body: serde_json::Value) -> (String, String) {
+        let resp = self.http.post(self.url("/api/v1/api-keys")).json(&body).send().await.unwrap();
+        assert_eq!(resp.status(), 201, "{:?}", resp.text().await);
+        let v: serde_json::Value = resp.json().await.unwrap();
+        (v["id"].as_str().unwrap().to_owned(), v["key"].as_str().unwrap().to_owned())
     }
 
     pub async fn stop(self) {

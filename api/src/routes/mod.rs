@@ -1,27 +1,71 @@
 //! The `/api/v1` operations, grouped by area; each area is one poem-openapi `OpenApi`.
 
+mod keys;
 mod queues;
+mod usage;
 
-use poem_openapi::{OpenApiService, Tags};
+use std::sync::Arc;
+
+use poem_openapi::{
+    Object, OpenApiService, Tags,
+    types::{ParseFromJSON, ToJSON},
+};
 use switchyard_shared::services::Services;
+
+use crate::{auth::Authenticator, problem::ApiError};
 
 #[derive(Tags)]
 pub(crate) enum ApiTags {
     /// Queues, jobs, canaries and schedules.
     Jobs,
+    /// API keys and their usage.
+    Keys,
 }
 
-pub(crate) type Apis = queues::QueuesApi;
+/// One page of a list: `?page=1&page_size=50` (at most 500).
+#[derive(Object)]
+pub(crate) struct Page<T: ParseFromJSON + ToJSON> {
+    pub total: i64,
+    pub page: i64,
+    pub page_size: i64,
+    pub items: Vec<T>,
+}
 
-pub(crate) fn openapi(services: &Services) -> OpenApiService<Apis, ()> {
-    OpenApiService::new(
+pub(crate) const MAX_PAGE_SIZE: i64 = 500;
+
+/// Validates `page`/`page_size` and returns (page, page_size, offset).
+pub(crate) fn page_bounds(
+    page: Option<i64>,
+    size: Option<i64>,
+) -> Result<(i64, i64, i64), ApiError> {
+    let page = page.unwrap_or(1);
+    let size = size.unwrap_or(50);
+    if page < 1 {
+        return Err(ApiError::field("page", "must be 1 or more"));
+    }
+    if !(1..=MAX_PAGE_SIZE).contains(&size) {
+        return Err(ApiError::field("page_size", "must be between 1 and 500"));
+    }
+    Ok((page, size, (page - 1) * size))
+}
+
+pub(crate) type Apis = (queues::QueuesApi, keys::KeysApi, usage::UsageApi);
+
+pub(crate) fn openapi(services: &Services, auth: &Arc<Authenticator>) -> OpenApiService<Apis, ()> {
+    let apis = (
         queues::QueuesApi { services: services.clone() },
-        "Switchyard",
-        env!("CARGO_PKG_VERSION"),
-    )
-    .description(
-        "A job-queue worker fleet for integration work: signed webhook deliveries, PIDKey \
-         batch checks, Sikka writebacks, scheduled maintenance.",
-    )
-    .server("/api/v1")
+        keys::KeysApi { services: services.clone(), auth: Arc::clone(auth) },
+        usage::UsageApi { services: services.clone() },
+    );
+    OpenApiService::new(apis, "Switchyard", env!("CARGO_PKG_VERSION"))
+        .description(
+            "A job-queue worker fleet for integration work: signed webhook deliveries, PIDKey \
+             batch checks, Sikka writebacks, scheduled maintenance.\n\n\
+             Every `/api/v1` route takes an API key (`Authorization: Bearer sy_…` or \
+             `X-API-Key`), needs the scope named in its description, and answers errors as \
+             RFC 9457 `application/problem+json`. Responses carry `X-RateLimit-Limit`, \
+             `X-RateLimit-Remaining` and `X-RateLimit-Reset`; POSTs that enqueue work accept \
+             `Idempotency-Key`.",
+        )
+        .server("/api/v1")
 }

@@ -10,7 +10,10 @@ use switchyard_shared::{
 };
 
 use super::ApiTags;
-use crate::problem::ApiError;
+use crate::{
+    auth::scopes::{Auth, jobs_read, jobs_write_idempotent},
+    problem::ApiError,
+};
 
 pub struct QueuesApi {
     pub services: Services,
@@ -132,9 +135,9 @@ fn parse_queue(name: &str) -> Result<QueueName, ApiError> {
 
 #[OpenApi(tag = "ApiTags::Jobs")]
 impl QueuesApi {
-    /// Depth of every queue, and the last canary through it.
-    #[oai(path = "/queues", method = "get", operation_id = "listQueues")]
-    async fn list_queues(&self) -> Result<Json<QueueList>, ApiError> {
+    /// Depth of every queue, and the last canary through it. Scope: `jobs:read`.
+    #[oai(path = "/queues", method = "get", operation_id = "listQueues", transform = "jobs_read")]
+    async fn list_queues(&self, _auth: Auth) -> Result<Json<QueueList>, ApiError> {
         let mut queues = Vec::new();
         for queue in QueueName::ALL {
             let stats = self.services.queue.stats(queue).await?;
@@ -153,10 +156,17 @@ impl QueuesApi {
         Ok(Json(QueueList { backend: self.services.queue.kind().to_owned(), queues }))
     }
 
-    /// Send a canary (a no-op job) through one queue now.
-    #[oai(path = "/queues/:queue/canary", method = "post", operation_id = "sendCanary")]
+    /// Send a canary (a no-op job) through one queue now. Scope: `jobs:write`; honours
+    /// `Idempotency-Key`.
+    #[oai(
+        path = "/queues/:queue/canary",
+        method = "post",
+        operation_id = "sendCanary",
+        transform = "jobs_write_idempotent"
+    )]
     async fn send_canary(
         &self,
+        _auth: Auth,
         queue: Path<String>,
         body: Json<CanaryRequest>,
     ) -> Result<CanaryResponse, ApiError> {
@@ -172,22 +182,37 @@ impl QueuesApi {
         })))
     }
 
-    /// One canary run: when it was enqueued and completed.
-    #[oai(path = "/canaries/:id", method = "get", operation_id = "getCanary")]
-    async fn get_canary(&self, id: Path<String>) -> Result<Json<CanaryView>, ApiError> {
+    /// One canary run: when it was enqueued and completed. Scope: `jobs:read`.
+    #[oai(
+        path = "/canaries/:id",
+        method = "get",
+        operation_id = "getCanary",
+        transform = "jobs_read"
+    )]
+    async fn get_canary(
+        &self,
+        _auth: Auth,
+        id: Path<String>,
+    ) -> Result<Json<CanaryView>, ApiError> {
         let run = self.services.store.canary_run(&id).await?;
         run.map(|r| Json(r.into())).ok_or_else(|| ApiError::not_found("no such canary run"))
     }
 
-    /// One job as the queue backend knows it (until `queue-vacuum` trims it).
-    #[oai(path = "/jobs/:id", method = "get", operation_id = "getJob")]
-    async fn get_job(&self, id: Path<String>) -> Result<Json<JobView>, ApiError> {
+    /// One job as the queue backend knows it (until `queue-vacuum` trims it). Scope:
+    /// `jobs:read`.
+    #[oai(path = "/jobs/:id", method = "get", operation_id = "getJob", transform = "jobs_read")]
+    async fn get_job(&self, _auth: Auth, id: Path<String>) -> Result<Json<JobView>, ApiError> {
         self.job_view(&id).await.map(Json)
     }
 
-    /// Run a failed or dead job again now.
-    #[oai(path = "/jobs/:id/retry", method = "post", operation_id = "retryJob")]
-    async fn retry_job(&self, id: Path<String>) -> Result<RetryResponse, ApiError> {
+    /// Run a failed or dead job again now. Scope: `jobs:write`; honours `Idempotency-Key`.
+    #[oai(
+        path = "/jobs/:id/retry",
+        method = "post",
+        operation_id = "retryJob",
+        transform = "jobs_write_idempotent"
+    )]
+    async fn retry_job(&self, _auth: Auth, id: Path<String>) -> Result<RetryResponse, ApiError> {
         match self.services.queue.retry(&id).await? {
             RetryOutcome::Requeued => Ok(RetryResponse::Accepted(Json(self.job_view(&id).await?))),
             RetryOutcome::NotRetryable => {
@@ -197,9 +222,14 @@ impl QueuesApi {
         }
     }
 
-    /// Every schedule: its cron, next run and how its runs went.
-    #[oai(path = "/schedules", method = "get", operation_id = "listSchedules")]
-    async fn list_schedules(&self) -> Result<Json<Vec<ScheduleView>>, ApiError> {
+    /// Every schedule: its cron, next run and how its runs went. Scope: `jobs:read`.
+    #[oai(
+        path = "/schedules",
+        method = "get",
+        operation_id = "listSchedules",
+        transform = "jobs_read"
+    )]
+    async fn list_schedules(&self, _auth: Auth) -> Result<Json<Vec<ScheduleView>>, ApiError> {
         let states = self.services.store.schedule_states().await?;
         let now = Utc::now();
         let views = ScheduleName::ALL

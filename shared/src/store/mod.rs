@@ -4,9 +4,12 @@
 //! backends by [`on_pool!`](crate::on_pool). SQL is split per backend only where the
 //! dialects really differ, with both strings side by side. See `STORE.md` in the handbook.
 
+mod api_keys;
 mod canary;
+mod idempotency;
 mod leases;
 mod schedules;
+mod usage;
 
 use std::{str::FromStr, time::Duration};
 
@@ -16,7 +19,13 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
-pub use self::{canary::CanaryRun, schedules::ScheduleState};
+pub use self::{
+    api_keys::{ApiKeyPatch, ApiKeyRow, KeyStatus, KeyUse, NewApiKey},
+    canary::CanaryRun,
+    idempotency::{Claim, StoredResponse},
+    schedules::ScheduleState,
+    usage::{KeyUsage, UsageEvent},
+};
 use crate::config::{Config, StoreKind};
 
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use apalis::prelude::BoxDynError;
-use switchyard_shared::jobs::QueueVacuumJob;
+use switchyard_shared::jobs::{QueueVacuumJob, UsageRetentionJob};
 
 use super::{JobDeps, Outcome};
 
@@ -22,5 +22,22 @@ pub(super) async fn queue_vacuum(
         0
     };
     tracing::info!(queue = %job.queue, jobs_deleted = jobs, canary_runs_deleted = canaries, "queue vacuumed");
+    Ok(Outcome::Success)
+}
+
+/// Deletes API usage records older than the retention period, and expired idempotency keys.
+pub(super) async fn usage_retention(
+    deps: &JobDeps,
+    job: UsageRetentionJob,
+) -> Result<Outcome, BoxDynError> {
+    let now = chrono::Utc::now();
+    let cutoff = now - chrono::Duration::seconds(job.retention_secs as i64);
+    let usage = deps.services.store.delete_usage_before(cutoff).await?;
+    let idempotency = deps.services.store.delete_expired_idempotency(now).await?;
+    tracing::info!(
+        usage_deleted = usage,
+        idempotency_keys_deleted = idempotency,
+        "usage retention"
+    );
     Ok(Outcome::Success)
 }

@@ -36,6 +36,7 @@ pub(crate) async fn dispatch(
     match message.job {
         Job::Canary(job) => canary::run(&deps, job).await,
         Job::QueueVacuum(job) => maintenance::queue_vacuum(&deps, job).await,
+        Job::UsageRetention(job) => maintenance::usage_retention(&deps, job).await,
     }
 }
 

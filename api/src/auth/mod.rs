@@ -1,0 +1,340 @@
+//! API access: every `/api/v1` request is authenticated by key, rate limited per key, and
+//! recorded for usage analytics; routes then check their scope (see [`scopes`]).
+//!
+//! The middleware here does the work once per request; the OpenAPI security schemes in
+//! [`scopes`] only read its result (and give Swagger UI its "Authorize" button).
+
+mod bootstrap;
+mod cache;
+pub(crate) mod idempotency;
+mod revocations;
+pub(crate) mod scopes;
+mod usage;
+
+use std::{
+    net::IpAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use chrono::Utc;
+use poem::{
+    Endpoint, IntoResponse, PathPattern, Request, Response,
+    http::{HeaderValue, StatusCode, header},
+};
+use switchyard_shared::{
+    CancellationToken,
+    apikeys::{Environment, RawKey, Scope},
+    ratelimit::{Decision, Quota, RateLimiter},
+    services::Services,
+    store::{KeyStatus, UsageEvent},
+    telemetry,
+};
+
+pub use self::bootstrap::bootstrap_admin_key;
+pub(crate) use self::cache::CachedKey;
+use self::{cache::KeyCache, revocations::Revocations, usage::UsageRecorder};
+use crate::{
+    edge::{error_response, problem_response, route_label, slug_for},
+    problem::Problem,
+};
+
+/// Who is calling: set by the middleware, read by routes.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub key_id: String,
+    pub scopes: Vec<Scope>,
+    pub environment: Environment,
+}
+
+/// Why a request could not be authenticated (the `reason` label of the failure metric).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    Missing,
+    Malformed,
+    Unknown,
+    Revoked,
+    Expired,
+}
+
+impl Failure {
+    fn reason(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Malformed => "malformed",
+            Self::Unknown => "unknown",
+            Self::Revoked => "revoked",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+/// Authentication, rate limiting and usage recording for one API process.
+pub struct Authenticator {
+    services: Services,
+    cache: KeyCache,
+    limiter: RateLimiter,
+    usage: UsageRecorder,
+    revocations: Revocations,
+    default_per_minute: u32,
+    failure_quota: Quota,
+    trust_forwarded_for: bool,
+    last_limiter_error_log: Mutex<Option<Instant>>,
+}
+
+impl Authenticator {
+    /// Starts the background parts (usage writer and counters, revocation listener). The
+    /// listener and counter flusher stop with `shutdown`; the writer ends once the last
+    /// `Arc` is dropped, after writing what is queued. Call [`Authenticator::finish`] after
+    /// the server has stopped.
+    pub fn start(
+        services: &Services,
+        shutdown: &CancellationToken,
+    ) -> (Arc<Self>, Vec<tokio::task::JoinHandle<()>>) {
+        let config = &services.config;
+        let cache = KeyCache::new(Duration::from_secs(config.auth_cache_ttl_secs));
+        let (usage, writer) = UsageRecorder::start(services.store.clone(), config.usage_buffer);
+        let mut tasks = vec![writer];
+        let revocations = Revocations::new(services);
+        let auth = Arc::new(Self {
+            services: services.clone(),
+            cache,
+            limiter: RateLimiter::for_queue(&services.queue),
+            usage,
+            revocations,
+            default_per_minute: config.rate_limit_per_minute,
+            failure_quota: Quota::per_minute(config.auth_failure_limit_per_minute),
+            trust_forwarded_for: config.trust_forwarded_for,
+            last_limiter_error_log: Mutex::new(None),
+        });
+        if let Some(task) = auth.revocations.listen(Arc::clone(&auth), shutdown.clone()) {
+            tasks.push(task);
+        }
+        tasks.push(tokio::spawn({
+            let (auth, shutdown) = (Arc::clone(&auth), shutdown.clone());
+            async move {
+                loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(usage::COUNTERS_EVERY) => {
+                            auth.usage.flush_counters(&auth.services.store).await;
+                        }
+                    }
+                }
+            }
+        }));
+        (auth, tasks)
+    }
+
+    /// Writes the last usage counters (after the server stopped taking requests).
+    pub async fn finish(&self) {
+        self.usage.flush_counters(&self.services.store).await;
+    }
+
+    /// Forgets a key in this process and tells every other API process to (fleet).
+    pub(crate) async fn key_changed(&self, key_id: &str) {
+        self.cache.invalidate_id(key_id);
+        self.revocations.publish(key_id).await;
+    }
+
+    pub(crate) fn forget(&self, key_id: &str) {
+        self.cache.invalidate_id(key_id);
+    }
+
+    fn client_addr(&self, req: &Request) -> Option<String> {
+        if self.trust_forwarded_for
+            && let Some(first) = req
+                .headers()
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .map(str::trim)
+            && first.parse::<IpAddr>().is_ok()
+        {
+            return Some(first.to_owned());
+        }
+        req.remote_addr().as_socket_addr().map(|a| a.ip().to_string())
+    }
+
+    /// `Err(None)`: the store did not answer, which is not the caller's fault.
+    async fn lookup(&self, raw: &RawKey) -> Result<CachedKey, Option<Failure>> {
+        let digest = raw.digest();
+        let key = match self.cache.get(&digest) {
+            Some(hit) => hit,
+            None => {
+                let row = self.services.store.api_key_by_hash(&digest).await.map_err(|e| {
+                    tracing::warn!(error = %e, "key lookup failed");
+                    None
+                })?;
+                let entry = row.map(|r| CachedKey::from_row(&r));
+                self.cache.put(digest, entry.clone());
+                entry
+            }
+        };
+        let key = key.ok_or(Some(Failure::Unknown))?;
+        match key.status_at(Utc::now()) {
+            KeyStatus::Active => Ok(key),
+            KeyStatus::Revoked => Err(Some(Failure::Revoked)),
+            KeyStatus::Expired => Err(Some(Failure::Expired)),
+        }
+    }
+
+    async fn check_rate(&self, bucket: &str, quota: Quota) -> Decision {
+        match self.limiter.check(bucket, quota).await {
+            Ok(decision) => decision,
+            Err(error) => {
+                // Fail open: an unreachable Redis must not take the API down with it.
+                metrics::counter!(telemetry::RATE_LIMITER_ERRORS).increment(1);
+                let mut last = self.last_limiter_error_log.lock().expect("log lock");
+                if last.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                    tracing::warn!(%error, "rate limiter unavailable; allowing requests");
+                    *last = Some(Instant::now());
+                }
+                Decision {
+                    allowed: true,
+                    limit: quota.burst,
+                    remaining: quota.burst,
+                    reset_at: Utc::now().timestamp() as u64,
+                    retry_after: Duration::ZERO,
+                }
+            }
+        }
+    }
+
+    /// A 401, unless this address has failed too often lately (then 429).
+    async fn reject(&self, failure: Failure, detail: String, addr: Option<&str>) -> Response {
+        metrics::counter!(telemetry::AUTH_FAILURES, "reason" => failure.reason()).increment(1);
+        let bucket = format!("authfail:{}", addr.unwrap_or("unknown"));
+        let decision = self.check_rate(&bucket, self.failure_quota).await;
+        if !decision.allowed {
+            metrics::counter!(telemetry::RATE_LIMITED, "kind" => "auth_failures").increment(1);
+            let mut resp = problem_response(&Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-auth-failures",
+                "too many failed authentication attempts from this address; wait and retry",
+            ));
+            set_retry_after(&mut resp, decision.retry_after);
+            return resp;
+        }
+        let mut resp =
+            problem_response(&Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail));
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        resp
+    }
+}
+
+fn set_retry_after(resp: &mut Response, wait: Duration) {
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+}
+
+fn set_rate_headers(resp: &mut Response, d: &Decision) {
+    let h = resp.headers_mut();
+    h.insert("x-ratelimit-limit", HeaderValue::from(d.limit));
+    h.insert("x-ratelimit-remaining", HeaderValue::from(d.remaining));
+    h.insert("x-ratelimit-reset", HeaderValue::from(d.reset_at));
+}
+
+/// The raw key from `Authorization: Bearer …` or `X-API-Key`.
+fn presented_key(req: &Request) -> Option<&str> {
+    if let Some(v) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let v = v.trim();
+        if v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ") {
+            return Some(v[7..].trim());
+        }
+    }
+    req.headers().get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
+/// The middleware around `/api/v1`.
+pub async fn authenticate<E: Endpoint>(
+    next: E,
+    mut req: Request,
+    auth: Arc<Authenticator>,
+) -> poem::Result<Response> {
+    let started = Instant::now();
+    let addr = auth.client_addr(&req);
+    let key = match presented_key(&req) {
+        None => {
+            let detail =
+                "missing API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`";
+            return Ok(auth.reject(Failure::Missing, detail.into(), addr.as_deref()).await);
+        }
+        Some(s) => match RawKey::parse(s) {
+            Ok(k) => k,
+            Err(e) => {
+                let detail = format!("malformed API key: {e}");
+                return Ok(auth.reject(Failure::Malformed, detail, addr.as_deref()).await);
+            }
+        },
+    };
+    let cached = match auth.lookup(&key).await {
+        Ok(k) => k,
+        Err(None) => {
+            return Ok(problem_response(&Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "cannot check the API key: the store is not answering; try again shortly",
+            )));
+        }
+        Err(Some(failure)) => {
+            let detail = match failure {
+                Failure::Revoked => "this API key has been revoked",
+                Failure::Expired => "this API key has expired",
+                _ => "unknown API key",
+            };
+            return Ok(auth.reject(failure, detail.into(), addr.as_deref()).await);
+        }
+    };
+
+    let per_minute = cached
+        .rate_limit_per_minute
+        .map_or(auth.default_per_minute, |n| n.clamp(1, u32::MAX.into()) as u32);
+    let decision =
+        auth.check_rate(&format!("key:{}", cached.id), Quota::per_minute(per_minute)).await;
+    let method = req.method().to_string();
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(256).collect());
+
+    let mut resp = if decision.allowed {
+        req.extensions_mut().insert(Principal {
+            key_id: cached.id.clone(),
+            scopes: cached.scopes.clone(),
+            environment: cached.environment,
+        });
+        match next.call(req).await {
+            Ok(out) => out.into_response(),
+            Err(err) => error_response(err),
+        }
+    } else {
+        metrics::counter!(telemetry::RATE_LIMITED, "kind" => "key").increment(1);
+        let mut resp = problem_response(&Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            format!("rate limit of {per_minute} requests per minute exceeded; see Retry-After"),
+        ));
+        set_retry_after(&mut resp, decision.retry_after);
+        resp
+    };
+    set_rate_headers(&mut resp, &decision);
+
+    let status = resp.status();
+    let route =
+        if resp.data::<PathPattern>().is_some() { route_label(&resp) } else { "unmatched".into() };
+    auth.usage.record(UsageEvent {
+        key_id: cached.id,
+        at: Utc::now(),
+        method,
+        route,
+        status: status.as_u16(),
+        latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        client_addr: addr,
+        user_agent,
+        error_kind: (status.is_client_error() || status.is_server_error())
+            .then(|| slug_for(status).to_owned()),
+    });
+    Ok(resp)
+}

@@ -1,0 +1,222 @@
+//! API keys: stored as a digest with scopes, status and usage counters.
+
+use chrono::{DateTime, Utc};
+
+use super::{Store, StoreError};
+use crate::{
+    apikeys::{Scope, scopes_from_text},
+    on_pool,
+};
+
+const COLUMNS: &str = "id, name, key_hash, prefix, scopes, environment, rate_limit_per_minute, \
+    expires_at, revoked_at, deleted_at, created_by, created_at, updated_at, last_used_at, usage_count";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ApiKeyRow {
+    pub id: String,
+    pub name: String,
+    pub key_hash: String,
+    pub prefix: String,
+    pub scopes: String,
+    pub environment: String,
+    pub rate_limit_per_minute: Option<i64>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub created_by: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub usage_count: i64,
+}
+
+/// A key's status as the API reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStatus {
+    Active,
+    Revoked,
+    Expired,
+}
+
+impl KeyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Revoked => "revoked",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+impl ApiKeyRow {
+    pub fn scope_list(&self) -> Vec<Scope> {
+        scopes_from_text(&self.scopes)
+    }
+
+    pub fn status_at(&self, now: DateTime<Utc>) -> KeyStatus {
+        if self.revoked_at.is_some() {
+            KeyStatus::Revoked
+        } else if self.expires_at.is_some_and(|e| e <= now) {
+            KeyStatus::Expired
+        } else {
+            KeyStatus::Active
+        }
+    }
+}
+
+/// A key to insert; the raw key itself is never here, only its digest.
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub id: String,
+    pub name: String,
+    pub key_hash: String,
+    pub prefix: String,
+    pub scopes: String,
+    pub environment: String,
+    pub rate_limit_per_minute: Option<i64>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_by: Option<String>,
+}
+
+/// Changes to a key; `None` leaves a field alone.
+#[derive(Debug, Clone, Default)]
+pub struct ApiKeyPatch {
+    pub name: Option<String>,
+    pub scopes: Option<String>,
+    pub rate_limit_per_minute: Option<i64>,
+    /// `Some(false)` revokes, `Some(true)` re-activates.
+    pub active: Option<bool>,
+}
+
+/// Usage to add to a key: requests counted and the latest use.
+#[derive(Debug, Clone)]
+pub struct KeyUse {
+    pub key_id: String,
+    pub count: i64,
+    pub last_used_at: DateTime<Utc>,
+}
+
+impl Store {
+    pub async fn insert_api_key(
+        &self,
+        k: &NewApiKey,
+        now: DateTime<Utc>,
+    ) -> Result<ApiKeyRow, StoreError> {
+        let sql = format!(
+            "INSERT INTO api_keys (id, name, key_hash, prefix, scopes, environment,
+               rate_limit_per_minute, expires_at, created_by, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING {COLUMNS}"
+        );
+        let row = on_pool!(self, pool => sqlx::query_as::<_, ApiKeyRow>(sqlx::AssertSqlSafe(sql))
+            .bind(&k.id).bind(&k.name).bind(&k.key_hash).bind(&k.prefix).bind(&k.scopes)
+            .bind(&k.environment).bind(k.rate_limit_per_minute).bind(k.expires_at)
+            .bind(&k.created_by).bind(now)
+            .fetch_one(pool).await)?;
+        Ok(row)
+    }
+
+    pub async fn api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKeyRow>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE key_hash = $1");
+        let row = on_pool!(self, pool => sqlx::query_as::<_, ApiKeyRow>(sqlx::AssertSqlSafe(sql))
+            .bind(hash).fetch_optional(pool).await)?;
+        Ok(row)
+    }
+
+    pub async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRow>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE id = $1");
+        let row = on_pool!(self, pool => sqlx::query_as::<_, ApiKeyRow>(sqlx::AssertSqlSafe(sql))
+            .bind(id).fetch_optional(pool).await)?;
+        Ok(row)
+    }
+
+    /// A page of keys, newest first, and the total.
+    pub async fn list_api_keys(
+        &self,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(i64, Vec<ApiKeyRow>), StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM api_keys ORDER BY id DESC LIMIT $1 OFFSET $2");
+        let rows = on_pool!(self, pool => sqlx::query_as::<_, ApiKeyRow>(sqlx::AssertSqlSafe(sql))
+            .bind(limit).bind(offset).fetch_all(pool).await)?;
+        let (total,): (i64,) = on_pool!(self, pool => sqlx::query_as("SELECT COUNT(*) FROM api_keys")
+            .fetch_one(pool).await)?;
+        Ok((total, rows))
+    }
+
+    pub async fn count_api_keys(&self) -> Result<i64, StoreError> {
+        let (n,): (i64,) = on_pool!(self, pool => sqlx::query_as("SELECT COUNT(*) FROM api_keys")
+            .fetch_one(pool).await)?;
+        Ok(n)
+    }
+
+    /// Applies a patch; returns the key as it now is, or `None` when there is no such key.
+    pub async fn update_api_key(
+        &self,
+        id: &str,
+        patch: &ApiKeyPatch,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ApiKeyRow>, StoreError> {
+        let revoke = patch.active == Some(false);
+        let reactivate = patch.active == Some(true);
+        let sql = format!(
+            "UPDATE api_keys SET
+               name = COALESCE($2, name),
+               scopes = COALESCE($3, scopes),
+               rate_limit_per_minute = COALESCE($4, rate_limit_per_minute),
+               revoked_at = CASE WHEN $5 THEN COALESCE(revoked_at, $7)
+                                 WHEN $6 THEN NULL ELSE revoked_at END,
+               updated_at = $7
+             WHERE id = $1 RETURNING {COLUMNS}"
+        );
+        let row = on_pool!(self, pool => sqlx::query_as::<_, ApiKeyRow>(sqlx::AssertSqlSafe(sql))
+            .bind(id).bind(&patch.name).bind(&patch.scopes).bind(patch.rate_limit_per_minute)
+            .bind(revoke).bind(reactivate).bind(now)
+            .fetch_optional(pool).await)?;
+        Ok(row)
+    }
+
+    /// Revokes and marks deleted (a soft delete: the row stays for audit and usage).
+    pub async fn delete_api_key(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let n = on_pool!(self, pool => sqlx::query(
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2),
+                                 deleted_at = COALESCE(deleted_at, $2), updated_at = $2
+             WHERE id = $1")
+            .bind(id).bind(now).execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
+    /// Makes the key with this digest an active admin key, creating it if needed (used by
+    /// `SWITCHYARD_BOOTSTRAP_ADMIN_KEY`). Returns its id.
+    pub async fn ensure_admin_key(
+        &self,
+        hash: &str,
+        prefix: &str,
+        environment: &str,
+        now: DateTime<Utc>,
+    ) -> Result<String, StoreError> {
+        let (id,): (String,) = on_pool!(self, pool => sqlx::query_as(
+            "INSERT INTO api_keys (id, name, key_hash, prefix, scopes, environment, created_by,
+                                   created_at, updated_at)
+             VALUES ($1, 'bootstrap admin', $2, $3, 'admin', $4, 'bootstrap', $5, $5)
+             ON CONFLICT (key_hash) DO UPDATE SET scopes = 'admin', revoked_at = NULL,
+               deleted_at = NULL, expires_at = NULL, updated_at = excluded.updated_at
+             RETURNING id")
+            .bind(ulid::Ulid::generate().to_string()).bind(hash).bind(prefix).bind(environment)
+            .bind(now).fetch_one(pool).await)?;
+        Ok(id)
+    }
+
+    /// Adds batched usage: one statement per key, never one per request.
+    pub async fn add_api_key_usage(&self, uses: &[KeyUse]) -> Result<(), StoreError> {
+        for u in uses {
+            on_pool!(self, pool => sqlx::query(
+                "UPDATE api_keys SET usage_count = usage_count + $2,
+                   last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < $3
+                                       THEN $3 ELSE last_used_at END
+                 WHERE id = $1")
+                .bind(&u.key_id).bind(u.count).bind(u.last_used_at)
+                .execute(pool).await.map(|r| r.rows_affected()))?;
+        }
+        Ok(())
+    }
+}

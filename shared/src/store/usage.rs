@@ -1,0 +1,159 @@
+//! Usage analytics: one row per authenticated request, written in batches, aggregated per
+//! key on demand.
+
+use chrono::{DateTime, Utc};
+
+use super::{Store, StoreError};
+use crate::on_pool;
+
+#[derive(Debug, Clone)]
+pub struct UsageEvent {
+    pub key_id: String,
+    pub at: DateTime<Utc>,
+    pub method: String,
+    /// The route template (`/api/v1/jobs/{id}`), never the raw path.
+    pub route: String,
+    pub status: u16,
+    pub latency_ms: f64,
+    pub client_addr: Option<String>,
+    pub user_agent: Option<String>,
+    /// The problem type slug of an error answer (`validation`, `not-found`, …).
+    pub error_kind: Option<String>,
+}
+
+/// One key's requests in a period.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeyUsage {
+    pub key_id: String,
+    pub requests: i64,
+    pub status_2xx: i64,
+    pub status_3xx: i64,
+    pub status_4xx: i64,
+    pub status_5xx: i64,
+    /// Nearest-rank percentiles (the smallest latency with at least that share at or below).
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+type CountRow = (String, i64, i64, i64, i64, i64, Option<DateTime<Utc>>);
+
+const COUNTS: &str = "
+SELECT key_id, COUNT(*),
+  SUM(CASE WHEN status BETWEEN 200 AND 299 THEN 1 ELSE 0 END),
+  SUM(CASE WHEN status BETWEEN 300 AND 399 THEN 1 ELSE 0 END),
+  SUM(CASE WHEN status BETWEEN 400 AND 499 THEN 1 ELSE 0 END),
+  SUM(CASE WHEN status >= 500 THEN 1 ELSE 0 END),
+  MAX(at)
+FROM api_usage
+WHERE at >= $1 AND at < $2 AND ($3 IS NULL OR key_id = $3)
+GROUP BY key_id ORDER BY key_id";
+
+/// 1-based nearest rank of percentile `q` among `n` values.
+fn nearest_rank(q: f64, n: i64) -> i64 {
+    ((q * n as f64).ceil() as i64).clamp(1, n.max(1))
+}
+
+impl Store {
+    /// Inserts a batch in one statement.
+    pub async fn insert_usage(&self, events: &[UsageEvent]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        macro_rules! insert {
+            ($db:ty, $pool:expr) => {{
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO api_usage (key_id, at, method, route, status, latency_ms, \
+                     client_addr, user_agent, error_kind) ",
+                );
+                qb.push_values(events, |mut b, e| {
+                    b.push_bind(&e.key_id)
+                        .push_bind(e.at)
+                        .push_bind(&e.method)
+                        .push_bind(&e.route)
+                        .push_bind(i32::from(e.status))
+                        .push_bind(e.latency_ms)
+                        .push_bind(&e.client_addr)
+                        .push_bind(&e.user_agent)
+                        .push_bind(&e.error_kind);
+                });
+                qb.build().execute($pool).await.map(|r| r.rows_affected())
+            }};
+        }
+        match self {
+            Store::Sqlite(pool) => insert!(sqlx::Sqlite, pool)?,
+            Store::Postgres(pool) => insert!(sqlx::Postgres, pool)?,
+        };
+        Ok(())
+    }
+
+    /// Requests per key in `[since, until)`, by status class, with latency percentiles.
+    pub async fn usage_summary(
+        &self,
+        key_id: Option<&str>,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<KeyUsage>, StoreError> {
+        let rows: Vec<CountRow> = on_pool!(self, pool => sqlx::query_as(COUNTS)
+            .bind(since).bind(until).bind(key_id).fetch_all(pool).await)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (key_id, requests, s2, s3, s4, s5, last) in rows {
+            let mut usage = KeyUsage {
+                key_id,
+                requests,
+                status_2xx: s2,
+                status_3xx: s3,
+                status_4xx: s4,
+                status_5xx: s5,
+                last_used_at: last,
+                ..KeyUsage::default()
+            };
+            let [p50, p95, p99] = [0.5, 0.95, 0.99].map(|q| nearest_rank(q, requests));
+            // Ranks are computed once and read with OFFSET on both backends, so the answer is
+            // the same on SQLite (no percentile functions) and Postgres.
+            let mut values = [0.0; 3];
+            for (slot, rank) in values.iter_mut().zip([p50, p95, p99]) {
+                let v: Option<(f64,)> = on_pool!(self, pool => sqlx::query_as(
+                    "SELECT latency_ms FROM api_usage
+                     WHERE key_id = $1 AND at >= $2 AND at < $3
+                     ORDER BY latency_ms LIMIT 1 OFFSET $4")
+                    .bind(&usage.key_id).bind(since).bind(until).bind(rank - 1)
+                    .fetch_optional(pool).await)?;
+                *slot = v.map_or(0.0, |(x,)| x);
+            }
+            [usage.p50_ms, usage.p95_ms, usage.p99_ms] = values;
+            out.push(usage);
+        }
+        Ok(out)
+    }
+
+    /// Deletes usage rows before `cutoff`, in bounded batches; returns how many.
+    pub async fn delete_usage_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            let n = on_pool!(self, pool => sqlx::query(
+                "DELETE FROM api_usage WHERE id IN
+                   (SELECT id FROM api_usage WHERE at < $1 LIMIT 5000)")
+                .bind(cutoff).execute(pool).await.map(|r| r.rows_affected()))?;
+            total += n;
+            if n < 5000 {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nearest_rank;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        assert_eq!(nearest_rank(0.5, 10), 5);
+        assert_eq!(nearest_rank(0.95, 10), 10);
+        assert_eq!(nearest_rank(0.99, 100), 99);
+        assert_eq!(nearest_rank(0.5, 1), 1);
+        assert_eq!(nearest_rank(0.5, 0), 1);
+    }
+}

@@ -1,0 +1,164 @@
+//! `switchyard keys …` and the admin key `dev` creates on first start. Keys are printed on a
+//! line of their own on stdout (so scripts can capture them); everything else goes to stderr.
+#![allow(clippy::print_stdout)]
+
+use std::{io::Write, path::Path, time::Duration};
+
+use anyhow::{Context, bail};
+use chrono::Utc;
+use switchyard_shared::{
+    apikeys::{Environment, RawKey, Scope, scopes_to_text},
+    store::{NewApiKey, Store},
+};
+
+use crate::cli::KeysCommand;
+
+pub async fn run(command: KeysCommand, store: &Store) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::Create { name, scope, environment, expires_in, rate_limit } => {
+            let scopes = scope
+                .iter()
+                .map(|s| s.parse::<Scope>().map_err(anyhow::Error::msg))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            if scopes.is_empty() {
+                bail!("give at least one --scope (known: {})", known_scopes());
+            }
+            let env: Environment = environment.parse().map_err(anyhow::Error::msg)?;
+            let expires_at = match expires_in.as_deref() {
+                Some(s) => Some(Utc::now() + chrono::Duration::from_std(parse_duration(s)?)?),
+                None => None,
+            };
+            let raw = create(store, &name, &scopes, env, expires_at, rate_limit, "cli").await?;
+            eprintln!("created API key {name:?} ({}); it is shown once:", raw.display_prefix());
+            println!("{}", raw.expose());
+        }
+        KeysCommand::List => {
+            let (_, rows) = store.list_api_keys(0, 10_000).await?;
+            let now = Utc::now();
+            for r in rows {
+                println!(
+                    "{}  {:<14} {:<8} {:<20} {}  used {}",
+                    r.id,
+                    r.prefix,
+                    r.status_at(now).as_str(),
+                    r.name,
+                    r.scopes,
+                    r.usage_count
+                );
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            if !store.delete_api_key(&id, Utc::now()).await? {
+                bail!("no API key with id {id}");
+            }
+            eprintln!("revoked {id} (API processes drop it within SWITCHYARD_AUTH_CACHE_TTL_SECS)");
+        }
+    }
+    Ok(())
+}
+
+fn known_scopes() -> String {
+    Scope::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+async fn create(
+    store: &Store,
+    name: &str,
+    scopes: &[Scope],
+    env: Environment,
+    expires_at: Option<chrono::DateTime<Utc>>,
+    rate_limit: Option<i64>,
+    created_by: &str,
+) -> anyhow::Result<RawKey> {
+    let raw = RawKey::generate(env);
+    store
+        .insert_api_key(
+            &NewApiKey {
+                id: ulid::Ulid::generate().to_string(),
+                name: name.to_owned(),
+                key_hash: raw.digest(),
+                prefix: raw.display_prefix().to_owned(),
+                scopes: scopes_to_text(scopes),
+                environment: env.as_str().to_owned(),
+                rate_limit_per_minute: rate_limit,
+                expires_at,
+                created_by: Some(created_by.to_owned()),
+            },
+            Utc::now(),
+        )
+        .await
+        .context("storing the key")?;
+    Ok(raw)
+}
+
+/// `90d`, `12h`, `30m`, `45s`.
+pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: u64 =
+        num.parse().with_context(|| format!("{s:?}: expected a number and d, h, m or s"))?;
+    let secs = match unit {
+        "d" => n * 86_400,
+        "h" => n * 3_600,
+        "m" => n * 60,
+        "s" => n,
+        _ => bail!("{s:?}: expected a number and d, h, m or s"),
+    };
+    if secs == 0 {
+        bail!("{s:?}: must be more than zero");
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+/// On the first start of `dev` (no key at all, no bootstrap key), creates an admin key,
+/// prints it once and writes it to `<data dir>/admin.key` (mode 0600) for scripts.
+pub async fn dev_admin_key(
+    store: &Store,
+    data_dir: &Path,
+    bootstrap_set: bool,
+) -> anyhow::Result<()> {
+    let path = data_dir.join("admin.key");
+    if bootstrap_set || store.count_api_keys().await? > 0 {
+        if path.exists() {
+            tracing::info!(path = %path.display(), "the dev admin key is in this file");
+        }
+        return Ok(());
+    }
+    let raw =
+        create(store, "dev admin", &[Scope::Admin], Environment::Test, None, None, "dev").await?;
+    write_private(&path, raw.expose())?;
+    eprintln!(
+        "\nAn admin API key was created for this data dir. It is shown once here and kept in {}:",
+        path.display()
+    );
+    println!("{}", raw.expose());
+    eprintln!("Use it as `Authorization: Bearer <key>` (or the Authorize button at /docs).\n");
+    Ok(())
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).with_context(|| format!("creating {}", path.display()))?;
+    writeln!(file, "{contents}")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90d").unwrap().as_secs(), 90 * 86_400);
+        assert_eq!(parse_duration("12h").unwrap().as_secs(), 43_200);
+        assert!(parse_duration("0d").is_err());
+        assert!(parse_duration("3w").is_err());
+        assert!(parse_duration("d").is_err());
+    }
+}
