@@ -106,3 +106,186 @@ async fn migrate_applies_and_is_idempotent() {
     }
     assert!(env.dir.join("switchyard.db").exists());
 }
+
+/// Everything the store holds, as text: the SQLite files' bytes, or every Postgres row.
+async fn store_dump(env: &TestEnv) -> String {
+    match env.backend {
+        support::Backend::Embedded => {
+            let mut text = String::new();
+            for entry in std::fs::read_dir(&env.dir).unwrap().flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.contains(".db") {
+                    text.push_str(&String::from_utf8_lossy(&std::fs::read(entry.path()).unwrap()));
+                }
+            }
+            text
+        }
+        support::Backend::Fleet => {
+            use sqlx::Connection;
+            let mut conn =
+                sqlx::PgConnection::connect(env.var("DATABASE_URL").unwrap()).await.unwrap();
+            let tables: Vec<(String,)> = sqlx::query_as(
+                "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
+            )
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+            let mut text = String::new();
+            for (table,) in tables {
+                let rows: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT row_to_json(t)::text FROM \"{table}\" t"
+                )))
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+                for (row,) in rows {
+                    text.push_str(&row);
+                    text.push('\n');
+                }
+            }
+            text
+        }
+    }
+}
+
+async fn raw_keys_never_reach_the_store_or_the_logs(mut env: TestEnv) {
+    env.set("SWITCHYARD_LOG", "debug");
+    let port = support::free_port();
+    env.set("SWITCHYARD_LISTEN", format!("127.0.0.1:{port}"));
+    let base = format!("http://127.0.0.1:{port}");
+    let api = env.spawn("api", &["api"]);
+    support::wait_healthy(&base, &api).await;
+    let admin = support::http_with_key(env.admin_key());
+    let resp = admin
+        .post(format!("{base}/api/v1/api-keys"))
+        .json(&serde_json::json!({"name": "secretive", "scopes": ["jobs:write"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let created: serde_json::Value = resp.json().await.unwrap();
+    let key = created["key"].as_str().unwrap().to_owned();
+    let id = created["id"].as_str().unwrap().to_owned();
+    // Use it, mistype it, send it where it is not wanted, revoke it, use it again.
+    let client = support::http_with_key(&key);
+    assert_eq!(client.get(format!("{base}/api/v1/queues")).send().await.unwrap().status(), 200);
+    let resp = client
+        .post(format!("{base}/api/v1/queues/sikka/canary"))
+        .header("idempotency-key", "k1")
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let typo = format!("{}x", &key[..key.len() - 1]);
+    let resp =
+        support::http_with_key(&typo).get(format!("{base}/api/v1/queues")).send().await.unwrap();
+    let body = resp.text().await.unwrap();
+    assert!(!body.contains(&typo[8..]), "{body}");
+    assert_eq!(
+        admin.delete(format!("{base}/api/v1/api-keys/{id}")).send().await.unwrap().status(),
+        204
+    );
+    let resp = client.get(format!("{base}/api/v1/queues")).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    assert!(!resp.text().await.unwrap().contains(&key[8..]));
+    api.signal("TERM");
+    let log_path = api.log.clone();
+    assert_eq!(api.wait(Duration::from_secs(20)).await, Some(0));
+
+    let log = support::read_log(&log_path);
+    assert!(log.contains("api key created"), "the debug log was captured: {log}");
+    let dump = store_dump(&env).await;
+    assert!(dump.contains(&switchyard_shared::apikeys::digest_hex(&key)), "the digest is stored");
+    for secret in [key.as_str(), env.admin_key(), typo.as_str()] {
+        let body = &secret[8..]; // the random part, without sy_live_/sy_test_
+        assert!(!log.contains(body), "a raw key is in the log");
+        assert!(!dump.contains(body), "a raw key is in the store");
+    }
+}
+both_backends!(raw_keys_never_reach_the_store_or_the_logs);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keys_cli_creates_lists_and_revokes() {
+    let Some(env) = TestEnv::new(support::Backend::Embedded).await else { return };
+    let child = env.spawn(
+        "keys-create",
+        &["keys", "create", "--name", "ci", "--scope", "jobs:read", "--expires-in", "1d"],
+    );
+    let log_path = child.log.clone();
+    assert_eq!(child.wait(Duration::from_secs(20)).await, Some(0));
+    let output = support::read_log(&log_path);
+    let keys: Vec<&str> = output.lines().filter(|l| l.starts_with("sy_live_")).collect();
+    assert_eq!(keys.len(), 1, "{output}");
+    let key = keys[0].trim().to_owned();
+    assert_eq!(key.len(), 46, "the key is alone on its line");
+
+    let app = env.start_api_only().await;
+    let client = support::http_with_key(&key);
+    assert_eq!(client.get(app.url("/api/v1/queues")).send().await.unwrap().status(), 200);
+    let resp = client
+        .post(app.url("/api/v1/queues/pidms/canary"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let (_, listed) = app.get_json("/api/v1/api-keys").await;
+    let row =
+        listed["items"].as_array().unwrap().iter().find(|k| k["name"] == "ci").unwrap().clone();
+    assert_eq!(row["created_by"], "cli");
+    assert!(row["expires_at"].is_string());
+    let id = row["id"].as_str().unwrap().to_owned();
+
+    let child = env.spawn("keys-list", &["keys", "list"]);
+    let log_path = child.log.clone();
+    assert_eq!(child.wait(Duration::from_secs(20)).await, Some(0));
+    let list = support::read_log(&log_path);
+    assert!(list.contains(&id) && !list.contains(&key[8..]), "{list}");
+
+    let child = env.spawn("keys-revoke", &["keys", "revoke", &id]);
+    assert_eq!(child.wait(Duration::from_secs(20)).await, Some(0));
+    let (_, view) = app.get_json(&format!("/api/v1/api-keys/{id}")).await;
+    assert_eq!(view["status"], "revoked");
+
+    let child = env.spawn("keys-bad", &["keys", "create", "--name", "x", "--scope", "root"]);
+    let log_path = child.log.clone();
+    assert_eq!(child.wait(Duration::from_secs(20)).await, Some(1));
+    assert!(support::read_log(&log_path).contains("unknown scope"));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_creates_an_admin_key_on_first_start_only() {
+    let Some(mut env) = TestEnv::new(support::Backend::Embedded).await else { return };
+    env.unset("SWITCHYARD_BOOTSTRAP_ADMIN_KEY");
+    let port = support::free_port();
+    env.set("SWITCHYARD_LISTEN", format!("127.0.0.1:{port}"));
+    let base = format!("http://127.0.0.1:{port}");
+
+    let dev = env.spawn("dev-1", &["dev"]);
+    support::wait_healthy(&base, &dev).await;
+    let output = dev.log_text();
+    let printed: Vec<&str> = output.lines().filter(|l| l.starts_with("sy_test_")).collect();
+    assert_eq!(printed.len(), 1, "{output}");
+    let key = printed[0].trim().to_owned();
+    let file = env.dir.join("admin.key");
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), key);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let client = support::http_with_key(&key);
+    let resp = client.get(format!("{base}/api/v1/api-keys")).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "the dev key is an admin key");
+    dev.signal("TERM");
+    assert_eq!(dev.wait(Duration::from_secs(20)).await, Some(0));
+
+    let dev = env.spawn("dev-2", &["dev"]);
+    support::wait_healthy(&base, &dev).await;
+    assert!(!dev.log_text().lines().any(|l| l.starts_with("sy_")), "no second key printed");
+    assert_eq!(client.get(format!("{base}/api/v1/queues")).send().await.unwrap().status(), 200);
+    dev.signal("TERM");
+    assert_eq!(dev.wait(Duration::from_secs(20)).await, Some(0));
+}

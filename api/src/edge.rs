@@ -1,7 +1,11 @@
 //! The edge every request passes: a request id (in logs and `X-Request-Id`), the body size
 //! limit, HTTP metrics by route template, and any error turned into problem+json.
 
-use std::time::Instant;
+use std::{
+    collections::HashMap,
+    sync::{Arc, OnceLock},
+    time::Instant,
+};
 
 use poem::{
     Body, Endpoint, IntoResponse, PathPattern, Request, Response,
@@ -83,21 +87,43 @@ pub(crate) fn error_response(err: poem::Error) -> Response {
     resp
 }
 
-/// The route template (`/api/v1/jobs/{id}`), never the raw path: a bounded label.
-pub(crate) fn route_label(resp: &Response) -> String {
-    match resp.data::<PathPattern>() {
-        Some(p) => {
-            p.0.split('/')
-                .map(|seg| match seg.strip_prefix(':') {
-                    Some(name) => format!("{{{name}}}"),
-                    None => seg.to_owned(),
-                })
-                .collect::<Vec<_>>()
-                .join("/")
-        }
-        None => "unmatched".to_owned(),
-    }
+/// Route templates as the OpenAPI document names them (`/api/v1/jobs/{id}`); poem's own
+/// patterns name parameters `:param0`, so labels are mapped back to these.
+static ROUTE_TEMPLATES: OnceLock<HashMap<String, Arc<str>>> = OnceLock::new();
+
+pub(crate) fn set_route_templates(templates: Vec<String>) {
+    let map = templates.into_iter().map(|t| (shape(&t), Arc::from(t.as_str()))).collect();
+    let _ = ROUTE_TEMPLATES.set(map);
 }
+
+/// The path with every parameter replaced by `*`, to compare shapes.
+fn shape(path: &str) -> String {
+    path.split('/')
+        .map(|seg| if seg.starts_with(':') || seg.starts_with('{') { "*" } else { seg })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The route template (`/api/v1/jobs/{id}`), never the raw path: a bounded label. Computed
+/// once per response and kept on it.
+pub(crate) fn route_label(resp: &mut Response) -> Arc<str> {
+    if let Some(RouteLabel(label)) = resp.data::<RouteLabel>() {
+        return Arc::clone(label);
+    }
+    let label: Arc<str> = match resp.data::<PathPattern>() {
+        None => Arc::from("unmatched"),
+        Some(PathPattern(pattern)) => ROUTE_TEMPLATES
+            .get()
+            .and_then(|all| all.get(&shape(pattern)))
+            .cloned()
+            .unwrap_or_else(|| Arc::clone(pattern)),
+    };
+    resp.set_data(RouteLabel(Arc::clone(&label)));
+    label
+}
+
+#[derive(Clone)]
+struct RouteLabel(Arc<str>);
 
 /// The edge middleware, applied with `EndpointExt::around`.
 pub async fn edge<E: Endpoint>(
@@ -124,12 +150,14 @@ pub async fn edge<E: Endpoint>(
             resp.headers_mut().insert(REQUEST_ID, value);
         }
         let status = resp.status().as_u16();
-        let route = route_label(&resp);
+        let route = route_label(&mut resp);
         let elapsed = started.elapsed().as_secs_f64();
-        let labels = [("route", route), ("method", method.to_string())];
-        metrics::histogram!(telemetry::HTTP_REQUEST_DURATION, &labels).record(elapsed);
-        metrics::counter!(telemetry::HTTP_REQUESTS, "route" => labels[0].1.clone(),
-            "method" => labels[1].1.clone(), "status_class" => telemetry::status_class(status))
+        let method = method.as_str().to_owned();
+        metrics::histogram!(telemetry::HTTP_REQUEST_DURATION,
+            "route" => route.to_string(), "method" => method.clone())
+        .record(elapsed);
+        metrics::counter!(telemetry::HTTP_REQUESTS, "route" => route.to_string(),
+            "method" => method, "status_class" => telemetry::status_class(status))
         .increment(1);
         if status >= 500 {
             tracing::warn!(status, elapsed_ms = elapsed * 1000.0, "request failed");

@@ -28,10 +28,15 @@ pub enum ApiRunError {
 /// The whole API: `/api/v1/…` (authenticated), `/openapi.json`, `/docs`, and the probes.
 fn app(services: Services, auth: Arc<Authenticator>) -> impl Endpoint {
     let api = routes::openapi(&services, &auth);
+    if let Ok(spec) = serde_json::from_str::<serde_json::Value>(&api.spec())
+        && let Some(paths) = spec["paths"].as_object()
+    {
+        edge::set_route_templates(paths.keys().map(|p| format!("/api/v1{p}")).collect());
+    }
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
     let body_limit = services.config.http_body_limit_bytes;
-    let authenticated = api.around(move |ep, req| auth::authenticate(ep, req, Arc::clone(&auth)));
+    let authenticated = api.with(auth::Authenticate(auth));
     Route::new()
         .nest("/api/v1", authenticated)
         .at("/openapi.json", spec)

@@ -95,24 +95,7 @@ impl RawKey {
 
     /// Checks prefix, length, characters and checksum; no store involved.
     pub fn parse(s: &str) -> Result<Self, KeyFormatError> {
-        let env = if s.starts_with("sy_live_") {
-            Environment::Live
-        } else if s.starts_with("sy_test_") {
-            Environment::Test
-        } else {
-            return Err(KeyFormatError::Prefix);
-        };
-        let rest = &s[env.prefix().len()..];
-        if rest.len() != RANDOM_LEN + CHECKSUM_LEN {
-            return Err(KeyFormatError::Length);
-        }
-        if !rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(KeyFormatError::Charset);
-        }
-        let (head, sum) = s.split_at(s.len() - CHECKSUM_LEN);
-        if checksum(head) != sum {
-            return Err(KeyFormatError::Checksum);
-        }
+        check_format(s)?;
         Ok(Self(Secret::new(s.to_owned())))
     }
 
@@ -136,35 +119,85 @@ impl RawKey {
     }
 }
 
-pub fn digest_hex(s: &str) -> String {
-    let digest = Sha256::digest(s.as_bytes());
-    let mut out = String::with_capacity(64);
-    for b in digest.iter() {
+/// Checks a presented key without keeping it (the request path: no allocation); returns its
+/// environment.
+pub fn check_format(s: &str) -> Result<Environment, KeyFormatError> {
+    let env = if s.starts_with("sy_live_") {
+        Environment::Live
+    } else if s.starts_with("sy_test_") {
+        Environment::Test
+    } else {
+        return Err(KeyFormatError::Prefix);
+    };
+    let rest = &s[env.prefix().len()..];
+    if rest.len() != RANDOM_LEN + CHECKSUM_LEN {
+        return Err(KeyFormatError::Length);
+    }
+    if !rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(KeyFormatError::Charset);
+    }
+    let (head, sum) = s.split_at(s.len() - CHECKSUM_LEN);
+    if checksum_bytes(head) != sum.as_bytes() {
+        return Err(KeyFormatError::Checksum);
+    }
+    Ok(env)
+}
+
+/// The SHA-256 digest of a key, as bytes (for in-memory lookups).
+pub fn digest_bytes(s: &str) -> [u8; 32] {
+    Sha256::digest(s.as_bytes()).into()
+}
+
+/// The stored form of a digest: lowercase hex.
+pub fn hex(digest: &[u8]) -> String {
+    let mut out = String::with_capacity(digest.len() * 2);
+    for b in digest {
         out.push(char::from(b"0123456789abcdef"[(b >> 4) as usize]));
         out.push(char::from(b"0123456789abcdef"[(b & 15) as usize]));
     }
     out
 }
 
-fn checksum(head: &str) -> String {
+pub fn digest_hex(s: &str) -> String {
+    hex(&digest_bytes(s))
+}
+
+fn checksum_bytes(head: &str) -> [u8; CHECKSUM_LEN] {
     let mut n = u64::from(crc32(head.as_bytes()));
     let mut out = [b'0'; CHECKSUM_LEN];
     for slot in out.iter_mut().rev() {
         *slot = BASE62[(n % 62) as usize];
         n /= 62;
     }
-    String::from_utf8(out.to_vec()).expect("base62 is ASCII")
+    out
 }
 
-/// CRC-32 (IEEE 802.3), bitwise: a few dozen bytes per key, so no table is needed.
+fn checksum(head: &str) -> String {
+    String::from_utf8(checksum_bytes(head).to_vec()).expect("base62 is ASCII")
+}
+
+/// CRC-32 (IEEE 802.3) lookup table, built at compile time.
+const CRC_TABLE: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut crc = i as u32;
+        let mut bit = 0;
+        while bit < 8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            bit += 1;
+        }
+        table[i] = crc;
+        i += 1;
+    }
+    table
+};
+
+/// CRC-32 (IEEE 802.3), checked on every request before any store lookup.
 fn crc32(data: &[u8]) -> u32 {
     let mut crc = 0xFFFF_FFFFu32;
     for &byte in data {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            let mask = (crc & 1).wrapping_neg();
-            crc = (crc >> 1) ^ (0xEDB8_8320 & mask);
-        }
+        crc = CRC_TABLE[((crc ^ u32::from(byte)) & 0xFF) as usize] ^ (crc >> 8);
     }
     !crc
 }

@@ -5,7 +5,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{LazyLock, Mutex},
+    sync::{
+        Arc, LazyLock, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -56,8 +59,12 @@ pub struct LimiterError(#[from] redis::RedisError);
 
 static GCRA: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("gcra.lua")));
 
+/// A bucket's theoretical arrival time (f64 ms as bits; 0 = never used), updated with
+/// compare-and-swap so that requests on one key do not queue behind a lock.
+type Cell = Arc<AtomicU64>;
+
 enum Backend {
-    Local(Mutex<HashMap<String, f64>>),
+    Local(RwLock<HashMap<String, Cell>>),
     Redis { conn: ConnectionManager, namespace: String },
 }
 
@@ -100,7 +107,7 @@ fn gcra(stored_tat: Option<f64>, now: f64, quota: Quota) -> (Decision, Option<f6
 
 impl RateLimiter {
     pub fn local() -> Self {
-        Self { backend: Backend::Local(Mutex::new(HashMap::new())) }
+        Self { backend: Backend::Local(RwLock::new(HashMap::new())) }
     }
 
     pub fn redis(conn: ConnectionManager, namespace: &str) -> Self {
@@ -124,16 +131,35 @@ impl RateLimiter {
         match &self.backend {
             Backend::Local(map) => {
                 let now = now_ms();
-                let mut map = map.lock().expect("rate limiter lock");
-                let (decision, new_tat) = gcra(map.get(key).copied(), now, quota);
-                if let Some(tat) = new_tat {
-                    if map.len() >= 100_000 {
-                        // Entries in the past are full buckets: forgetting them changes nothing.
-                        map.retain(|_, tat| *tat > now);
+                let existing = map.read().expect("rate limiter lock").get(key).cloned();
+                let cell = match existing {
+                    Some(cell) => cell,
+                    None => {
+                        let mut map = map.write().expect("rate limiter lock");
+                        if map.len() >= 100_000 {
+                            // Buckets in the past are full: forgetting them changes nothing.
+                            map.retain(|_, c| f64::from_bits(c.load(Ordering::Relaxed)) > now);
+                        }
+                        Arc::clone(map.entry(key.to_owned()).or_default())
                     }
-                    map.insert(key.to_owned(), tat);
+                };
+                loop {
+                    let current = cell.load(Ordering::Acquire);
+                    let stored = (current != 0).then(|| f64::from_bits(current));
+                    let (decision, new_tat) = gcra(stored, now, quota);
+                    let Some(tat) = new_tat else { return Ok(decision) };
+                    if cell
+                        .compare_exchange(
+                            current,
+                            tat.to_bits(),
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        )
+                        .is_ok()
+                    {
+                        return Ok(decision);
+                    }
                 }
-                Ok(decision)
             }
             Backend::Redis { conn, namespace } => {
                 let mut conn = conn.clone();

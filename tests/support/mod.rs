@@ -136,6 +136,11 @@ impl TestEnv {
         self
     }
 
+    pub fn unset(&mut self, key: &str) -> &mut Self {
+        self.vars.remove(key);
+        self
+    }
+
     pub fn var(&self, key: &str) -> Option<&str> {
         self.vars.get(key).map(String::as_str)
     }
@@ -185,7 +190,7 @@ impl TestEnv {
                 switchyard_worker::run(services, opts, shutdown).await.expect("workers");
             }
         }));
-        TestApp {
+        let app = TestApp {
             base: format!("http://{addr}"),
             addr,
             services,
@@ -193,7 +198,9 @@ impl TestEnv {
             tasks,
             http: http_with_key(&self.admin_key),
             anonymous: http(),
-        }
+        };
+        app.wait_serving().await;
+        app
     }
 
     /// Only the API (no workers, no scheduler), e.g. a second API process of a fleet.
@@ -208,7 +215,7 @@ impl TestEnv {
                 switchyard_api::run(services, listener, shutdown).await.expect("api");
             }
         })];
-        TestApp {
+        let app = TestApp {
             base: format!("http://{addr}"),
             addr,
             services,
@@ -216,7 +223,9 @@ impl TestEnv {
             tasks,
             http: http_with_key(&self.admin_key),
             anonymous: http(),
-        }
+        };
+        app.wait_serving().await;
+        app
     }
 
     /// Spawns the real binary with this environment; stdout and stderr go to a log file.
@@ -358,6 +367,15 @@ pub struct TestApp {
 }
 
 impl TestApp {
+    /// Waits until the server answers (it starts serving after the bootstrap key is in place).
+    async fn wait_serving(&self) {
+        wait_for("the API to serve", Duration::from_secs(20), || async {
+            let resp = self.anonymous.get(self.url("/healthz")).send().await.ok()?;
+            resp.status().is_success().then_some(())
+        })
+        .await;
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -4,7 +4,7 @@
 
 use std::{
     collections::HashMap,
-    sync::Mutex,
+    sync::{Arc, RwLock},
     time::{Duration, Instant},
 };
 
@@ -17,8 +17,10 @@ use switchyard_shared::{
 /// What the middleware needs to know about a key.
 #[derive(Debug, Clone)]
 pub(crate) struct CachedKey {
-    pub id: String,
-    pub scopes: Vec<Scope>,
+    pub id: Arc<str>,
+    pub scopes: Arc<[Scope]>,
+    /// The rate-limit bucket of the key.
+    pub bucket: Arc<str>,
     pub environment: Environment,
     pub rate_limit_per_minute: Option<i64>,
     pub expires_at: Option<DateTime<Utc>>,
@@ -28,8 +30,9 @@ pub(crate) struct CachedKey {
 impl CachedKey {
     pub(crate) fn from_row(row: &ApiKeyRow) -> Self {
         Self {
-            id: row.id.clone(),
-            scopes: row.scope_list(),
+            id: Arc::from(row.id.as_str()),
+            scopes: Arc::from(row.scope_list()),
+            bucket: Arc::from(format!("key:{}", row.id)),
             environment: row.environment.parse().unwrap_or(Environment::Live),
             rate_limit_per_minute: row.rate_limit_per_minute,
             expires_at: row.expires_at,
@@ -50,12 +53,13 @@ impl CachedKey {
 
 struct Entry {
     at: Instant,
-    key: Option<CachedKey>,
+    key: Option<Arc<CachedKey>>,
 }
 
+/// Keyed by the SHA-256 digest of the presented key.
 pub(crate) struct KeyCache {
     ttl: Duration,
-    entries: Mutex<HashMap<String, Entry>>,
+    entries: RwLock<HashMap<[u8; 32], Entry>>,
 }
 
 /// Beyond this many entries, expired ones are swept before inserting.
@@ -63,17 +67,17 @@ const SWEEP_AT: usize = 50_000;
 
 impl KeyCache {
     pub(crate) fn new(ttl: Duration) -> Self {
-        Self { ttl, entries: Mutex::new(HashMap::new()) }
+        Self { ttl, entries: RwLock::new(HashMap::new()) }
     }
 
     /// `Some(entry)` on a fresh hit (the entry itself may say "no such key").
-    pub(crate) fn get(&self, digest: &str) -> Option<Option<CachedKey>> {
-        let entries = self.entries.lock().expect("key cache lock");
+    pub(crate) fn get(&self, digest: &[u8; 32]) -> Option<Option<Arc<CachedKey>>> {
+        let entries = self.entries.read().expect("key cache lock");
         entries.get(digest).filter(|e| e.at.elapsed() < self.ttl).map(|e| e.key.clone())
     }
 
-    pub(crate) fn put(&self, digest: String, key: Option<CachedKey>) {
-        let mut entries = self.entries.lock().expect("key cache lock");
+    pub(crate) fn put(&self, digest: [u8; 32], key: Option<Arc<CachedKey>>) {
+        let mut entries = self.entries.write().expect("key cache lock");
         if entries.len() >= SWEEP_AT {
             let ttl = self.ttl;
             entries.retain(|_, e| e.at.elapsed() < ttl);
@@ -83,7 +87,7 @@ impl KeyCache {
 
     /// Drops every entry of a key (revoked, re-scoped, deleted).
     pub(crate) fn invalidate_id(&self, id: &str) {
-        let mut entries = self.entries.lock().expect("key cache lock");
-        entries.retain(|_, e| e.key.as_ref().is_none_or(|k| k.id != id));
+        let mut entries = self.entries.write().expect("key cache lock");
+        entries.retain(|_, e| e.key.as_ref().is_none_or(|k| &*k.id != id));
     }
 }

@@ -19,12 +19,12 @@ use std::{
 
 use chrono::Utc;
 use poem::{
-    Endpoint, IntoResponse, PathPattern, Request, Response,
+    Endpoint, IntoResponse, Request, Response,
     http::{HeaderValue, StatusCode, header},
 };
 use switchyard_shared::{
     CancellationToken,
-    apikeys::{Environment, RawKey, Scope},
+    apikeys::{Environment, Scope, check_format, digest_bytes, hex},
     ratelimit::{Decision, Quota, RateLimiter},
     services::Services,
     store::{KeyStatus, UsageEvent},
@@ -42,8 +42,8 @@ use crate::{
 /// Who is calling: set by the middleware, read by routes.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    pub key_id: String,
-    pub scopes: Vec<Scope>,
+    pub key_id: Arc<str>,
+    pub scopes: Arc<[Scope]>,
     pub environment: Environment,
 }
 
@@ -157,16 +157,17 @@ impl Authenticator {
     }
 
     /// `Err(None)`: the store did not answer, which is not the caller's fault.
-    async fn lookup(&self, raw: &RawKey) -> Result<CachedKey, Option<Failure>> {
-        let digest = raw.digest();
+    async fn lookup(&self, presented: &str) -> Result<Arc<CachedKey>, Option<Failure>> {
+        let digest = digest_bytes(presented);
         let key = match self.cache.get(&digest) {
             Some(hit) => hit,
             None => {
-                let row = self.services.store.api_key_by_hash(&digest).await.map_err(|e| {
-                    tracing::warn!(error = %e, "key lookup failed");
-                    None
-                })?;
-                let entry = row.map(|r| CachedKey::from_row(&r));
+                let row =
+                    self.services.store.api_key_by_hash(&hex(&digest)).await.map_err(|e| {
+                        tracing::warn!(error = %e, "key lookup failed");
+                        None
+                    })?;
+                let entry = row.map(|r| Arc::new(CachedKey::from_row(&r)));
                 self.cache.put(digest, entry.clone());
                 entry
             }
@@ -247,28 +248,51 @@ fn presented_key(req: &Request) -> Option<&str> {
 }
 
 /// The middleware around `/api/v1`.
-pub async fn authenticate<E: Endpoint>(
-    next: E,
-    mut req: Request,
+/// The middleware around `/api/v1` (a plain `Middleware`, not `around`, which would box
+/// every call).
+pub struct Authenticate(pub Arc<Authenticator>);
+
+impl<E: Endpoint> poem::Middleware<E> for Authenticate {
+    type Output = AuthenticateEndpoint<E>;
+    fn transform(&self, inner: E) -> Self::Output {
+        AuthenticateEndpoint { inner, auth: Arc::clone(&self.0) }
+    }
+}
+
+pub struct AuthenticateEndpoint<E> {
+    inner: E,
     auth: Arc<Authenticator>,
+}
+
+impl<E: Endpoint> Endpoint for AuthenticateEndpoint<E> {
+    type Output = Response;
+    async fn call(&self, req: Request) -> poem::Result<Response> {
+        authenticate(&self.inner, req, &self.auth).await
+    }
+}
+
+async fn authenticate<E: Endpoint>(
+    next: &E,
+    mut req: Request,
+    auth: &Authenticator,
 ) -> poem::Result<Response> {
     let started = Instant::now();
     let addr = auth.client_addr(&req);
-    let key = match presented_key(&req) {
+    let presented = match presented_key(&req) {
         None => {
             let detail =
                 "missing API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`";
             return Ok(auth.reject(Failure::Missing, detail.into(), addr.as_deref()).await);
         }
-        Some(s) => match RawKey::parse(s) {
-            Ok(k) => k,
+        Some(s) => match check_format(s) {
+            Ok(_) => s,
             Err(e) => {
                 let detail = format!("malformed API key: {e}");
                 return Ok(auth.reject(Failure::Malformed, detail, addr.as_deref()).await);
             }
         },
     };
-    let cached = match auth.lookup(&key).await {
+    let cached = match auth.lookup(presented).await {
         Ok(k) => k,
         Err(None) => {
             return Ok(problem_response(&Problem::new(
@@ -290,8 +314,7 @@ pub async fn authenticate<E: Endpoint>(
     let per_minute = cached
         .rate_limit_per_minute
         .map_or(auth.default_per_minute, |n| n.clamp(1, u32::MAX.into()) as u32);
-    let decision =
-        auth.check_rate(&format!("key:{}", cached.id), Quota::per_minute(per_minute)).await;
+    let decision = auth.check_rate(&cached.bucket, Quota::per_minute(per_minute)).await;
     let method = req.method().to_string();
     let user_agent = req
         .headers()
@@ -322,10 +345,9 @@ pub async fn authenticate<E: Endpoint>(
     set_rate_headers(&mut resp, &decision);
 
     let status = resp.status();
-    let route =
-        if resp.data::<PathPattern>().is_some() { route_label(&resp) } else { "unmatched".into() };
+    let route = route_label(&mut resp);
     auth.usage.record(UsageEvent {
-        key_id: cached.id,
+        key_id: Arc::clone(&cached.id),
         at: Utc::now(),
         method,
         route,

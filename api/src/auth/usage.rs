@@ -3,9 +3,16 @@
 //! never waited for. Per-key counters (`usage_count`, `last_used_at`) are summed in memory
 //! and written every few seconds, and once more at shutdown.
 
-use std::{collections::HashMap, sync::Mutex, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::Duration,
+};
 
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use switchyard_shared::{
     store::{KeyUse, Store, UsageEvent},
     telemetry,
@@ -16,9 +23,16 @@ const BATCH: usize = 500;
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 pub(super) const COUNTERS_EVERY: Duration = Duration::from_secs(5);
 
+/// Requests and latest use of one key since the last flush; updated without a lock.
+#[derive(Default)]
+struct Counter {
+    count: AtomicI64,
+    last_used_ms: AtomicI64,
+}
+
 pub(super) struct UsageRecorder {
     tx: mpsc::Sender<UsageEvent>,
-    counters: Mutex<HashMap<String, (i64, DateTime<Utc>)>>,
+    counters: RwLock<HashMap<Arc<str>, Arc<Counter>>>,
 }
 
 impl UsageRecorder {
@@ -26,16 +40,18 @@ impl UsageRecorder {
     pub(super) fn start(store: Store, capacity: usize) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(capacity);
         let writer = tokio::spawn(write_events(store, rx));
-        (Self { tx, counters: Mutex::new(HashMap::new()) }, writer)
+        (Self { tx, counters: RwLock::new(HashMap::new()) }, writer)
     }
 
     pub(super) fn record(&self, event: UsageEvent) {
-        {
-            let mut counters = self.counters.lock().expect("usage counters lock");
-            let entry = counters.entry(event.key_id.clone()).or_insert((0, event.at));
-            entry.0 += 1;
-            entry.1 = entry.1.max(event.at);
-        }
+        let existing =
+            self.counters.read().expect("usage counters lock").get(&event.key_id).cloned();
+        let counter = existing.unwrap_or_else(|| {
+            let mut map = self.counters.write().expect("usage counters lock");
+            Arc::clone(map.entry(Arc::clone(&event.key_id)).or_default())
+        });
+        counter.count.fetch_add(1, Ordering::Relaxed);
+        counter.last_used_ms.fetch_max(event.at.timestamp_millis(), Ordering::Relaxed);
         if self.tx.try_send(event).is_err() {
             metrics::counter!(telemetry::USAGE_DROPPED).increment(1);
         }
@@ -44,9 +60,17 @@ impl UsageRecorder {
     /// Writes the per-key counters summed since the last flush.
     pub(super) async fn flush_counters(&self, store: &Store) {
         let uses: Vec<KeyUse> = {
-            let mut map = self.counters.lock().expect("usage counters lock");
-            map.drain()
-                .map(|(key_id, (count, last_used_at))| KeyUse { key_id, count, last_used_at })
+            let map = self.counters.read().expect("usage counters lock");
+            map.iter()
+                .filter_map(|(key_id, c)| {
+                    let count = c.count.swap(0, Ordering::Relaxed);
+                    let last = c.last_used_ms.load(Ordering::Relaxed);
+                    (count > 0).then(|| KeyUse {
+                        key_id: key_id.to_string(),
+                        count,
+                        last_used_at: DateTime::from_timestamp_millis(last).unwrap_or_default(),
+                    })
+                })
                 .collect()
         };
         if !uses.is_empty()

@@ -150,9 +150,28 @@ fn check_rate(rate: Option<i64>, errors: &mut Vec<FieldError>) {
     }
 }
 
+#[derive(Object)]
+struct WhoAmI {
+    key_id: String,
+    scopes: Vec<String>,
+    environment: String,
+}
+
 #[OpenApi(tag = "ApiTags::Keys")]
 impl KeysApi {
-    /// Create a key. The raw key is in the response once; only its hash is stored.
+    /// The calling key: its id, scopes and environment. Any valid key.
+    #[oai(path = "/whoami", method = "get", operation_id = "whoAmI")]
+    async fn whoami(&self, auth: Auth) -> Json<WhoAmI> {
+        let p = auth.principal();
+        Json(WhoAmI {
+            key_id: p.key_id.to_string(),
+            scopes: p.scopes.iter().map(ToString::to_string).collect(),
+            environment: p.environment.as_str().to_owned(),
+        })
+    }
+
+    /// Create a key. The raw key is in the response once; only its hash is stored. Scope:
+    /// `keys:manage`.
     #[oai(
         path = "/api-keys",
         method = "post",
@@ -191,7 +210,7 @@ impl KeysApi {
             environment: environment.as_str().to_owned(),
             rate_limit_per_minute: body.rate_limit_per_minute,
             expires_at: body.expires_at,
-            created_by: Some(caller.key_id.clone()),
+            created_by: Some(caller.key_id.to_string()),
         };
         let row = self.services.store.insert_api_key(&new, Utc::now()).await?;
         tracing::info!(key_id = %row.id, prefix = %row.prefix, created_by = %caller.key_id, "api key created");
@@ -201,7 +220,7 @@ impl KeysApi {
         })))
     }
 
-    /// Every key, newest first (never the key itself).
+    /// Every key, newest first (never the key itself). Scope: `keys:manage`.
     #[oai(
         path = "/api-keys",
         method = "get",
@@ -219,7 +238,7 @@ impl KeysApi {
         Ok(Json(Page { total, page, page_size, items: rows.into_iter().map(Into::into).collect() }))
     }
 
-    /// One key.
+    /// One key. Scope: `keys:manage`.
     #[oai(
         path = "/api-keys/:id",
         method = "get",
@@ -232,7 +251,8 @@ impl KeysApi {
     }
 
     /// Rename, re-scope, re-limit, revoke (`active: false`) or re-activate a key. Takes
-    /// effect in every API process at once (fleet) or within the cache TTL.
+    /// effect in every API process at once (fleet) or within the cache TTL. Scope:
+    /// `keys:manage`.
     #[oai(
         path = "/api-keys/:id",
         method = "patch",
@@ -279,7 +299,7 @@ impl KeysApi {
         Ok(Json(row.into()))
     }
 
-    /// Revoke a key (a soft delete: it stays listed as `revoked`).
+    /// Revoke a key (a soft delete: it stays listed as `revoked`). Scope: `keys:manage`.
     #[oai(
         path = "/api-keys/:id",
         method = "delete",

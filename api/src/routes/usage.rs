@@ -55,7 +55,7 @@ struct KeyUsageView {
 #[OpenApi(tag = "ApiTags::Keys")]
 impl UsageApi {
     /// Requests per key in a period (default: the last 24 h), by status class, with latency
-    /// percentiles. Records arrive within a second or two of the request.
+    /// percentiles. Records arrive within a second or two of the request. Scope: `usage:read`.
     #[oai(path = "/usage", method = "get", operation_id = "getUsage", transform = "usage_read")]
     async fn usage(
         &self,

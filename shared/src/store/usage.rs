@@ -1,6 +1,8 @@
 //! Usage analytics: one row per authenticated request, written in batches, aggregated per
 //! key on demand.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
 use super::{Store, StoreError};
@@ -8,11 +10,11 @@ use crate::on_pool;
 
 #[derive(Debug, Clone)]
 pub struct UsageEvent {
-    pub key_id: String,
+    pub key_id: Arc<str>,
     pub at: DateTime<Utc>,
     pub method: String,
     /// The route template (`/api/v1/jobs/{id}`), never the raw path.
-    pub route: String,
+    pub route: Arc<str>,
     pub status: u16,
     pub latency_ms: f64,
     pub client_addr: Option<String>,
@@ -68,10 +70,10 @@ impl Store {
                      client_addr, user_agent, error_kind) ",
                 );
                 qb.push_values(events, |mut b, e| {
-                    b.push_bind(&e.key_id)
+                    b.push_bind(e.key_id.as_ref())
                         .push_bind(e.at)
                         .push_bind(&e.method)
-                        .push_bind(&e.route)
+                        .push_bind(e.route.as_ref())
                         .push_bind(i32::from(e.status))
                         .push_bind(e.latency_ms)
                         .push_bind(&e.client_addr)
