@@ -369,58 +369,20 @@ fn urlencode(s: &str) -> String {
 }
 
 async fn recorded_latencies(app: &TestApp, key_id: &str) -> Vec<f64> {
-    use switchyard_shared::store::Store;
-    let rows: Vec<(f64,)> = match &app.services.store {
-        Store::Sqlite(p) => {
-            sqlx::query_as("SELECT latency_ms FROM api_usage WHERE key_id = $1 ORDER BY latency_ms")
-                .bind(key_id)
-                .fetch_all(p)
-                .await
-                .unwrap()
-        }
-        Store::Postgres(p) => {
-            sqlx::query_as("SELECT latency_ms FROM api_usage WHERE key_id = $1 ORDER BY latency_ms")
-                .bind(key_id)
-                .fetch_all(p)
-                .await
-                .unwrap()
-        }
-    };
+    let sql = "SELECT latency_ms FROM api_usage WHERE key_id = $1 ORDER BY latency_ms";
+    let rows: Vec<(f64,)> = store_query!(app.services.store, (f64,), sql, fetch_all, key_id);
     rows.into_iter().map(|(x,)| x).collect()
 }
 
 async fn recorded_routes(app: &TestApp, key_id: &str) -> Vec<String> {
-    use switchyard_shared::store::Store;
-    let rows: Vec<(String,)> = match &app.services.store {
-        Store::Sqlite(p) => {
-            sqlx::query_as("SELECT DISTINCT route FROM api_usage WHERE key_id = $1")
-                .bind(key_id)
-                .fetch_all(p)
-                .await
-                .unwrap()
-        }
-        Store::Postgres(p) => {
-            sqlx::query_as("SELECT DISTINCT route FROM api_usage WHERE key_id = $1")
-                .bind(key_id)
-                .fetch_all(p)
-                .await
-                .unwrap()
-        }
-    };
+    let sql = "SELECT DISTINCT route FROM api_usage WHERE key_id = $1";
+    let rows: Vec<(String,)> = store_query!(app.services.store, (String,), sql, fetch_all, key_id);
     rows.into_iter().map(|(x,)| x).collect()
 }
 
 async fn canary_rows(app: &TestApp) -> i64 {
-    use switchyard_shared::store::Store;
-    let (n,): (i64,) = match &app.services.store {
-        Store::Sqlite(p) => {
-            sqlx::query_as("SELECT COUNT(*) FROM canary_runs").fetch_one(p).await.unwrap()
-        }
-        Store::Postgres(p) => {
-            sqlx::query_as("SELECT COUNT(*) FROM canary_runs").fetch_one(p).await.unwrap()
-        }
-    };
-    n
+    let sql = "SELECT COUNT(*) FROM canary_runs";
+    store_query!(app.services.store, (i64,), sql, fetch_one).0
 }
 
 async fn idempotent_posts_run_once(env: TestEnv) {

@@ -171,6 +171,15 @@ impl TestEnv {
 
     /// Starts the whole system in this process (as `switchyard dev` does), API on port 0.
     pub async fn start_app(&self) -> TestApp {
+        self.start(true).await
+    }
+
+    /// Only the API (no workers, no scheduler), e.g. a second API process of a fleet.
+    pub async fn start_api_only(&self) -> TestApp {
+        self.start(false).await
+    }
+
+    async fn start(&self, with_workers: bool) -> TestApp {
         let services = self.services().await;
         let shutdown = CancellationToken::new();
         let (listener, addr) =
@@ -181,40 +190,18 @@ impl TestEnv {
                 switchyard_api::run(services, listener, shutdown).await.expect("api");
             }
         })];
-        let scheduler = switchyard_scheduler::Scheduler::new(services.clone()).expect("scheduler");
-        tasks.push(tokio::spawn(scheduler.run(shutdown.clone())));
-        let opts = switchyard_worker::WorkerOptions::from_config(&services.config);
-        tasks.push(tokio::spawn({
-            let (services, shutdown) = (services.clone(), shutdown.clone());
-            async move {
-                switchyard_worker::run(services, opts, shutdown).await.expect("workers");
-            }
-        }));
-        let app = TestApp {
-            base: format!("http://{addr}"),
-            addr,
-            services,
-            shutdown,
-            tasks,
-            http: http_with_key(&self.admin_key),
-            anonymous: http(),
-        };
-        app.wait_serving().await;
-        app
-    }
-
-    /// Only the API (no workers, no scheduler), e.g. a second API process of a fleet.
-    pub async fn start_api_only(&self) -> TestApp {
-        let services = self.services().await;
-        let shutdown = CancellationToken::new();
-        let (listener, addr) =
-            switchyard_api::bind("127.0.0.1:0".parse().unwrap()).await.expect("bind");
-        let tasks = vec![tokio::spawn({
-            let (services, shutdown) = (services.clone(), shutdown.clone());
-            async move {
-                switchyard_api::run(services, listener, shutdown).await.expect("api");
-            }
-        })];
+        if with_workers {
+            let scheduler =
+                switchyard_scheduler::Scheduler::new(services.clone()).expect("scheduler");
+            tasks.push(tokio::spawn(scheduler.run(shutdown.clone())));
+            let opts = switchyard_worker::WorkerOptions::from_config(&services.config);
+            tasks.push(tokio::spawn({
+                let (services, shutdown) = (services.clone(), shutdown.clone());
+                async move {
+                    switchyard_worker::run(services, opts, shutdown).await.expect("workers");
+                }
+            }));
+        }
         let app = TestApp {
             base: format!("http://{addr}"),
             addr,
@@ -444,6 +431,22 @@ impl ChildProcess {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+}
+
+/// Runs one query against the test's store, whichever backend it is, e.g.
+/// `store_query!(app.services.store, (i64,), "SELECT COUNT(*) FROM t", fetch_one)`.
+#[macro_export]
+macro_rules! store_query {
+    ($store:expr, $row:ty, $sql:expr, $fetch:ident $(, $bind:expr)*) => {
+        match &$store {
+            switchyard_shared::store::Store::Sqlite(p) => {
+                sqlx::query_as::<_, $row>($sql)$(.bind($bind))*.$fetch(p).await.unwrap()
+            }
+            switchyard_shared::store::Store::Postgres(p) => {
+                sqlx::query_as::<_, $row>($sql)$(.bind($bind))*.$fetch(p).await.unwrap()
+            }
+        }
+    };
 }
 
 pub fn read_log(path: &Path) -> String {

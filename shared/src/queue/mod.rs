@@ -279,6 +279,28 @@ fn run_at_secs(m: &Message) -> Option<u64> {
     m.not_before_ms.map(|ms| (ms / 1000) as u64)
 }
 
+/// apalis tasks for messages, with ids of our own (ULIDs, so `GET /jobs/{id}` can find them)
+/// and the same attempt limit on both backends.
+fn tasks(messages: Vec<Message>) -> (Vec<String>, Vec<apalis::prelude::Task<Message>>) {
+    let mut ids = Vec::with_capacity(messages.len());
+    let tasks = messages
+        .into_iter()
+        .map(|m| {
+            let id = ulid::Ulid::generate();
+            ids.push(id.to_string());
+            let run_at = run_at_secs(&m);
+            let mut b = apalis::prelude::TaskBuilder::new(m)
+                .task_id(apalis::prelude::TaskId::from_ulid(id))
+                .max_attempts(MAX_ATTEMPTS);
+            if let Some(secs) = run_at {
+                b = b.run_at_timestamp(secs);
+            }
+            b.build()
+        })
+        .collect();
+    (ids, tasks)
+}
+
 /// Maps an apalis status to ours.
 fn status_label(status: &str, attempts: u64, max_attempts: u64, due: bool) -> &'static str {
     match status {

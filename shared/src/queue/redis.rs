@@ -2,13 +2,13 @@
 
 use std::{collections::HashMap, sync::LazyLock, time::Duration};
 
-use apalis::prelude::{TaskBuilder, TaskId, TaskSink};
+use apalis::prelude::TaskSink;
 use apalis_redis::{ConnectionManager, RedisStorage};
 use redis::{AsyncCommands, Script, aio::ConnectionManagerConfig};
 
 use super::{
     JobRecord, MAX_ATTEMPTS, QueueError, QueueName, QueueStats, RetryOutcome, StorageTuning,
-    from_unix, parse_message, run_at_secs, status_label,
+    from_unix, parse_message, status_label, tasks,
 };
 use crate::jobs::Message;
 
@@ -74,21 +74,7 @@ impl RedisQueue {
         queue: QueueName,
         messages: Vec<Message>,
     ) -> Result<Vec<String>, QueueError> {
-        let mut ids = Vec::with_capacity(messages.len());
-        let tasks: Vec<_> = messages
-            .into_iter()
-            .map(|m| {
-                let id = ulid::Ulid::generate();
-                ids.push(id.to_string());
-                let run_at = run_at_secs(&m);
-                let mut b =
-                    TaskBuilder::new(m).task_id(TaskId::from_ulid(id)).max_attempts(MAX_ATTEMPTS);
-                if let Some(secs) = run_at {
-                    b = b.run_at_timestamp(secs);
-                }
-                b.build()
-            })
-            .collect();
+        let (ids, tasks) = tasks(messages);
         let mut storage =
             RedisStorage::<Message>::new(self.conn.clone()).with_config(self.storage_config(queue));
         storage

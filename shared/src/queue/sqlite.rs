@@ -2,7 +2,7 @@
 
 use std::{path::Path, str::FromStr, time::Duration};
 
-use apalis::prelude::{TaskBuilder, TaskId, TaskSink};
+use apalis::prelude::TaskSink;
 use apalis_sqlite::SqliteStorage;
 use sqlx::{
     SqlitePool,
@@ -10,8 +10,8 @@ use sqlx::{
 };
 
 use super::{
-    JobRecord, MAX_ATTEMPTS, QueueError, QueueName, QueueStats, RetryOutcome, StorageTuning,
-    from_unix, parse_message, run_at_secs, status_label,
+    JobRecord, QueueError, QueueName, QueueStats, RetryOutcome, StorageTuning, from_unix,
+    parse_message, status_label, tasks,
 };
 use crate::jobs::Message;
 
@@ -51,21 +51,7 @@ pub(super) async fn push(
     queue: QueueName,
     messages: Vec<Message>,
 ) -> Result<Vec<String>, QueueError> {
-    let mut ids = Vec::with_capacity(messages.len());
-    let tasks: Vec<_> = messages
-        .into_iter()
-        .map(|m| {
-            let id = ulid::Ulid::generate();
-            ids.push(id.to_string());
-            let run_at = run_at_secs(&m);
-            let mut b =
-                TaskBuilder::new(m).task_id(TaskId::from_ulid(id)).max_attempts(MAX_ATTEMPTS);
-            if let Some(secs) = run_at {
-                b = b.run_at_timestamp(secs);
-            }
-            b.build()
-        })
-        .collect();
+    let (ids, tasks) = tasks(messages);
     let mut storage = SqliteStorage::<Message>::new(pool)
         .with_config(apalis_sqlite::Config::default().queue(queue.as_str()));
     storage
