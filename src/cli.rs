@@ -105,6 +105,10 @@ impl Cli {
         if let Some(dir) = &self.data_dir {
             config.data_dir.clone_from(dir);
         }
+        if matches!(self.command, Command::Dev { .. }) && config.webhooks.allow_cidrs.is_none() {
+            // `dev` delivers to local receivers by default; `run` says so at start.
+            config.webhooks.allow_cidrs = Some("127.0.0.0/8,::1/128".to_owned());
+        }
         match &self.command {
             Command::Dev { listen } | Command::Api { listen } => {
                 if let Some(listen) = listen {

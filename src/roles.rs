@@ -92,6 +92,15 @@ async fn dev(services: Services, shutdown: CancellationToken) -> anyhow::Result<
         services.config.bootstrap_admin_key.is_some(),
     )
     .await?;
+    let allow: Vec<String> =
+        services.config.webhook_allowlist().iter().map(ToString::to_string).collect();
+    if !allow.is_empty() {
+        tracing::warn!(
+            allowed = ?allow,
+            "dev mode: webhooks may reach these private/loopback addresses \
+             (SWITCHYARD_WEBHOOK_ALLOW_CIDRS); fleet roles block them unless configured"
+        );
+    }
     let api = tokio::spawn(switchyard_api::run(services.clone(), listener, shutdown.clone()));
     let scheduler = switchyard_scheduler::Scheduler::new(services.clone())?;
     let scheduler = tokio::spawn(scheduler.run(shutdown.clone()));

@@ -34,6 +34,11 @@ pub(crate) async fn enqueue(services: &Services, schedule: ScheduleName) -> Resu
                 .await
                 .map_err(|e| e.to_string())?;
         }
+        ScheduleName::WebhookRetrySweep => maintenance(services, Job::WebhookRetrySweep).await?,
+        ScheduleName::WebhookDeliveryCleanup => maintenance(services, Job::WebhookCleanup).await?,
+        ScheduleName::WebhookDisableFailing => {
+            maintenance(services, Job::WebhookDisableFailing).await?;
+        }
         ScheduleName::Canary => {
             for queue in QueueName::ALL {
                 canary::send(services, queue, 0).await.map_err(|e| e.to_string())?;
@@ -41,4 +46,8 @@ pub(crate) async fn enqueue(services: &Services, schedule: ScheduleName) -> Resu
         }
     }
     Ok(())
+}
+
+async fn maintenance(services: &Services, job: Job) -> Result<(), String> {
+    services.queue.push(QueueName::Maintenance, job).await.map(|_| ()).map_err(|e| e.to_string())
 }

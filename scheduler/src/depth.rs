@@ -23,4 +23,12 @@ pub async fn sample_queue_depth(services: &Services) {
             Err(error) => tracing::warn!(%queue, %error, "queue depth sample failed"),
         }
     }
+    match services.store.endpoint_counts().await {
+        Ok((enabled, disabled)) => {
+            metrics::gauge!(telemetry::WEBHOOK_ENDPOINTS, "state" => "enabled").set(enabled as f64);
+            metrics::gauge!(telemetry::WEBHOOK_ENDPOINTS, "state" => "disabled")
+                .set(disabled as f64);
+        }
+        Err(error) => tracing::warn!(%error, "webhook endpoint count failed"),
+    }
 }

@@ -117,8 +117,56 @@ pub struct Config {
     /// Usage records waiting to be written; beyond this they are dropped and counted.
     /// `SWITCHYARD_USAGE_BUFFER`.
     pub usage_buffer: usize,
+    /// Base64 of 32 bytes: the key that seals webhook secrets and Sikka tokens at rest.
+    /// Required with PostgreSQL; embedded, it is created in the data dir. `SWITCHYARD_MASTER_KEY`.
+    pub master_key: Option<Secret<String>>,
+    pub webhooks: WebhookConfig,
     pub worker: WorkerConfig,
     pub scheduler: SchedulerConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Delays between attempts. `SWITCHYARD_WEBHOOK_RETRY_SCHEDULE`.
+    pub retry_schedule: String,
+    /// Per-attempt timeout (at most 30 s). `SWITCHYARD_WEBHOOK_TIMEOUT_MS`.
+    pub timeout_ms: u64,
+    /// Least wait after a 429 or a timeout. `SWITCHYARD_WEBHOOK_THROTTLE_FLOOR_MS`.
+    pub throttle_floor_ms: u64,
+    /// Largest event payload (413 beyond). `SWITCHYARD_WEBHOOK_MAX_PAYLOAD_BYTES`.
+    pub max_payload_bytes: usize,
+    /// CIDRs webhooks may reach although private or loopback. Unset: loopback in `dev`,
+    /// nothing otherwise. `SWITCHYARD_WEBHOOK_ALLOW_CIDRS`.
+    pub allow_cidrs: Option<String>,
+    /// Refuse plain-http URLs for endpoints created with live keys.
+    /// `SWITCHYARD_WEBHOOK_REQUIRE_HTTPS_FOR_LIVE`.
+    pub require_https_for_live: bool,
+    /// Deliveries in flight per endpoint per worker process.
+    /// `SWITCHYARD_WEBHOOK_ENDPOINT_CONCURRENCY`.
+    pub endpoint_concurrency: usize,
+    /// Consecutive failures at which `webhook-disable-failing` disables an endpoint that has
+    /// not succeeded for a day. `SWITCHYARD_WEBHOOK_DISABLE_THRESHOLD`.
+    pub disable_threshold: i64,
+    /// Attempts and payloads older than this are deleted by `webhook-delivery-cleanup`.
+    /// `SWITCHYARD_WEBHOOK_RETENTION_DAYS`.
+    pub retention_days: u64,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            retry_schedule: "5s,5m,30m,2h,5h,10h,10h".to_owned(),
+            timeout_ms: 15_000,
+            throttle_floor_ms: 60_000,
+            max_payload_bytes: 256 * 1024,
+            allow_cidrs: None,
+            require_https_for_live: true,
+            endpoint_concurrency: 8,
+            disable_threshold: 10,
+            retention_days: 30,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -177,6 +225,8 @@ impl Default for Config {
             trust_forwarded_for: false,
             usage_retention_days: 30,
             usage_buffer: 10_000,
+            master_key: None,
+            webhooks: WebhookConfig::default(),
             worker: WorkerConfig::default(),
             scheduler: SchedulerConfig::default(),
         }
@@ -304,6 +354,23 @@ impl Config {
         set_from_env(&mut self.trust_forwarded_for, "SWITCHYARD_TRUST_FORWARDED_FOR", env)?;
         set_from_env(&mut self.usage_retention_days, "SWITCHYARD_USAGE_RETENTION_DAYS", env)?;
         set_from_env(&mut self.usage_buffer, "SWITCHYARD_USAGE_BUFFER", env)?;
+        set_secret_from_env(&mut self.master_key, "SWITCHYARD_MASTER_KEY", env);
+        let h = &mut self.webhooks;
+        set_from_env(&mut h.retry_schedule, "SWITCHYARD_WEBHOOK_RETRY_SCHEDULE", env)?;
+        set_from_env(&mut h.timeout_ms, "SWITCHYARD_WEBHOOK_TIMEOUT_MS", env)?;
+        set_from_env(&mut h.throttle_floor_ms, "SWITCHYARD_WEBHOOK_THROTTLE_FLOOR_MS", env)?;
+        set_from_env(&mut h.max_payload_bytes, "SWITCHYARD_WEBHOOK_MAX_PAYLOAD_BYTES", env)?;
+        if let Some(raw) = env("SWITCHYARD_WEBHOOK_ALLOW_CIDRS") {
+            h.allow_cidrs = Some(raw.trim().to_owned());
+        }
+        set_from_env(
+            &mut h.require_https_for_live,
+            "SWITCHYARD_WEBHOOK_REQUIRE_HTTPS_FOR_LIVE",
+            env,
+        )?;
+        set_from_env(&mut h.endpoint_concurrency, "SWITCHYARD_WEBHOOK_ENDPOINT_CONCURRENCY", env)?;
+        set_from_env(&mut h.disable_threshold, "SWITCHYARD_WEBHOOK_DISABLE_THRESHOLD", env)?;
+        set_from_env(&mut h.retention_days, "SWITCHYARD_WEBHOOK_RETENTION_DAYS", env)?;
 
         let w = &mut self.worker;
         if let Some(raw) = env("SWITCHYARD_WORKER_QUEUES") {
@@ -377,6 +444,23 @@ impl Config {
         )?;
         positive("SWITCHYARD_USAGE_RETENTION_DAYS", self.usage_retention_days)?;
         positive("SWITCHYARD_USAGE_BUFFER", self.usage_buffer as u64)?;
+        let h = &self.webhooks;
+        crate::webhook::RetrySchedule::parse(&h.retry_schedule)
+            .map_err(|e| ConfigError::invalid("SWITCHYARD_WEBHOOK_RETRY_SCHEDULE", e))?;
+        if !(1..=30_000).contains(&h.timeout_ms) {
+            return Err(ConfigError::invalid(
+                "SWITCHYARD_WEBHOOK_TIMEOUT_MS",
+                "must be between 1 and 30000",
+            ));
+        }
+        positive("SWITCHYARD_WEBHOOK_MAX_PAYLOAD_BYTES", h.max_payload_bytes as u64)?;
+        if let Some(cidrs) = &h.allow_cidrs {
+            crate::netguard::parse_cidrs(cidrs)
+                .map_err(|e| ConfigError::invalid("SWITCHYARD_WEBHOOK_ALLOW_CIDRS", e))?;
+        }
+        positive("SWITCHYARD_WEBHOOK_ENDPOINT_CONCURRENCY", h.endpoint_concurrency as u64)?;
+        positive("SWITCHYARD_WEBHOOK_DISABLE_THRESHOLD", h.disable_threshold.max(0) as u64)?;
+        positive("SWITCHYARD_WEBHOOK_RETENTION_DAYS", h.retention_days)?;
         let w = &self.worker;
         if w.queues.is_empty() {
             return Err(ConfigError::invalid("SWITCHYARD_WORKER_QUEUES", "at least one queue"));
@@ -418,6 +502,15 @@ impl Config {
 
     pub fn is_fleet_queue(&self) -> bool {
         self.redis_url.is_some()
+    }
+
+    /// The SSRF allowlist (validated at start). `switchyard dev` sets loopback when unset.
+    pub fn webhook_allowlist(&self) -> Vec<crate::netguard::Cidr> {
+        self.webhooks
+            .allow_cidrs
+            .as_deref()
+            .map(|s| crate::netguard::parse_cidrs(s).unwrap_or_default())
+            .unwrap_or_default()
     }
 
     pub fn shutdown_grace(&self) -> Duration {

@@ -21,6 +21,18 @@ pub enum Job {
     /// Deletes old API usage records and expired idempotency keys.
     #[serde(rename = "usage_retention.v1")]
     UsageRetention(UsageRetentionJob),
+    /// One attempt of a webhook delivery.
+    #[serde(rename = "webhook_deliver.v1")]
+    DeliverWebhook(DeliverWebhookJob),
+    /// Re-enqueues deliveries that are due but not in the queue (the outbox guarantee).
+    #[serde(rename = "webhook_retry_sweep.v1")]
+    WebhookRetrySweep,
+    /// Deletes old attempts, deliveries and payloads.
+    #[serde(rename = "webhook_cleanup.v1")]
+    WebhookCleanup,
+    /// Disables endpoints that keep failing and announces it.
+    #[serde(rename = "webhook_disable_failing.v1")]
+    WebhookDisableFailing,
 }
 
 impl Job {
@@ -30,6 +42,10 @@ impl Job {
             Job::Canary(_) => "canary",
             Job::QueueVacuum(_) => "queue_vacuum",
             Job::UsageRetention(_) => "usage_retention",
+            Job::DeliverWebhook(_) => "webhook_deliver",
+            Job::WebhookRetrySweep => "webhook_retry_sweep",
+            Job::WebhookCleanup => "webhook_cleanup",
+            Job::WebhookDisableFailing => "webhook_disable_failing",
         }
     }
 }
@@ -52,6 +68,16 @@ pub struct QueueVacuumJob {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UsageRetentionJob {
     pub retention_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliverWebhookJob {
+    pub delivery_id: String,
+    /// Lets the worker check the endpoint's room before claiming the attempt.
+    pub endpoint_id: String,
+    /// The attempt this message is for (1-based); the store says which attempt is next, so
+    /// a stale or duplicated message does nothing.
+    pub attempt: i64,
 }
 
 /// The envelope on the wire: the job plus the times the metrics need.

@@ -4,7 +4,10 @@
 pub mod apikeys;
 pub mod canary;
 pub mod config;
+pub mod crypto;
+pub mod events;
 pub mod jobs;
+pub mod netguard;
 pub mod queue;
 pub mod ratelimit;
 pub mod schedules;
@@ -12,5 +15,6 @@ pub mod secret;
 pub mod services;
 pub mod store;
 pub mod telemetry;
+pub mod webhook;
 
 pub use tokio_util::sync::CancellationToken;

@@ -13,17 +13,32 @@ pub enum ScheduleName {
     Canary,
     /// Deletes API usage records past their retention, and expired idempotency keys.
     UsageRetention,
+    /// Re-enqueues webhook deliveries that are due but not in the queue.
+    WebhookRetrySweep,
+    /// Deletes webhook attempts and payloads past their retention.
+    WebhookDeliveryCleanup,
+    /// Disables endpoints that keep failing.
+    WebhookDisableFailing,
 }
 
 impl ScheduleName {
-    pub const ALL: [ScheduleName; 3] =
-        [ScheduleName::QueueVacuum, ScheduleName::Canary, ScheduleName::UsageRetention];
+    pub const ALL: [ScheduleName; 6] = [
+        ScheduleName::QueueVacuum,
+        ScheduleName::Canary,
+        ScheduleName::UsageRetention,
+        ScheduleName::WebhookRetrySweep,
+        ScheduleName::WebhookDeliveryCleanup,
+        ScheduleName::WebhookDisableFailing,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::QueueVacuum => "queue-vacuum",
             Self::Canary => "canary",
             Self::UsageRetention => "usage-retention",
+            Self::WebhookRetrySweep => "webhook-retry-sweep",
+            Self::WebhookDeliveryCleanup => "webhook-delivery-cleanup",
+            Self::WebhookDisableFailing => "webhook-disable-failing",
         }
     }
 
@@ -33,6 +48,9 @@ impl ScheduleName {
             Self::QueueVacuum => "0 17 * * * *",
             Self::Canary => "0 * * * * *",
             Self::UsageRetention => "0 30 3 * * *",
+            Self::WebhookRetrySweep => "0 */5 * * * *",
+            Self::WebhookDeliveryCleanup => "0 0 2 * * *",
+            Self::WebhookDisableFailing => "0 0 */6 * * *",
         }
     }
 

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::{
     config::Config,
+    crypto::{Cipher, CryptoError},
     queue::{Queue, QueueError},
     secret::redact_url,
     store::{Store, StoreError},
@@ -15,6 +16,8 @@ pub enum OpenError {
     Store(#[from] StoreError),
     #[error("queue: {0}")]
     Queue(#[from] QueueError),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
 }
 
 #[derive(Clone, Debug)]
@@ -22,11 +25,14 @@ pub struct Services {
     pub config: Arc<Config>,
     pub store: Store,
     pub queue: Queue,
+    /// Seals and opens secrets at rest.
+    pub cipher: Arc<Cipher>,
 }
 
 impl Services {
     /// Connects the store (migrating it) and the queue named by the configuration.
     pub async fn open(config: Config) -> Result<Self, OpenError> {
+        let cipher = Arc::new(Cipher::load(&config)?);
         let store = Store::connect(&config).await?;
         store.migrate().await?;
         let queue = Queue::connect(&config).await?;
@@ -37,6 +43,6 @@ impl Services {
             data_dir = %config.data_dir.display(),
             "store and queue ready"
         );
-        Ok(Self { config: Arc::new(config), store, queue })
+        Ok(Self { config: Arc::new(config), store, queue, cipher })
     }
 }

@@ -23,6 +23,16 @@ pub const WORKER_RESTARTS: &str = "switchyard_worker_restarts_total";
 pub const CANARY_LATENCY: &str = "switchyard_canary_latency_seconds";
 pub const CANARY_LAST_SUCCESS: &str = "switchyard_canary_last_success_timestamp_seconds";
 
+// Webhooks.
+pub const WEBHOOK_EVENTS: &str = "switchyard_webhook_events_total";
+pub const WEBHOOK_DELIVERIES: &str = "switchyard_webhook_deliveries_total";
+pub const WEBHOOK_ATTEMPT_DURATION: &str = "switchyard_webhook_attempt_duration_seconds";
+pub const WEBHOOK_END_TO_END: &str = "switchyard_webhook_end_to_end_seconds";
+pub const WEBHOOK_ENDPOINTS: &str = "switchyard_webhook_endpoints";
+pub const WEBHOOK_ENDPOINTS_DISABLED: &str = "switchyard_webhook_endpoints_disabled_total";
+pub const WEBHOOK_BLOCKED: &str = "switchyard_webhook_blocked_total";
+pub const WEBHOOK_DEFERRED: &str = "switchyard_webhook_deferred_total";
+
 // Scheduler.
 pub const SCHEDULE_RUNS: &str = "switchyard_schedule_runs_total";
 pub const SCHEDULE_LAST_SUCCESS: &str = "switchyard_schedule_last_success_timestamp_seconds";
@@ -119,6 +129,31 @@ fn describe() {
         CANARY_LAST_SUCCESS,
         Unit::Seconds,
         "Unix time of the last canary job done on a queue."
+    );
+    describe_counter!(WEBHOOK_EVENTS, "Events published, by source (api or system).");
+    describe_counter!(
+        WEBHOOK_DELIVERIES,
+        "Webhook delivery attempts, by outcome and status class."
+    );
+    describe_histogram!(
+        WEBHOOK_ATTEMPT_DURATION,
+        Unit::Seconds,
+        "Time of one delivery attempt (request to response)."
+    );
+    describe_histogram!(
+        WEBHOOK_END_TO_END,
+        Unit::Seconds,
+        "Time from an event accepted to its delivery succeeding."
+    );
+    describe_gauge!(WEBHOOK_ENDPOINTS, "Webhook endpoints by state (enabled, disabled).");
+    describe_counter!(
+        WEBHOOK_ENDPOINTS_DISABLED,
+        "Endpoints disabled (410 Gone, or failing too long), by reason."
+    );
+    describe_counter!(WEBHOOK_BLOCKED, "Delivery attempts refused by the SSRF guard.");
+    describe_counter!(
+        WEBHOOK_DEFERRED,
+        "Deliveries put back because their endpoint was at its concurrency or rate limit."
     );
     describe_counter!(SCHEDULE_RUNS, "Schedule ticks run, by outcome.");
     describe_gauge!(

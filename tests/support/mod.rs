@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod proxy;
+pub mod receiver;
 
 use std::{
     collections::BTreeMap,
@@ -106,11 +107,17 @@ impl TestEnv {
             ("SWITCHYARD_SHUTDOWN_GRACE_SECS", "10".into()),
             ("SWITCHYARD_DATABASE_MAX_CONNECTIONS", "5".into()),
             ("SWITCHYARD_BOOTSTRAP_ADMIN_KEY", admin_key.clone()),
-            // Schedules are off unless a test switches one on.
-            ("SWITCHYARD_SCHEDULE_CANARY", "off".into()),
-            ("SWITCHYARD_SCHEDULE_QUEUE_VACUUM", "off".into()),
+            // Webhooks: a compressed retry schedule, short timeouts, loopback receivers.
+            ("SWITCHYARD_WEBHOOK_RETRY_SCHEDULE", "200ms,400ms,800ms".into()),
+            ("SWITCHYARD_WEBHOOK_TIMEOUT_MS", "1000".into()),
+            ("SWITCHYARD_WEBHOOK_THROTTLE_FLOOR_MS", "300".into()),
+            ("SWITCHYARD_WEBHOOK_ALLOW_CIDRS", "127.0.0.0/8,::1/128".into()),
         ] {
             vars.insert(k.to_owned(), v);
+        }
+        // Schedules are off unless a test switches one on.
+        for name in switchyard_shared::schedules::ScheduleName::ALL {
+            vars.insert(name.env_var(), "off".into());
         }
         let mut pg_db = None;
         if backend == Backend::Fleet {
@@ -126,6 +133,13 @@ impl TestEnv {
             }
             vars.insert("DATABASE_URL".into(), format!("postgres://postgres@127.0.0.1:5432/{db}"));
             vars.insert("REDIS_URL".into(), REDIS_URL.into());
+            // Every process of a fleet shares the master key.
+            let mut key = [0u8; 32];
+            rand::fill(&mut key);
+            vars.insert(
+                "SWITCHYARD_MASTER_KEY".into(),
+                base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key),
+            );
             pg_db = Some(db);
         }
         Some(Self { backend, dir, vars, pg_db, namespace, admin_key })

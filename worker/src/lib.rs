@@ -4,6 +4,7 @@
 mod handlers;
 mod metrics_layer;
 mod monitor;
+mod webhooks;
 
 pub use handlers::Outcome;
 pub use monitor::{WorkerError, WorkerOptions, run};

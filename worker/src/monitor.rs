@@ -77,7 +77,10 @@ pub async fn run(
     opts: WorkerOptions,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
-    let deps = Arc::new(JobDeps { services: services.clone() });
+    let deps = Arc::new(JobDeps {
+        services: services.clone(),
+        webhooks: crate::webhooks::Webhooks::new(&services),
+    });
     let instance = format!("{}-{}", std::process::id(), &ulid::Ulid::generate().to_string()[20..]);
     let mut monitor = Monitor::new()
         .should_restart(|ctx, err| {

@@ -111,4 +111,8 @@ scope_transform! {
     jobs_write_idempotent => JobsWrite, idempotent;
     keys_manage => KeysManage;
     usage_read => UsageRead;
+    webhooks_read => WebhooksRead;
+    webhooks_write => WebhooksWrite;
+    webhooks_write_idempotent => WebhooksWrite, idempotent;
+    events_publish_idempotent => EventsPublish, idempotent;
 }

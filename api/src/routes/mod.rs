@@ -3,6 +3,7 @@
 mod keys;
 mod queues;
 mod usage;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -20,6 +21,8 @@ pub(crate) enum ApiTags {
     Jobs,
     /// API keys and their usage.
     Keys,
+    /// Webhook endpoints, events and deliveries.
+    Webhooks,
 }
 
 /// One page of a list: `?page=1&page_size=50` (at most 500).
@@ -49,13 +52,14 @@ pub(crate) fn page_bounds(
     Ok((page, size, (page - 1) * size))
 }
 
-pub(crate) type Apis = (queues::QueuesApi, keys::KeysApi, usage::UsageApi);
+pub(crate) type Apis = (queues::QueuesApi, keys::KeysApi, usage::UsageApi, webhooks::WebhooksApi);
 
 pub(crate) fn openapi(services: &Services, auth: &Arc<Authenticator>) -> OpenApiService<Apis, ()> {
     let apis = (
         queues::QueuesApi { services: services.clone() },
         keys::KeysApi { services: services.clone(), auth: Arc::clone(auth) },
         usage::UsageApi { services: services.clone() },
+        webhooks::WebhooksApi { services: services.clone() },
     );
     OpenApiService::new(apis, "Switchyard", env!("CARGO_PKG_VERSION"))
         .description(

@@ -10,6 +10,7 @@ mod idempotency;
 mod leases;
 mod schedules;
 mod usage;
+mod webhooks;
 
 use std::{str::FromStr, time::Duration};
 
@@ -25,6 +26,10 @@ pub use self::{
     idempotency::{Claim, StoredResponse},
     schedules::ScheduleState,
     usage::{KeyUsage, UsageEvent},
+    webhooks::{
+        AttemptRecord, AttemptRow, ClaimedDelivery, DeliveryRow, EndpointPatch, EndpointRow,
+        NewEndpoint, NewEvent, secret_context,
+    },
 };
 use crate::config::{Config, StoreKind};
 
@@ -59,6 +64,27 @@ macro_rules! on_pool {
         match $store {
             $crate::store::Store::Sqlite($pool) => $body,
             $crate::store::Store::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Runs a transaction on whichever backend the store holds: `BEGIN IMMEDIATE` on SQLite (a
+/// deferred read-then-write transaction fails with "database is locked" when another
+/// connection commits in between), a plain `BEGIN` on Postgres. An early `?` rolls back.
+#[macro_export]
+macro_rules! in_tx {
+    ($store:expr, Sqlite $stx:ident => $sbody:expr, Postgres $ptx:ident => $pbody:expr) => {
+        match $store {
+            $crate::store::Store::Sqlite(pool) => {
+                let mut $stx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                $sbody;
+                $stx.commit().await?;
+            }
+            $crate::store::Store::Postgres(pool) => {
+                let mut $ptx = pool.begin().await?;
+                $pbody;
+                $ptx.commit().await?;
+            }
         }
     };
 }

@@ -6,6 +6,7 @@ mod maintenance;
 
 use std::sync::Arc;
 
+use crate::webhooks;
 use apalis::prelude::{AbortError, BoxDynError, Data};
 use serde::{Deserialize, Serialize};
 use switchyard_shared::{
@@ -26,6 +27,7 @@ pub enum Outcome {
 /// What every handler may use; shared by all jobs of a worker process.
 pub(crate) struct JobDeps {
     pub services: Services,
+    pub webhooks: crate::webhooks::Webhooks,
 }
 
 /// The one apalis handler: routes a message to the handler of its kind.
@@ -37,6 +39,10 @@ pub(crate) async fn dispatch(
         Job::Canary(job) => canary::run(&deps, job).await,
         Job::QueueVacuum(job) => maintenance::queue_vacuum(&deps, job).await,
         Job::UsageRetention(job) => maintenance::usage_retention(&deps, job).await,
+        Job::DeliverWebhook(job) => webhooks::deliver(&deps.services, &deps.webhooks, job).await,
+        Job::WebhookRetrySweep => webhooks::retry_sweep(&deps.services).await,
+        Job::WebhookCleanup => webhooks::cleanup(&deps.services).await,
+        Job::WebhookDisableFailing => webhooks::disable_failing(&deps.services).await,
     }
 }
 

@@ -1,0 +1,173 @@
+//! Secrets at rest (webhook secrets, Sikka tokens): XChaCha20-Poly1305 under one master key.
+//!
+//! A sealed value is `v1:` + base64(24-byte random nonce ‖ ciphertext ‖ tag). Each value is
+//! bound to a context (e.g. `webhook-secret:<endpoint id>`) as associated data, so a sealed
+//! value copied onto another row does not open there.
+
+use std::path::Path;
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use chacha20poly1305::{
+    KeyInit, XChaCha20Poly1305, XNonce,
+    aead::{Aead, Payload},
+};
+
+use crate::{
+    config::{Config, StoreKind},
+    secret::Secret,
+};
+
+const PREFIX: &str = "v1:";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    #[error("SWITCHYARD_MASTER_KEY: {0}")]
+    BadKey(String),
+    #[error(
+        "SWITCHYARD_MASTER_KEY: required with a PostgreSQL store (every process must share it); \
+         generate one with `openssl rand -base64 32`"
+    )]
+    MissingKey,
+    #[error("master key file {path}: {source}")]
+    KeyFile { path: String, source: std::io::Error },
+    #[error("a sealed secret cannot be opened (wrong master key, or tampered)")]
+    Open,
+}
+
+/// Seals and opens secrets with the master key.
+pub struct Cipher {
+    aead: XChaCha20Poly1305,
+}
+
+impl std::fmt::Debug for Cipher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Cipher([redacted])")
+    }
+}
+
+impl Cipher {
+    pub fn from_key(key: &[u8]) -> Result<Self, CryptoError> {
+        let aead = XChaCha20Poly1305::new_from_slice(key)
+            .map_err(|_| CryptoError::BadKey("must be 32 bytes, base64-encoded".into()))?;
+        Ok(Self { aead })
+    }
+
+    /// The key from `SWITCHYARD_MASTER_KEY`; without it, on the embedded store, the key in
+    /// `<data dir>/master.key` (created on first start, mode 0600).
+    pub fn load(config: &Config) -> Result<Self, CryptoError> {
+        if let Some(key) = &config.master_key {
+            let bytes = STANDARD
+                .decode(key.expose().trim())
+                .map_err(|_| CryptoError::BadKey("is not valid base64".into()))?;
+            return Self::from_key(&bytes);
+        }
+        if config.store_kind() == StoreKind::Postgres {
+            return Err(CryptoError::MissingKey);
+        }
+        Self::from_key(&load_or_create_key_file(&config.data_dir.join("master.key"))?)
+    }
+
+    /// Seals `plaintext` for `context`.
+    pub fn seal(&self, context: &str, plaintext: &[u8]) -> String {
+        let mut nonce = [0u8; 24];
+        getrandom::fill(&mut nonce).expect("the OS random number generator is available");
+        let nonce = XNonce::from(nonce);
+        let sealed = self
+            .aead
+            .encrypt(&nonce, Payload { msg: plaintext, aad: context.as_bytes() })
+            .expect("XChaCha20-Poly1305 encryption does not fail for in-memory buffers");
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        format!("{PREFIX}{}", STANDARD.encode(out))
+    }
+
+    /// Opens a value sealed for the same `context`.
+    pub fn open(&self, context: &str, sealed: &str) -> Result<Secret<Vec<u8>>, CryptoError> {
+        let raw = sealed.strip_prefix(PREFIX).ok_or(CryptoError::Open)?;
+        let bytes = STANDARD.decode(raw).map_err(|_| CryptoError::Open)?;
+        if bytes.len() < 24 + 16 {
+            return Err(CryptoError::Open);
+        }
+        let (nonce, ciphertext) = bytes.split_at(24);
+        let nonce = XNonce::try_from(nonce).map_err(|_| CryptoError::Open)?;
+        let plain = self
+            .aead
+            .decrypt(&nonce, Payload { msg: ciphertext, aad: context.as_bytes() })
+            .map_err(|_| CryptoError::Open)?;
+        Ok(Secret::new(plain))
+    }
+
+    pub fn open_string(&self, context: &str, sealed: &str) -> Result<Secret<String>, CryptoError> {
+        let bytes = self.open(context, sealed)?;
+        String::from_utf8(bytes.expose().clone()).map(Secret::new).map_err(|_| CryptoError::Open)
+    }
+}
+
+fn load_or_create_key_file(path: &Path) -> Result<Vec<u8>, CryptoError> {
+    let io = |source| CryptoError::KeyFile { path: path.display().to_string(), source };
+    match std::fs::read_to_string(path) {
+        Ok(text) => STANDARD
+            .decode(text.trim())
+            .map_err(|_| CryptoError::BadKey(format!("{} is not valid base64", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(io)?;
+            }
+            let mut key = [0u8; 32];
+            getrandom::fill(&mut key).expect("the OS random number generator is available");
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            use std::io::Write;
+            let mut file = options.open(path).map_err(io)?;
+            writeln!(file, "{}", STANDARD.encode(key)).map_err(io)?;
+            tracing::info!(path = %path.display(), "created a master key for secrets at rest");
+            Ok(key.to_vec())
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_and_open_round_trip_and_bind_the_context() {
+        let cipher = Cipher::from_key(&[7u8; 32]).unwrap();
+        let sealed = cipher.seal("webhook-secret:ep1", b"whsec_abc");
+        assert!(sealed.starts_with("v1:"));
+        assert!(!sealed.contains("whsec_abc"));
+        assert_eq!(cipher.open("webhook-secret:ep1", &sealed).unwrap().expose(), b"whsec_abc");
+        assert!(cipher.open("webhook-secret:ep2", &sealed).is_err(), "bound to its row");
+        assert_ne!(cipher.seal("c", b"x"), cipher.seal("c", b"x"), "fresh nonce each time");
+        let other = Cipher::from_key(&[8u8; 32]).unwrap();
+        assert!(other.open("webhook-secret:ep1", &sealed).is_err());
+        let mut tampered = sealed;
+        tampered.pop();
+        tampered.push('A');
+        assert!(cipher.open("webhook-secret:ep1", &tampered).is_err());
+        assert!(Cipher::from_key(&[1u8; 16]).is_err());
+    }
+
+    #[test]
+    fn the_key_file_is_created_once_with_mode_0600() {
+        let dir = std::env::temp_dir().join(format!("sy-crypto-{}", ulid::Ulid::generate()));
+        let path = dir.join("master.key");
+        let first = load_or_create_key_file(&path).unwrap();
+        let second = load_or_create_key_file(&path).unwrap();
+        assert_eq!(first, second);
+        assert_eq!(first.len(), 32);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,525 @@
+//! Webhook endpoints, events, deliveries and attempts.
+
+use chrono::{DateTime, Utc};
+
+use super::{Store, StoreError};
+use crate::{in_tx, on_pool};
+
+const ENDPOINT_COLUMNS: &str = "id, url, description, event_types, secret_sealed, \
+    previous_secret_sealed, previous_secret_until, rate_limit_per_second, enabled, \
+    disabled_reason, disabled_at, failure_count, last_success_at, last_failure_at, last_error, \
+    environment, created_by, created_at, updated_at, deleted_at";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EndpointRow {
+    pub id: String,
+    pub url: String,
+    pub description: Option<String>,
+    pub event_types: String,
+    pub secret_sealed: String,
+    pub previous_secret_sealed: Option<String>,
+    pub previous_secret_until: Option<DateTime<Utc>>,
+    pub rate_limit_per_second: Option<i64>,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    pub disabled_at: Option<DateTime<Utc>>,
+    pub failure_count: i64,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub last_failure_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub environment: String,
+    pub created_by: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl EndpointRow {
+    pub fn patterns(&self) -> Vec<String> {
+        self.event_types.split_whitespace().map(str::to_owned).collect()
+    }
+}
+
+/// The context a secret is sealed for: bound to its endpoint.
+pub fn secret_context(endpoint_id: &str) -> String {
+    format!("webhook-secret:{endpoint_id}")
+}
+
+#[derive(Debug, Clone)]
+pub struct NewEndpoint {
+    pub id: String,
+    pub url: String,
+    pub description: Option<String>,
+    pub event_types: String,
+    pub secret_sealed: String,
+    pub rate_limit_per_second: Option<i64>,
+    pub environment: String,
+    pub created_by: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EndpointPatch {
+    pub url: Option<String>,
+    pub description: Option<String>,
+    pub event_types: Option<String>,
+    pub rate_limit_per_second: Option<i64>,
+    /// `Some(true)` re-enables and resets the failure count; `Some(false)` disables.
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeliveryRow {
+    pub id: String,
+    pub event_id: String,
+    pub endpoint_id: String,
+    pub status: String,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_status_code: Option<i32>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+const DELIVERY_COLUMNS: &str = "id, event_id, endpoint_id, status, attempts, max_attempts, \
+    next_attempt_at, last_status_code, last_error, created_at, updated_at, delivered_at";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AttemptRow {
+    pub n: i64,
+    pub at: DateTime<Utc>,
+    pub status_code: Option<i32>,
+    pub duration_ms: f64,
+    pub outcome: String,
+    pub error: Option<String>,
+    pub response_body: Option<String>,
+}
+
+/// A delivery whose attempt this worker now holds.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClaimedDelivery {
+    pub event_id: String,
+    pub endpoint_id: String,
+    pub max_attempts: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An event and its deliveries (delivery id, endpoint id), to write together.
+#[derive(Debug, Clone, Copy)]
+pub struct NewEvent<'a> {
+    pub event_id: &'a str,
+    pub event_type: &'a str,
+    pub payload: &'a str,
+    pub source: Option<&'a str>,
+    pub deliveries: &'a [(String, String)],
+    pub max_attempts: i64,
+    pub now: DateTime<Utc>,
+}
+
+/// The outcome of one attempt, as the worker records it.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub delivery_id: String,
+    pub endpoint_id: String,
+    pub n: i64,
+    pub at: DateTime<Utc>,
+    pub status_code: Option<i32>,
+    pub duration_ms: f64,
+    pub outcome: String,
+    pub error: Option<String>,
+    pub response_body: Option<String>,
+    /// The delivery's status after this attempt: delivered, retrying or failed.
+    pub delivery_status: &'static str,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Whether the endpoint answered 2xx (resets its failure count).
+    pub success: bool,
+    /// The endpoint answered 410 Gone: disable it now.
+    pub gone: bool,
+    /// Whether this attempt counts against the endpoint (a blocked or disabled one does not
+    /// say anything about the receiver's health… but still counts as a failure).
+    pub counts_for_endpoint: bool,
+}
+
+impl Store {
+    pub async fn insert_endpoint(
+        &self,
+        e: &NewEndpoint,
+        now: DateTime<Utc>,
+    ) -> Result<EndpointRow, StoreError> {
+        let sql = format!(
+            "INSERT INTO webhook_endpoints (id, url, description, event_types, secret_sealed,
+               rate_limit_per_second, enabled, environment, created_by, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7, $8, $9, $9) RETURNING {ENDPOINT_COLUMNS}"
+        );
+        let row = on_pool!(self, pool => sqlx::query_as::<_, EndpointRow>(sqlx::AssertSqlSafe(sql))
+            .bind(&e.id).bind(&e.url).bind(&e.description).bind(&e.event_types)
+            .bind(&e.secret_sealed).bind(e.rate_limit_per_second).bind(&e.environment)
+            .bind(&e.created_by).bind(now).fetch_one(pool).await)?;
+        Ok(row)
+    }
+
+    /// An endpoint that has not been deleted.
+    pub async fn endpoint(&self, id: &str) -> Result<Option<EndpointRow>, StoreError> {
+        let sql = format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1 AND deleted_at IS NULL"
+        );
+        let row = on_pool!(self, pool => sqlx::query_as::<_, EndpointRow>(sqlx::AssertSqlSafe(sql))
+            .bind(id).fetch_optional(pool).await)?;
+        Ok(row)
+    }
+
+    pub async fn list_endpoints(
+        &self,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(i64, Vec<EndpointRow>), StoreError> {
+        let sql = format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE deleted_at IS NULL
+             ORDER BY id DESC LIMIT $1 OFFSET $2"
+        );
+        let rows = on_pool!(self, pool => sqlx::query_as::<_, EndpointRow>(sqlx::AssertSqlSafe(sql))
+            .bind(limit).bind(offset).fetch_all(pool).await)?;
+        let (total,): (i64,) = on_pool!(self, pool => sqlx::query_as(
+            "SELECT COUNT(*) FROM webhook_endpoints WHERE deleted_at IS NULL").fetch_one(pool).await)?;
+        Ok((total, rows))
+    }
+
+    /// (id, patterns) of every enabled endpoint, for fan-out.
+    pub async fn enabled_endpoint_patterns(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = on_pool!(self, pool => sqlx::query_as(
+            "SELECT id, event_types FROM webhook_endpoints WHERE enabled AND deleted_at IS NULL")
+            .fetch_all(pool).await)?;
+        Ok(rows)
+    }
+
+    pub async fn update_endpoint(
+        &self,
+        id: &str,
+        p: &EndpointPatch,
+        now: DateTime<Utc>,
+    ) -> Result<Option<EndpointRow>, StoreError> {
+        let enable = p.enabled == Some(true);
+        let disable = p.enabled == Some(false);
+        let sql = format!(
+            "UPDATE webhook_endpoints SET
+               url = COALESCE($2, url),
+               description = COALESCE($3, description),
+               event_types = COALESCE($4, event_types),
+               rate_limit_per_second = COALESCE($5, rate_limit_per_second),
+               enabled = CASE WHEN $6 THEN TRUE WHEN $7 THEN FALSE ELSE enabled END,
+               failure_count = CASE WHEN $6 THEN 0 ELSE failure_count END,
+               disabled_reason = CASE WHEN $6 THEN NULL WHEN $7 THEN 'disabled through the API'
+                                      ELSE disabled_reason END,
+               disabled_at = CASE WHEN $6 THEN NULL WHEN $7 THEN $8 ELSE disabled_at END,
+               updated_at = $8
+             WHERE id = $1 AND deleted_at IS NULL RETURNING {ENDPOINT_COLUMNS}"
+        );
+        let row = on_pool!(self, pool => sqlx::query_as::<_, EndpointRow>(sqlx::AssertSqlSafe(sql))
+            .bind(id).bind(&p.url).bind(&p.description).bind(&p.event_types)
+            .bind(p.rate_limit_per_second).bind(enable).bind(disable).bind(now)
+            .fetch_optional(pool).await)?;
+        Ok(row)
+    }
+
+    pub async fn delete_endpoint(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let n = on_pool!(self, pool => sqlx::query(
+            "UPDATE webhook_endpoints SET deleted_at = $2, enabled = FALSE, updated_at = $2
+             WHERE id = $1 AND deleted_at IS NULL")
+            .bind(id).bind(now).execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
+    /// Installs a new secret; the current one keeps signing until `previous_until`.
+    pub async fn rotate_endpoint_secret(
+        &self,
+        id: &str,
+        new_sealed: &str,
+        previous_sealed: &str,
+        previous_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<EndpointRow>, StoreError> {
+        let sql = format!(
+            "UPDATE webhook_endpoints SET secret_sealed = $2, previous_secret_sealed = $3,
+               previous_secret_until = $4, updated_at = $5
+             WHERE id = $1 AND deleted_at IS NULL RETURNING {ENDPOINT_COLUMNS}"
+        );
+        let row = on_pool!(self, pool => sqlx::query_as::<_, EndpointRow>(sqlx::AssertSqlSafe(sql))
+            .bind(id).bind(new_sealed).bind(previous_sealed).bind(previous_until).bind(now)
+            .fetch_optional(pool).await)?;
+        Ok(row)
+    }
+
+    /// Disables endpoints that failed at least `threshold` times in a row and have not
+    /// succeeded since `since`; returns them.
+    pub async fn disable_failing_endpoints(
+        &self,
+        threshold: i64,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<EndpointRow>, StoreError> {
+        let sql = format!(
+            "UPDATE webhook_endpoints SET enabled = FALSE, disabled_at = $3, updated_at = $3,
+               disabled_reason = 'failed ' || failure_count || ' times in a row with no success for 24 h'
+             WHERE enabled AND deleted_at IS NULL AND failure_count >= $1
+               AND (last_success_at IS NULL OR last_success_at < $2)
+             RETURNING {ENDPOINT_COLUMNS}"
+        );
+        let rows = on_pool!(self, pool => sqlx::query_as::<_, EndpointRow>(sqlx::AssertSqlSafe(sql))
+            .bind(threshold).bind(since).bind(now).fetch_all(pool).await)?;
+        Ok(rows)
+    }
+
+    /// Endpoints by state: (enabled, disabled).
+    pub async fn endpoint_counts(&self) -> Result<(i64, i64), StoreError> {
+        let (enabled, disabled): (i64, i64) = on_pool!(self, pool => sqlx::query_as(
+            "SELECT COALESCE(SUM(CASE WHEN enabled THEN 1 ELSE 0 END), 0),
+                    COALESCE(SUM(CASE WHEN enabled THEN 0 ELSE 1 END), 0)
+             FROM webhook_endpoints WHERE deleted_at IS NULL").fetch_one(pool).await)?;
+        Ok((enabled, disabled))
+    }
+
+    /// Writes an event and one pending delivery per endpoint in one transaction.
+    pub async fn insert_event_with_deliveries(&self, e: &NewEvent<'_>) -> Result<(), StoreError> {
+        let NewEvent { event_id, event_type, payload, source, deliveries, max_attempts, now } = *e;
+        macro_rules! body {
+            ($db:ty, $tx:ident) => {{
+                sqlx::query(
+                    "INSERT INTO webhook_events (id, event_type, payload, source, created_at)
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(event_id)
+                .bind(event_type)
+                .bind(payload)
+                .bind(source)
+                .bind(now)
+                .execute(&mut *$tx)
+                .await?;
+                for chunk in deliveries.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO webhook_deliveries (id, event_id, endpoint_id, status, \
+                         attempts, max_attempts, next_attempt_at, created_at, updated_at) ",
+                    );
+                    qb.push_values(chunk, |mut b, (id, endpoint)| {
+                        b.push_bind(id)
+                            .push_bind(event_id)
+                            .push_bind(endpoint)
+                            .push_bind("pending")
+                            .push_bind(0i64)
+                            .push_bind(max_attempts)
+                            .push_bind(now)
+                            .push_bind(now)
+                            .push_bind(now);
+                    });
+                    qb.build().execute(&mut *$tx).await?;
+                }
+            }};
+        }
+        in_tx!(self, Sqlite tx => body!(sqlx::Sqlite, tx), Postgres tx => body!(sqlx::Postgres, tx));
+        Ok(())
+    }
+
+    pub async fn event_payload(
+        &self,
+        event_id: &str,
+    ) -> Result<Option<(String, String, DateTime<Utc>)>, StoreError> {
+        let row = on_pool!(self, pool => sqlx::query_as(
+            "SELECT event_type, payload, created_at FROM webhook_events WHERE id = $1")
+            .bind(event_id).fetch_optional(pool).await)?;
+        Ok(row)
+    }
+
+    /// Takes attempt `attempt` of a delivery for `lease_until`: only when the previous
+    /// attempts are all recorded, the delivery is not finished, and no other worker holds a
+    /// live lease on it. `None` means "not yours": a duplicate or stale message.
+    pub async fn claim_delivery(
+        &self,
+        id: &str,
+        attempt: i64,
+        lease_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ClaimedDelivery>, StoreError> {
+        let row = on_pool!(self, pool => sqlx::query_as::<_, ClaimedDelivery>(
+            "UPDATE webhook_deliveries SET status = 'delivering', claimed_until = $3, updated_at = $4
+             WHERE id = $1 AND attempts = $2 - 1
+               AND (status IN ('pending', 'retrying')
+                    OR (status = 'delivering' AND claimed_until < $4))
+             RETURNING event_id, endpoint_id, max_attempts, created_at")
+            .bind(id).bind(attempt).bind(lease_until).bind(now).fetch_optional(pool).await)?;
+        Ok(row)
+    }
+
+    /// Records attempts (from many deliveries at once, one transaction): the attempt row, the
+    /// delivery's new state, and the endpoint's health.
+    pub async fn record_attempts(&self, records: &[AttemptRecord]) -> Result<(), StoreError> {
+        macro_rules! body {
+            ($tx:ident) => {{
+                for r in records {
+                    sqlx::query(
+                        "INSERT INTO webhook_attempts
+                           (delivery_id, n, at, status_code, duration_ms, outcome, error, response_body)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                         ON CONFLICT (delivery_id, n) DO NOTHING",
+                    )
+                    .bind(&r.delivery_id).bind(r.n).bind(r.at).bind(r.status_code)
+                    .bind(r.duration_ms).bind(&r.outcome).bind(&r.error).bind(&r.response_body)
+                    .execute(&mut *$tx).await?;
+                    sqlx::query(
+                        "UPDATE webhook_deliveries SET attempts = $2, status = $3,
+                           next_attempt_at = $4, claimed_until = NULL, last_status_code = $5,
+                           last_error = $6, updated_at = $7,
+                           delivered_at = CASE WHEN $3 = 'delivered' THEN $7 ELSE delivered_at END
+                         WHERE id = $1 AND attempts = $2 - 1",
+                    )
+                    .bind(&r.delivery_id).bind(r.n).bind(r.delivery_status).bind(r.next_attempt_at)
+                    .bind(r.status_code).bind(&r.error).bind(r.at)
+                    .execute(&mut *$tx).await?;
+                    if r.counts_for_endpoint {
+                        sqlx::query(
+                            "UPDATE webhook_endpoints SET
+                               failure_count = CASE WHEN $2 THEN 0 ELSE failure_count + 1 END,
+                               last_success_at = CASE WHEN $2 THEN $3 ELSE last_success_at END,
+                               last_failure_at = CASE WHEN $2 THEN last_failure_at ELSE $3 END,
+                               last_error = CASE WHEN $2 THEN last_error ELSE $4 END,
+                               enabled = CASE WHEN $5 THEN FALSE ELSE enabled END,
+                               disabled_reason = CASE WHEN $5 THEN 'the endpoint answered 410 Gone'
+                                                      ELSE disabled_reason END,
+                               disabled_at = CASE WHEN $5 THEN $3 ELSE disabled_at END
+                             WHERE id = $1",
+                        )
+                        .bind(&r.endpoint_id).bind(r.success).bind(r.at).bind(&r.error).bind(r.gone)
+                        .execute(&mut *$tx).await?;
+                    }
+                }
+            }};
+        }
+        in_tx!(self, Sqlite tx => body!(tx), Postgres tx => body!(tx));
+        Ok(())
+    }
+
+    pub async fn delivery(&self, id: &str) -> Result<Option<DeliveryRow>, StoreError> {
+        let sql = format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1");
+        let row = on_pool!(self, pool => sqlx::query_as::<_, DeliveryRow>(sqlx::AssertSqlSafe(sql))
+            .bind(id).fetch_optional(pool).await)?;
+        Ok(row)
+    }
+
+    pub async fn delivery_attempts(&self, id: &str) -> Result<Vec<AttemptRow>, StoreError> {
+        let rows = on_pool!(self, pool => sqlx::query_as::<_, AttemptRow>(
+            "SELECT n, at, status_code, duration_ms, outcome, error, response_body
+             FROM webhook_attempts WHERE delivery_id = $1 ORDER BY n")
+            .bind(id).fetch_all(pool).await)?;
+        Ok(rows)
+    }
+
+    /// A page of an endpoint's deliveries, newest first, optionally of one status.
+    pub async fn list_deliveries(
+        &self,
+        endpoint_id: &str,
+        status: Option<&str>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(i64, Vec<DeliveryRow>), StoreError> {
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
+             WHERE endpoint_id = $1 AND ($2 IS NULL OR status = $2)
+             ORDER BY id DESC LIMIT $3 OFFSET $4"
+        );
+        let rows = on_pool!(self, pool => sqlx::query_as::<_, DeliveryRow>(sqlx::AssertSqlSafe(sql))
+            .bind(endpoint_id).bind(status).bind(limit).bind(offset).fetch_all(pool).await)?;
+        let (total,): (i64,) = on_pool!(self, pool => sqlx::query_as(
+            "SELECT COUNT(*) FROM webhook_deliveries WHERE endpoint_id = $1 AND ($2 IS NULL OR status = $2)")
+            .bind(endpoint_id).bind(status).fetch_one(pool).await)?;
+        Ok((total, rows))
+    }
+
+    /// Puts a failed delivery back for one more attempt now; returns (endpoint id, that
+    /// attempt's number).
+    pub async fn retry_delivery(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(String, i64)>, StoreError> {
+        let row = on_pool!(self, pool => sqlx::query_as(
+            "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $2,
+               max_attempts = attempts + 1, updated_at = $2
+             WHERE id = $1 AND status = 'failed' RETURNING endpoint_id, attempts + 1")
+            .bind(id).bind(now).fetch_optional(pool).await)?;
+        Ok(row)
+    }
+
+    /// Deliveries due before `cutoff` but (presumably) not in the queue: waiting ones past
+    /// their time, and attempts whose lease ran out. (id, endpoint id, next attempt number).
+    pub async fn overdue_deliveries(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let rows = on_pool!(self, pool => sqlx::query_as(
+            "SELECT id, endpoint_id, attempts + 1 FROM webhook_deliveries
+             WHERE (status IN ('pending', 'retrying') AND next_attempt_at < $1)
+                OR (status = 'delivering' AND claimed_until < $1)
+             ORDER BY next_attempt_at LIMIT $2")
+            .bind(cutoff).bind(limit).fetch_all(pool).await)?;
+        Ok(rows)
+    }
+
+    /// Marks a delivery failed without an HTTP attempt (its endpoint is disabled or gone).
+    pub async fn fail_delivery(
+        &self,
+        id: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => sqlx::query(
+            "UPDATE webhook_deliveries SET status = 'failed', last_error = $2, claimed_until = NULL,
+               next_attempt_at = NULL, updated_at = $3
+             WHERE id = $1 AND status NOT IN ('delivered', 'failed')")
+            .bind(id).bind(reason).bind(now).execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Deletes attempts, finished deliveries and events older than `cutoff`, a bounded batch
+    /// at a time; returns (attempts, deliveries, events) deleted.
+    pub async fn cleanup_webhooks(
+        &self,
+        cutoff: DateTime<Utc>,
+    ) -> Result<(u64, u64, u64), StoreError> {
+        let mut totals = (0, 0, 0);
+        loop {
+            let n = on_pool!(self, pool => sqlx::query(
+                "DELETE FROM webhook_attempts WHERE (delivery_id, n) IN
+                   (SELECT delivery_id, n FROM webhook_attempts WHERE at < $1 LIMIT 2000)")
+                .bind(cutoff).execute(pool).await.map(|r| r.rows_affected()))?;
+            totals.0 += n;
+            if n < 2000 {
+                break;
+            }
+        }
+        loop {
+            let n = on_pool!(self, pool => sqlx::query(
+                "DELETE FROM webhook_deliveries WHERE id IN
+                   (SELECT id FROM webhook_deliveries WHERE status IN ('delivered', 'failed')
+                      AND updated_at < $1 LIMIT 2000)")
+                .bind(cutoff).execute(pool).await.map(|r| r.rows_affected()))?;
+            totals.1 += n;
+            if n < 2000 {
+                break;
+            }
+        }
+        loop {
+            let n = on_pool!(self, pool => sqlx::query(
+                "DELETE FROM webhook_events WHERE id IN
+                   (SELECT e.id FROM webhook_events e WHERE e.created_at < $1
+                      AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id)
+                    LIMIT 2000)")
+                .bind(cutoff).execute(pool).await.map(|r| r.rows_affected()))?;
+            totals.2 += n;
+            if n < 2000 {
+                break;
+            }
+        }
+        Ok(totals)
+    }
+}

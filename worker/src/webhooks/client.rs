@@ -1,0 +1,74 @@
+//! The one HTTP client every delivery uses: pooled and kept alive, no redirects followed,
+//! and a DNS resolver that applies the SSRF guard to the addresses it returns — checked on
+//! the resolved IP at connect time, so DNS rebinding does not get past it.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use switchyard_shared::netguard::NetGuard;
+
+/// The resolver's refusal; found again in the error chain to record the attempt as blocked.
+#[derive(Debug, thiserror::Error)]
+#[error("blocked by the SSRF guard: {host} resolves only to forbidden addresses ({reason})")]
+pub(crate) struct Blocked {
+    pub host: String,
+    pub reason: &'static str,
+}
+
+struct GuardedResolver {
+    guard: Arc<NetGuard>,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let guard = Arc::clone(&self.guard);
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let mut reason = "no address";
+            let allowed: Vec<SocketAddr> = resolved
+                .into_iter()
+                .filter(|a| match guard.check(a.ip()) {
+                    Ok(()) => true,
+                    Err(why) => {
+                        reason = why;
+                        false
+                    }
+                })
+                .collect();
+            if allowed.is_empty() {
+                return Err(
+                    Box::new(Blocked { host, reason }) as Box<dyn std::error::Error + Send + Sync>
+                );
+            }
+            Ok(Box::new(allowed.into_iter()) as Addrs)
+        })
+    }
+}
+
+pub(crate) fn build(guard: Arc<NetGuard>, timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(concat!("Switchyard-Webhooks/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .pool_max_idle_per_host(256)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .dns_resolver(Arc::new(GuardedResolver { guard }))
+        .build()
+        .expect("the webhook HTTP client builds")
+}
+
+/// The SSRF refusal inside a `reqwest` error, if that is what it was.
+pub(crate) fn blocked_reason(error: &reqwest::Error) -> Option<String> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(b) = e.downcast_ref::<Blocked>() {
+            return Some(b.to_string());
+        }
+        source = e.source();
+    }
+    None
+}

@@ -1,0 +1,62 @@
+//! The webhook schedules' jobs: the retry sweep (the outbox guarantee), cleanup, and
+//! disabling endpoints that keep failing.
+
+use apalis::prelude::BoxDynError;
+use chrono::{Duration, Utc};
+use switchyard_shared::{
+    jobs::{DeliverWebhookJob, Job},
+    queue::QueueName,
+    services::Services,
+    telemetry,
+};
+
+use super::announce_disabled;
+use crate::handlers::Outcome;
+
+/// A due delivery not started this long after its time is presumed lost from the queue.
+const SWEEP_GRACE: Duration = Duration::minutes(2);
+const SWEEP_PAGE: i64 = 5_000;
+
+/// Enqueues deliveries that are due (or whose attempt's lease ran out) but not in the queue.
+/// A delivery enqueued twice is attempted once: the claim in the store decides.
+pub(crate) async fn retry_sweep(services: &Services) -> Result<Outcome, BoxDynError> {
+    let cutoff = Utc::now() - SWEEP_GRACE;
+    let due = services.store.overdue_deliveries(cutoff, SWEEP_PAGE).await?;
+    let count = due.len();
+    let jobs = due
+        .into_iter()
+        .map(|(delivery_id, endpoint_id, attempt)| {
+            Job::DeliverWebhook(DeliverWebhookJob { delivery_id, endpoint_id, attempt })
+        })
+        .collect();
+    services.queue.push_many(QueueName::Webhooks, jobs).await?;
+    if count > 0 {
+        tracing::warn!(count, "re-enqueued deliveries that were due but not in the queue");
+    }
+    Ok(Outcome::Success)
+}
+
+pub(crate) async fn cleanup(services: &Services) -> Result<Outcome, BoxDynError> {
+    let days = services.config.webhooks.retention_days as i64;
+    let (attempts, deliveries, events) =
+        services.store.cleanup_webhooks(Utc::now() - Duration::days(days)).await?;
+    tracing::info!(attempts, deliveries, events, "webhook cleanup");
+    Ok(Outcome::Success)
+}
+
+/// Disables endpoints at or above the failure threshold with no success for 24 h, and
+/// announces each with `webhook.endpoint.disabled`.
+pub(crate) async fn disable_failing(services: &Services) -> Result<Outcome, BoxDynError> {
+    let now = Utc::now();
+    let threshold = services.config.webhooks.disable_threshold;
+    let disabled =
+        services.store.disable_failing_endpoints(threshold, now - Duration::hours(24), now).await?;
+    for endpoint in disabled {
+        let reason = endpoint.disabled_reason.clone().unwrap_or_default();
+        tracing::warn!(endpoint_id = %endpoint.id, %reason, "webhook endpoint disabled");
+        metrics::counter!(telemetry::WEBHOOK_ENDPOINTS_DISABLED, "reason" => "failing")
+            .increment(1);
+        announce_disabled(services, &endpoint.id, &endpoint.url, &reason).await;
+    }
+    Ok(Outcome::Success)
+}

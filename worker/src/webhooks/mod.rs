@@ -1,0 +1,360 @@
+//! Webhook delivery, in named steps: admit (endpoint state, per-endpoint concurrency and rate
+//! limit) → claim the attempt in the store → sign and send → classify the answer → record
+//! (group commit) → schedule the next attempt as a new delayed task.
+
+mod client;
+mod endpoints;
+mod maintenance;
+mod recorder;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use apalis::prelude::BoxDynError;
+use chrono::Utc;
+use switchyard_shared::{
+    events::{self, Audience},
+    jobs::{DeliverWebhookJob, Job},
+    netguard::NetGuard,
+    queue::QueueName,
+    ratelimit::{Quota, RateLimiter},
+    services::Services,
+    store::AttemptRecord,
+    telemetry,
+    webhook::{RetrySchedule, next_delay, signature_header},
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+pub(crate) use self::maintenance::{cleanup, disable_failing, retry_sweep};
+use self::{endpoints::EndpointCache, recorder::Recorder};
+use crate::handlers::Outcome;
+
+/// Response bodies are kept up to this size (lossy UTF-8).
+const BODY_LIMIT: usize = 4096;
+
+/// What delivery needs, shared by every delivery job of a worker process.
+pub(crate) struct Webhooks {
+    client: reqwest::Client,
+    guard: Arc<NetGuard>,
+    recorder: Recorder,
+    endpoints: EndpointCache,
+    slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    per_endpoint: usize,
+    limiter: RateLimiter,
+    schedule: RetrySchedule,
+    throttle_floor: Duration,
+    timeout: Duration,
+}
+
+impl Webhooks {
+    pub(crate) fn new(services: &Services) -> Self {
+        let config = &services.config.webhooks;
+        let guard = Arc::new(NetGuard::new(services.config.webhook_allowlist()));
+        let timeout = Duration::from_millis(config.timeout_ms);
+        Self {
+            client: client::build(Arc::clone(&guard), timeout),
+            guard,
+            recorder: Recorder::start(services.store.clone()),
+            endpoints: EndpointCache::new(services.store.clone(), Arc::clone(&services.cipher)),
+            slots: Mutex::new(HashMap::new()),
+            per_endpoint: config.endpoint_concurrency,
+            limiter: RateLimiter::for_queue(&services.queue),
+            schedule: RetrySchedule::parse(&config.retry_schedule)
+                .unwrap_or(RetrySchedule { delays: vec![] }),
+            throttle_floor: Duration::from_millis(config.throttle_floor_ms),
+            timeout,
+        }
+    }
+
+    fn slot(&self, endpoint_id: &str) -> Option<OwnedSemaphorePermit> {
+        let semaphore = {
+            let mut slots = self.slots.lock().expect("endpoint slots lock");
+            Arc::clone(
+                slots
+                    .entry(endpoint_id.to_owned())
+                    .or_insert_with(|| Arc::new(Semaphore::new(self.per_endpoint))),
+            )
+        };
+        semaphore.try_acquire_owned().ok()
+    }
+}
+
+/// How an attempt ended, before it is turned into a delivery state.
+struct Answer {
+    status_code: Option<u16>,
+    /// `status_class` label: 2xx…5xx, timeout, connect_error, blocked.
+    class: &'static str,
+    /// The `outcome` column: http_status, timeout, connect_error, blocked, redirect.
+    kind: &'static str,
+    error: Option<String>,
+    body: Option<String>,
+    retry_after: Option<Duration>,
+}
+
+impl Answer {
+    fn success(&self) -> bool {
+        self.status_code.is_some_and(|s| (200..300).contains(&s))
+    }
+    fn gone(&self) -> bool {
+        self.status_code == Some(410)
+    }
+    /// Retrying cannot help: the guard refused the address, or the endpoint is gone.
+    fn permanent(&self) -> bool {
+        self.kind == "blocked" || self.gone()
+    }
+    fn throttled_or_timed_out(&self) -> bool {
+        self.status_code == Some(429) || self.kind == "timeout"
+    }
+}
+
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    (when.with_timezone(&Utc) - Utc::now()).to_std().ok()
+}
+
+async fn read_limited(mut resp: reqwest::Response) -> String {
+    let mut buf = Vec::new();
+    while buf.len() < BODY_LIMIT {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    buf.truncate(BODY_LIMIT);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// Sends one signed request and says how it went.
+async fn call(
+    hooks: &Webhooks,
+    url: &str,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+) -> Answer {
+    // IP-literal URLs never reach the resolver: check them here.
+    if let Ok(parsed) = reqwest::Url::parse(url)
+        && let Some(host) = parsed.host_str()
+        && let Ok(ip) =
+            host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>()
+        && let Err(reason) = hooks.guard.check(ip)
+    {
+        return Answer {
+            status_code: None,
+            class: "blocked",
+            kind: "blocked",
+            error: Some(format!("blocked by the SSRF guard: {ip} is a {reason} address")),
+            body: None,
+            retry_after: None,
+        };
+    }
+    match hooks.client.post(url).headers(headers).body(body).send().await {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            let retry_after = retry_after(resp.headers());
+            let kind = if resp.status().is_redirection() { "redirect" } else { "http_status" };
+            let error = match status {
+                200..=299 => None,
+                300..=399 => Some(format!("HTTP {status}: redirects are not followed")),
+                _ => Some(format!("HTTP {status}")),
+            };
+            Answer {
+                status_code: Some(status),
+                class: telemetry::status_class(status),
+                kind,
+                error,
+                body: Some(read_limited(resp).await),
+                retry_after,
+            }
+        }
+        Err(e) => {
+            let (class, kind, message) = if let Some(reason) = client::blocked_reason(&e) {
+                ("blocked", "blocked", reason)
+            } else if e.is_timeout() {
+                ("timeout", "timeout", format!("no answer within {} ms", hooks.timeout.as_millis()))
+            } else {
+                // Without the URL: it can carry credentials in its user info or query.
+                ("connect_error", "connect_error", format!("{}", e.without_url()))
+            };
+            Answer {
+                status_code: None,
+                class,
+                kind,
+                error: Some(message),
+                body: None,
+                retry_after: None,
+            }
+        }
+    }
+}
+
+/// One attempt of one delivery.
+pub(crate) async fn deliver(
+    services: &Services,
+    hooks: &Webhooks,
+    job: DeliverWebhookJob,
+) -> Result<Outcome, BoxDynError> {
+    let store = &services.store;
+    let now = Utc::now();
+
+    // Admit: the endpoint must exist and be enabled, and have room.
+    let Some(endpoint) = hooks.endpoints.get(&job.endpoint_id).await? else {
+        store.fail_delivery(&job.delivery_id, "the endpoint was deleted", now).await?;
+        return Ok(Outcome::Success);
+    };
+    if !endpoint.enabled {
+        let reason = format!(
+            "the endpoint is disabled: {}",
+            endpoint.disabled_reason.as_deref().unwrap_or("no reason recorded")
+        );
+        store.fail_delivery(&job.delivery_id, &reason, now).await?;
+        return Ok(Outcome::Success);
+    }
+    let Some(_slot) = hooks.slot(&endpoint.id) else {
+        return defer(services, job, Duration::from_millis(500), "concurrency").await;
+    };
+    if let Some(rps) = endpoint.rate_limit_per_second {
+        let bucket = format!("webhook:{}", endpoint.id);
+        match hooks
+            .limiter
+            .check(&bucket, Quota::per_second(rps.clamp(1, u32::MAX.into()) as u32))
+            .await
+        {
+            Ok(d) if !d.allowed => return defer(services, job, d.retry_after, "rate_limit").await,
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "endpoint rate limiter unavailable; sending"),
+        }
+    }
+
+    // Claim the attempt: a duplicate or stale message stops here.
+    let lease = now
+        + chrono::Duration::from_std(hooks.timeout + Duration::from_secs(30)).unwrap_or_default();
+    let Some(claimed) = store.claim_delivery(&job.delivery_id, job.attempt, lease, now).await?
+    else {
+        tracing::debug!(delivery_id = %job.delivery_id, attempt = job.attempt, "not due: a duplicate or stale message");
+        return Ok(Outcome::Success);
+    };
+    let Some((_, payload, _)) = store.event_payload(&claimed.event_id).await? else {
+        store.fail_delivery(&job.delivery_id, "the event payload is gone (retention)", now).await?;
+        return Ok(Outcome::Success);
+    };
+
+    // Sign and send.
+    let timestamp = Utc::now().timestamp();
+    let mut headers = reqwest::header::HeaderMap::new();
+    let signature =
+        signature_header(&endpoint.keys, &job.delivery_id, timestamp, payload.as_bytes());
+    for (name, value) in [
+        ("webhook-id", job.delivery_id.clone()),
+        ("webhook-timestamp", timestamp.to_string()),
+        ("webhook-signature", signature),
+        ("content-type", "application/json".to_owned()),
+    ] {
+        if let Ok(v) = reqwest::header::HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    }
+    let started = Instant::now();
+    let answer = call(hooks, &endpoint.url, headers, payload).await;
+    let elapsed = started.elapsed();
+
+    // Classify.
+    let attempt = job.attempt;
+    let last = attempt >= claimed.max_attempts;
+    let (status, next) = if answer.success() {
+        ("delivered", None)
+    } else if answer.permanent() || last {
+        ("failed", None)
+    } else {
+        let scheduled = hooks.schedule.after(attempt as u32).unwrap_or_default();
+        let delay = next_delay(
+            scheduled,
+            answer.retry_after,
+            answer.throttled_or_timed_out(),
+            hooks.throttle_floor,
+        );
+        ("retrying", Some(delay))
+    };
+    let finished = Utc::now();
+    let record = AttemptRecord {
+        delivery_id: job.delivery_id.clone(),
+        endpoint_id: endpoint.id.clone(),
+        n: attempt,
+        at: finished,
+        status_code: answer.status_code.map(i32::from),
+        duration_ms: elapsed.as_secs_f64() * 1000.0,
+        outcome: answer.kind.to_owned(),
+        error: answer.error.clone(),
+        response_body: answer.body.clone(),
+        delivery_status: status,
+        next_attempt_at: next
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+            .map(|d| finished + d),
+        success: answer.success(),
+        gone: answer.gone(),
+        counts_for_endpoint: true,
+    };
+    hooks.recorder.record(record).await?;
+
+    metrics::counter!(telemetry::WEBHOOK_DELIVERIES, "outcome" => status, "status_class" => answer.class)
+        .increment(1);
+    metrics::histogram!(telemetry::WEBHOOK_ATTEMPT_DURATION).record(elapsed.as_secs_f64());
+    if answer.kind == "blocked" {
+        metrics::counter!(telemetry::WEBHOOK_BLOCKED).increment(1);
+    }
+    if status == "delivered" {
+        let e2e = (finished - claimed.created_at).num_milliseconds().max(0) as f64 / 1000.0;
+        metrics::histogram!(telemetry::WEBHOOK_END_TO_END).record(e2e);
+    }
+    if answer.gone() {
+        hooks.endpoints.forget(&endpoint.id);
+        metrics::counter!(telemetry::WEBHOOK_ENDPOINTS_DISABLED, "reason" => "gone").increment(1);
+        announce_disabled(services, &endpoint.id, &endpoint.url, "the endpoint answered 410 Gone")
+            .await;
+    }
+
+    // Schedule the next attempt as a new delayed task (the row already says when).
+    if let Some(delay) = next {
+        let next_job = Job::DeliverWebhook(DeliverWebhookJob { attempt: attempt + 1, ..job });
+        if let Err(error) = services.queue.push_after(QueueName::Webhooks, next_job, delay).await {
+            tracing::warn!(%error, "next attempt not enqueued; the retry sweep will");
+        }
+        return Ok(Outcome::RetryScheduled);
+    }
+    Ok(Outcome::Success)
+}
+
+/// Puts the message back for later without counting an attempt.
+async fn defer(
+    services: &Services,
+    job: DeliverWebhookJob,
+    wait: Duration,
+    why: &'static str,
+) -> Result<Outcome, BoxDynError> {
+    metrics::counter!(telemetry::WEBHOOK_DEFERRED, "reason" => why).increment(1);
+    let wait = switchyard_shared::webhook::jitter(wait.max(Duration::from_millis(50)), 0.5);
+    services.queue.push_after(QueueName::Webhooks, Job::DeliverWebhook(job), wait).await?;
+    Ok(Outcome::RetryScheduled)
+}
+
+/// Publishes `webhook.endpoint.disabled` to the endpoints subscribed to it.
+pub(crate) async fn announce_disabled(services: &Services, id: &str, url: &str, reason: &str) {
+    let data = serde_json::json!({"endpoint_id": id, "url": url, "reason": reason});
+    if let Err(error) = events::publish(
+        services,
+        "webhook.endpoint.disabled",
+        &data,
+        Some("system"),
+        Audience::Subscribers,
+    )
+    .await
+    {
+        tracing::warn!(%error, endpoint_id = id, "could not publish webhook.endpoint.disabled");
+    }
+}
