@@ -289,3 +289,89 @@ async fn dev_creates_an_admin_key_on_first_start_only() {
     dev.signal("TERM");
     assert_eq!(dev.wait(Duration::from_secs(20)).await, Some(0));
 }
+
+async fn no_delivery_is_lost_when_a_worker_is_killed(mut env: TestEnv) {
+    env.set("SWITCHYARD_WEBHOOK_ENDPOINT_CONCURRENCY", "64");
+    let rx = support::receiver::Receiver::start().await;
+    let app = env.start_api_only().await;
+    let resp = app
+        .http
+        .post(app.url("/api/v1/webhooks"))
+        .json(&serde_json::json!({"url": rx.url("/sink"), "event_types": ["load.*"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let secret =
+        resp.json::<serde_json::Value>().await.unwrap()["secret"].as_str().unwrap().to_owned();
+
+    const EVENTS: usize = 2000;
+    let worker_a = env
+        .spawn("worker-a", &["worker", "--queues", "webhooks", "--metrics-listen", "127.0.0.1:0"]);
+    let services = app.services.clone();
+    let publisher = tokio::spawn(async move {
+        let mut ids = Vec::with_capacity(EVENTS);
+        for i in 0..EVENTS {
+            let published = switchyard_shared::events::publish(
+                &services,
+                "load.tick",
+                &serde_json::json!({"i": i}),
+                None,
+                switchyard_shared::events::Audience::Subscribers,
+            )
+            .await
+            .unwrap();
+            ids.extend(published.delivery_ids);
+        }
+        ids
+    });
+    // Kill the worker mid-stream, without warning.
+    wait_for("some deliveries", Duration::from_secs(60), || async {
+        (rx.count() >= 300).then_some(())
+    })
+    .await;
+    let log_a = worker_a.log.clone();
+    worker_a.kill().await;
+    let at_kill = rx.count();
+    let worker_b = env
+        .spawn("worker-b", &["worker", "--queues", "webhooks", "--metrics-listen", "127.0.0.1:0"]);
+    let ids = publisher.await.unwrap();
+    assert_eq!(ids.len(), EVENTS);
+
+    let expected: std::collections::HashSet<String> = ids.into_iter().collect();
+    let seen = wait_for("every delivery at the receiver", Duration::from_secs(120), || async {
+        let seen: std::collections::HashSet<String> =
+            rx.all().into_iter().map(|r| r.headers["webhook-id"].clone()).collect();
+        (seen.len() >= EVENTS).then_some(seen)
+    })
+    .await;
+    assert_eq!(seen, expected, "every delivery reached the receiver at least once");
+    let total = rx.count();
+    eprintln!(
+        "no-loss run ({:?}): {EVENTS} deliveries, {total} requests received, {} duplicates; \
+         {at_kill} received before the SIGKILL",
+        env.backend,
+        total - EVENTS
+    );
+    // The store agrees: everything delivered.
+    let sql = "SELECT COUNT(*) FROM webhook_deliveries WHERE status <> 'delivered'";
+    let undelivered =
+        wait_for("the store to record every delivery", Duration::from_secs(30), || async {
+            let (n,): (i64,) = store_query!(app.services.store, (i64,), sql, fetch_one);
+            (n == 0).then_some(n)
+        })
+        .await;
+    assert_eq!(undelivered, 0);
+
+    // The signing secret is nowhere in clear: not in the store, not in the workers' logs.
+    let log_b = worker_b.log.clone();
+    drop(worker_b);
+    let key_part = &secret["whsec_".len()..];
+    let dump = store_dump(&env).await;
+    assert!(!dump.contains(key_part), "the secret is stored sealed");
+    for log in [support::read_log(&log_a), support::read_log(&log_b)] {
+        assert!(!log.contains(key_part));
+    }
+    app.stop().await;
+}
+both_backends!(no_delivery_is_lost_when_a_worker_is_killed);

@@ -430,3 +430,144 @@ async fn test_events_and_validation(env: TestEnv) {
     app.stop().await;
 }
 both_backends!(test_events_and_validation);
+
+/// Inserts an endpoint row directly, as if its URL had passed validation when created (e.g.
+/// a name that later resolves elsewhere): the guard at delivery time must still refuse it.
+async fn insert_endpoint(app: &TestApp, url: &str) -> String {
+    let services = &app.services;
+    let id = format!("ep_{}", ulid::Ulid::generate());
+    let secret = webhook::generate_secret();
+    let sealed =
+        services.cipher.seal(&switchyard_shared::store::secret_context(&id), secret.as_bytes());
+    services
+        .store
+        .insert_endpoint(
+            &switchyard_shared::store::NewEndpoint {
+                id: id.clone(),
+                url: url.to_owned(),
+                description: None,
+                event_types: "guard.*".into(),
+                secret_sealed: sealed,
+                rate_limit_per_second: None,
+                environment: "test".into(),
+                created_by: None,
+            },
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    id
+}
+
+fn blocked_count(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with("switchyard_webhook_blocked_total"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn the_ssrf_guard_refuses_private_destinations(mut env: TestEnv) {
+    env.set("SWITCHYARD_WEBHOOK_ALLOW_CIDRS", "");
+    let app = env.start_app().await;
+    let rx = Receiver::start().await;
+    let port = rx.addr.port();
+    // At creation: a name that resolves only to loopback is refused.
+    let resp = app
+        .http
+        .post(app.url("/api/v1/webhooks"))
+        .json(&json!({"url": format!("http://localhost:{port}/x"), "event_types": ["*"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+
+    let urls = [
+        format!("http://127.0.0.1:{port}/a"),
+        "http://10.0.0.1/b".to_owned(),
+        "http://169.254.169.254/latest/meta-data".to_owned(),
+        format!("http://[::1]:{port}/c"),
+        format!("http://[::ffff:127.0.0.1]:{port}/d"),
+        format!("http://localhost:{port}/e"),
+    ];
+    for url in &urls {
+        insert_endpoint(&app, url).await;
+    }
+    let before = blocked_count(
+        &app.anonymous.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap(),
+    );
+    let accepted = publish(&app, "guard.check", json!({})).await;
+    let ids: Vec<String> = accepted["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), urls.len());
+    for id in &ids {
+        let d = wait_delivery_status(&app, id, "failed", Duration::from_secs(10)).await;
+        assert_eq!(d["attempt_count"], 1, "blocked is permanent: {d}");
+        let attempt = &d["attempts"][0];
+        assert_eq!(attempt["outcome"], "blocked", "{d}");
+        assert!(attempt["error"].as_str().unwrap().contains("SSRF"), "{d}");
+    }
+    assert_eq!(rx.count(), 0, "nothing reached the receiver");
+    let after = blocked_count(
+        &app.anonymous.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap(),
+    );
+    assert!(after >= before + urls.len() as f64, "{before} → {after}");
+    app.stop().await;
+}
+both_backends!(the_ssrf_guard_refuses_private_destinations);
+
+async fn an_allowlisted_loopback_receiver_is_still_reached(mut env: TestEnv) {
+    env.set("SWITCHYARD_WEBHOOK_ALLOW_CIDRS", "127.0.0.0/8");
+    let app = env.start_app().await;
+    let rx = Receiver::start().await;
+    let port = rx.addr.port();
+    insert_endpoint(&app, &format!("http://localhost:{port}/ok")).await;
+    insert_endpoint(&app, &format!("http://[::ffff:127.0.0.1]:{port}/mapped")).await;
+    let accepted = publish(&app, "guard.check", json!({})).await;
+    for id in accepted["deliveries"].as_array().unwrap() {
+        wait_for("an outcome", Duration::from_secs(10), || async {
+            let d = delivery(&app, id.as_str().unwrap()).await;
+            (d["status"] == "delivered" || d["status"] == "failed").then_some(())
+        })
+        .await;
+    }
+    assert_eq!(rx.received("/ok").len(), 1, "localhost → 127.0.0.1 is allowlisted");
+    assert!(rx.received("/mapped").is_empty(), "the IPv4-mapped form is not the IPv4 block");
+    app.stop().await;
+}
+both_backends!(an_allowlisted_loopback_receiver_is_still_reached);
+
+async fn failing_endpoints_are_disabled_and_announced(mut env: TestEnv) {
+    env.set("SWITCHYARD_WEBHOOK_RETRY_SCHEDULE", "100ms");
+    env.set("SWITCHYARD_WEBHOOK_DISABLE_THRESHOLD", "2");
+    env.set("SWITCHYARD_SCHEDULE_WEBHOOK_DISABLE_FAILING", "* * * * * *");
+    let app = env.start_app().await;
+    let rx = Receiver::start().await;
+    rx.script("/failing", vec![Reply::Status(500)]);
+    let (failing, _) = create_endpoint(&app, &rx.url("/failing"), &["work.*"]).await;
+    create_endpoint(&app, &rx.url("/ops"), &["webhook.*"]).await;
+    publish(&app, "work.item", json!({})).await;
+    let ep = wait_for("the failing endpoint to be disabled", Duration::from_secs(15), || async {
+        let (_, ep) = app.get_json(&format!("/api/v1/webhooks/{failing}")).await;
+        (ep["status"] == "disabled").then_some(ep)
+    })
+    .await;
+    assert_eq!(ep["failure_count"], 2);
+    assert!(ep["disabled_reason"].as_str().unwrap().contains("2 times in a row"), "{ep}");
+    let note = wait_for("the announcement", Duration::from_secs(10), || async {
+        rx.received("/ops").into_iter().next()
+    })
+    .await;
+    let body: Value = serde_json::from_slice(&note.body).unwrap();
+    assert_eq!(body["type"], "webhook.endpoint.disabled");
+    assert_eq!(body["data"]["endpoint_id"], failing.as_str());
+    // Deliveries already due to it end as failed, with the reason.
+    let accepted = publish(&app, "work.item", json!({})).await;
+    assert_eq!(accepted["deliveries"], json!([]), "no new deliveries to a disabled endpoint");
+    app.stop().await;
+}
+both_backends!(failing_endpoints_are_disabled_and_announced);

@@ -27,8 +27,8 @@ pub use self::{
     schedules::ScheduleState,
     usage::{KeyUsage, UsageEvent},
     webhooks::{
-        AttemptRecord, AttemptRow, ClaimedDelivery, DeliveryRow, EndpointPatch, EndpointRow,
-        NewEndpoint, NewEvent, secret_context,
+        AttemptRecord, AttemptRow, Claim as DeliveryClaim, ClaimedDelivery, DeliveryRow,
+        EndpointPatch, EndpointRow, NewEndpoint, NewEvent, secret_context,
     },
 };
 use crate::config::{Config, StoreKind};

@@ -97,6 +97,18 @@ pub struct AttemptRow {
     pub response_body: Option<String>,
 }
 
+/// What [`Store::claim_delivery`] found.
+#[derive(Debug, Clone)]
+pub enum Claim {
+    /// The attempt is this worker's.
+    Claimed(ClaimedDelivery),
+    /// Another worker holds this attempt until then (or held it and died: after `until`
+    /// the attempt can be taken again).
+    Held { until: DateTime<Utc> },
+    /// The attempt was made already, or the delivery is finished: a duplicate message.
+    Stale,
+}
+
 /// A delivery whose attempt this worker now holds.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ClaimedDelivery {
@@ -332,22 +344,35 @@ impl Store {
 
     /// Takes attempt `attempt` of a delivery for `lease_until`: only when the previous
     /// attempts are all recorded, the delivery is not finished, and no other worker holds a
-    /// live lease on it. `None` means "not yours": a duplicate or stale message.
+    /// live lease on it.
     pub async fn claim_delivery(
         &self,
         id: &str,
         attempt: i64,
         lease_until: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<Option<ClaimedDelivery>, StoreError> {
-        let row = on_pool!(self, pool => sqlx::query_as::<_, ClaimedDelivery>(
+    ) -> Result<Claim, StoreError> {
+        let claimed = on_pool!(self, pool => sqlx::query_as::<_, ClaimedDelivery>(
             "UPDATE webhook_deliveries SET status = 'delivering', claimed_until = $3, updated_at = $4
              WHERE id = $1 AND attempts = $2 - 1
                AND (status IN ('pending', 'retrying')
                     OR (status = 'delivering' AND claimed_until < $4))
              RETURNING event_id, endpoint_id, max_attempts, created_at")
             .bind(id).bind(attempt).bind(lease_until).bind(now).fetch_optional(pool).await)?;
-        Ok(row)
+        if let Some(c) = claimed {
+            return Ok(Claim::Claimed(c));
+        }
+        let row: Option<(String, i64, Option<DateTime<Utc>>)> = on_pool!(self, pool => sqlx::query_as(
+            "SELECT status, attempts, claimed_until FROM webhook_deliveries WHERE id = $1")
+            .bind(id).fetch_optional(pool).await)?;
+        Ok(match row {
+            Some((status, attempts, Some(until)))
+                if status == "delivering" && attempts == attempt - 1 =>
+            {
+                Claim::Held { until }
+            }
+            _ => Claim::Stale,
+        })
     }
 
     /// Records attempts (from many deliveries at once, one transaction): the attempt row, the

@@ -22,7 +22,7 @@ use switchyard_shared::{
     queue::QueueName,
     ratelimit::{Quota, RateLimiter},
     services::Services,
-    store::AttemptRecord,
+    store::{AttemptRecord, DeliveryClaim},
     telemetry,
     webhook::{RetrySchedule, next_delay, signature_header},
 };
@@ -34,6 +34,9 @@ use crate::handlers::Outcome;
 
 /// Response bodies are kept up to this size (lossy UTF-8).
 const BODY_LIMIT: usize = 4096;
+/// An attempt's lease outlasts its timeout by this much; a worker killed mid-attempt
+/// leaves the attempt to others once the lease has run out.
+const LEASE_SLACK: Duration = Duration::from_secs(5);
 
 /// What delivery needs, shared by every delivery job of a worker process.
 pub(crate) struct Webhooks {
@@ -232,13 +235,19 @@ pub(crate) async fn deliver(
         }
     }
 
-    // Claim the attempt: a duplicate or stale message stops here.
-    let lease = now
-        + chrono::Duration::from_std(hooks.timeout + Duration::from_secs(30)).unwrap_or_default();
-    let Some(claimed) = store.claim_delivery(&job.delivery_id, job.attempt, lease, now).await?
-    else {
-        tracing::debug!(delivery_id = %job.delivery_id, attempt = job.attempt, "not due: a duplicate or stale message");
-        return Ok(Outcome::Success);
+    // Claim the attempt: a duplicate stops here; an attempt held by another worker (maybe
+    // one that was killed) is looked at again when its lease runs out.
+    let lease = now + chrono::Duration::from_std(hooks.timeout + LEASE_SLACK).unwrap_or_default();
+    let claimed = match store.claim_delivery(&job.delivery_id, job.attempt, lease, now).await? {
+        DeliveryClaim::Claimed(c) => c,
+        DeliveryClaim::Stale => {
+            tracing::debug!(delivery_id = %job.delivery_id, attempt = job.attempt, "a duplicate or stale message");
+            return Ok(Outcome::Success);
+        }
+        DeliveryClaim::Held { until } => {
+            let wait = (until - now).to_std().unwrap_or_default() + Duration::from_millis(100);
+            return defer(services, job, wait, "held").await;
+        }
     };
     let Some((_, payload, _)) = store.event_payload(&claimed.event_id).await? else {
         store.fail_delivery(&job.delivery_id, "the event payload is gone (retention)", now).await?;
