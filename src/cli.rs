@@ -70,6 +70,17 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Benchmarks of the whole system, printed as figures.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Publish events through the API to a local receiver; report throughput and latency.
+    Webhooks(crate::bench::WebhookBench),
 }
 
 #[derive(Debug, Subcommand)]
@@ -131,7 +142,7 @@ impl Cli {
                     config.metrics_listen = *addr;
                 }
             }
-            Command::Migrate | Command::Keys { .. } => {}
+            Command::Migrate | Command::Keys { .. } | Command::Bench { .. } => {}
         }
         config.validate()?;
         Ok(config)

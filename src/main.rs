@@ -1,6 +1,7 @@
 //! `switchyard`: one binary for every role. A thin shell over the library crates: parse the
 //! command line, load the configuration, set up logging, run the role until a signal.
 
+mod bench;
 mod cli;
 mod keys;
 mod logging;

@@ -19,6 +19,9 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let store = connect_store(&config).await?;
             return crate::keys::run(command, &store).await;
         }
+        Command::Bench { command: crate::cli::BenchCommand::Webhooks(opts) } => {
+            return crate::bench::run(opts).await;
+        }
         _ => {}
     }
     let services = Services::open(config).await.context("opening the store and queue")?;
@@ -28,7 +31,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Api { .. } => api(services, shutdown).await,
         Command::Worker { .. } => worker(services, shutdown).await,
         Command::Scheduler { .. } => scheduler(services, shutdown).await,
-        Command::Migrate | Command::Keys { .. } => Ok(()),
+        Command::Migrate | Command::Keys { .. } | Command::Bench { .. } => Ok(()),
     }
 }
 

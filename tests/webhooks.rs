@@ -571,3 +571,54 @@ async fn failing_endpoints_are_disabled_and_announced(mut env: TestEnv) {
     app.stop().await;
 }
 both_backends!(failing_endpoints_are_disabled_and_announced);
+
+/// The official `standardwebhooks` Python package verifies what we send (when it is
+/// installed; `.ci/run` installs it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_standardwebhooks_package_verifies_our_signatures() {
+    let Some(env) = TestEnv::new(support::Backend::Embedded).await else { return };
+    let probe =
+        std::process::Command::new("python3").args(["-c", "import standardwebhooks"]).status();
+    if !probe.is_ok_and(|s| s.success()) {
+        support::skip_or_fail("python3 with the standardwebhooks package is not installed");
+        return;
+    }
+    let app = env.start_app().await;
+    let rx = Receiver::start().await;
+    let (_, secret) = create_endpoint(&app, &rx.url("/py"), &["*"]).await;
+    publish(&app, "py.check", json!({"n": 1})).await;
+    let got = wait_for("a delivery", Duration::from_secs(10), || async {
+        rx.received("/py").into_iter().next()
+    })
+    .await;
+    let script = r#"
+import json, sys
+from standardwebhooks.webhooks import Webhook
+given = json.load(sys.stdin)
+event = Webhook(given["secret"]).verify(given["body"].encode(), given["headers"])
+assert event["type"] == "py.check", event
+print("verified")
+"#;
+    let input = json!({
+        "secret": secret,
+        "body": String::from_utf8(got.body.clone()).unwrap(),
+        "headers": {
+            "webhook-id": got.headers["webhook-id"],
+            "webhook-timestamp": got.headers["webhook-timestamp"],
+            "webhook-signature": got.headers["webhook-signature"],
+        },
+    });
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(input.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "verified");
+    app.stop().await;
+}

@@ -131,7 +131,10 @@ impl TestEnv {
                 skip_or_fail(&format!("Redis at 127.0.0.1:6379 is unreachable ({e})"));
                 return None;
             }
-            vars.insert("DATABASE_URL".into(), format!("postgres://postgres@127.0.0.1:5432/{db}"));
+            vars.insert(
+                "DATABASE_URL".into(),
+                format!("postgres://postgres@127.0.0.1:5432/{db}?sslmode=disable"),
+            );
             vars.insert("REDIS_URL".into(), REDIS_URL.into());
             // Every process of a fleet shares the master key.
             let mut key = [0u8; 32];

@@ -215,9 +215,25 @@ impl Queue {
         messages: Vec<Message>,
     ) -> Result<Vec<String>, QueueError> {
         let count = messages.len();
-        let ids = match &self.backend {
-            QueueBackend::Sqlite(pool) => sqlite::push(pool, queue, messages).await?,
-            QueueBackend::Redis(redis) => redis.push(queue, messages).await?,
+        // Pushes fail transiently (SQLite busy under write contention between processes, a
+        // Redis reconnect): try a few times before leaving the row to the sweeps.
+        let mut wait = Duration::from_millis(50);
+        let mut tries = 0;
+        let ids = loop {
+            let pushed = match &self.backend {
+                QueueBackend::Sqlite(pool) => sqlite::push(pool, queue, messages.clone()).await,
+                QueueBackend::Redis(redis) => redis.push(queue, messages.clone()).await,
+            };
+            match pushed {
+                Ok(ids) => break ids,
+                Err(e) if tries < 4 => {
+                    tries += 1;
+                    tracing::debug!(error = %e, tries, "queue push failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait *= 4;
+                }
+                Err(e) => return Err(e),
+            }
         };
         metrics::counter!(crate::telemetry::JOBS_ENQUEUED, "queue" => queue.as_str())
             .increment(count as u64);

@@ -15,6 +15,7 @@ use crate::jobs::Message;
 static STATS: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis_stats.lua")));
 static VACUUM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis_vacuum.lua")));
 static RETRY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis_retry.lua")));
+static HOLDER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis_holder.lua")));
 
 /// Scheduled entries inspected when counting failed jobs: bounds the script's run time.
 const FAILED_SCAN_LIMIT: usize = 5_000;
@@ -59,10 +60,14 @@ impl RedisQueue {
         apalis_redis::Config::default().queue(self.queue_key(queue))
     }
 
-    /// The apalis storage of one queue, as workers consume it.
+    /// The apalis storage of one queue, as workers consume it. Task leases are off:
+    /// apalis' lease script runs `LREM` over the whole active list for every task, which
+    /// made Redis the bottleneck under a backlog; in-flight sets (per worker) already say who
+    /// runs what, and orphan recovery uses them.
     pub fn storage(&self, queue: QueueName, tuning: &StorageTuning) -> RedisStorage<Message> {
         RedisStorage::new(self.conn.clone()).with_config(
             self.storage_config(queue)
+                .lock_tasks(false)
                 .batch_size(tuning.batch_size)
                 .heartbeat_interval(tuning.heartbeat)
                 .missed_heartbeats(tuning.missed_heartbeats),
@@ -136,6 +141,16 @@ impl RedisQueue {
                 .and_then(serde_json::Value::as_i64);
             let due = not_before.is_none_or(|ms| ms <= chrono::Utc::now().timestamp_millis());
             let scheduled_score: Option<f64> = conn.zscore(c.scheduled_jobs_set(), id).await?;
+            let holder: Option<String> = HOLDER
+                .key(c.workers_set())
+                .arg(c.inflight_jobs_set())
+                .arg(id)
+                .invoke_async(&mut conn)
+                .await?;
+            let status = match (status, &holder) {
+                ("Pending" | "Queued", Some(_)) => "Running",
+                (s, _) => s,
+            };
             let due =
                 due && scheduled_score.is_none_or(|s| s as i64 <= chrono::Utc::now().timestamp());
             return Ok(Some(JobRecord {
@@ -148,7 +163,7 @@ impl RedisQueue {
                 last_result: meta.get("result").cloned(),
                 run_at: not_before.and_then(chrono::DateTime::from_timestamp_millis),
                 done_at: get_u64("done_at").and_then(|s| from_unix(s as i64)),
-                worker: meta.get("locked_by").cloned(),
+                worker: holder.or_else(|| meta.get("locked_by").cloned()),
             }));
         }
         Ok(None)

@@ -28,6 +28,11 @@ pub(super) async fn open(data_dir: &Path) -> Result<SqlitePool, QueueError> {
         .busy_timeout(Duration::from_secs(5));
     let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
     SqliteStorage::<()>::migrations().run(&pool).await?;
+    // apalis-sqlite acks with `UPDATE Jobs … FROM json_each(?) WHERE id = … AND lock_by = ?`;
+    // with its index on `lock_by` SQLite drives that from every job the worker ever ran
+    // (lock_by is never cleared) and parses the JSON once per such row: quadratic, the
+    // worker's CPU went to it. Without the index the ack looks jobs up by id.
+    sqlx::query("DROP INDEX IF EXISTS LIdx").execute(&pool).await?;
     Ok(pool)
 }
 

@@ -109,13 +109,61 @@ pub enum Claim {
     Stale,
 }
 
-/// A delivery whose attempt this worker now holds.
+/// A delivery whose attempt this worker now holds, with its event's payload (`None` when
+/// the event was deleted by retention).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ClaimedDelivery {
+    pub id: String,
     pub event_id: String,
     pub endpoint_id: String,
     pub max_attempts: i64,
     pub created_at: DateTime<Utc>,
+    pub payload: Option<String>,
+}
+
+/// One endpoint's change of health from a batch of attempts, in order: consecutive failures
+/// restart after the last success.
+struct Health<'a> {
+    endpoint_id: &'a str,
+    /// A success in the batch: the count restarts at `failures`.
+    reset: bool,
+    failures: i64,
+    last_success_at: Option<DateTime<Utc>>,
+    last_failure_at: Option<DateTime<Utc>>,
+    last_error: Option<&'a str>,
+    gone: bool,
+}
+
+fn endpoint_health(records: &[AttemptRecord]) -> Vec<Health<'_>> {
+    let mut out: Vec<Health<'_>> = Vec::new();
+    for r in records.iter().filter(|r| r.counts_for_endpoint) {
+        let h = match out.iter_mut().position(|h| h.endpoint_id == r.endpoint_id) {
+            Some(i) => &mut out[i],
+            None => {
+                out.push(Health {
+                    endpoint_id: &r.endpoint_id,
+                    reset: false,
+                    failures: 0,
+                    last_success_at: None,
+                    last_failure_at: None,
+                    last_error: None,
+                    gone: false,
+                });
+                out.last_mut().expect("just pushed")
+            }
+        };
+        if r.success {
+            h.reset = true;
+            h.failures = 0;
+            h.last_success_at = Some(r.at);
+        } else {
+            h.failures += 1;
+            h.last_failure_at = Some(r.at);
+            h.last_error = r.error.as_deref();
+        }
+        h.gone |= r.gone;
+    }
+    out
 }
 
 /// An event and its deliveries (delivery id, endpoint id), to write together.
@@ -328,6 +376,35 @@ impl Store {
                 }
             }};
         }
+        // Postgres: one statement (a data-modifying CTE) is atomic by itself and saves the
+        // round trips of BEGIN and COMMIT on the publish path.
+        if let Store::Postgres(pool) = self
+            && !deliveries.is_empty()
+            && deliveries.len() <= 500
+        {
+            let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+                "WITH ev AS (INSERT INTO webhook_events (id, event_type, payload, source, created_at) VALUES (",
+            );
+            qb.push_bind(event_id).push(", ").push_bind(event_type).push(", ").push_bind(payload);
+            qb.push(", ").push_bind(source).push(", ").push_bind(now).push(")) ");
+            qb.push(
+                "INSERT INTO webhook_deliveries (id, event_id, endpoint_id, status, attempts, \
+                 max_attempts, next_attempt_at, created_at, updated_at) ",
+            );
+            qb.push_values(deliveries, |mut b, (id, endpoint)| {
+                b.push_bind(id)
+                    .push_bind(event_id)
+                    .push_bind(endpoint)
+                    .push_bind("pending")
+                    .push_bind(0i64)
+                    .push_bind(max_attempts)
+                    .push_bind(now)
+                    .push_bind(now)
+                    .push_bind(now);
+            });
+            qb.build().execute(pool).await?;
+            return Ok(());
+        }
         in_tx!(self, Sqlite tx => body!(sqlx::Sqlite, tx), Postgres tx => body!(sqlx::Postgres, tx));
         Ok(())
     }
@@ -342,26 +419,51 @@ impl Store {
         Ok(row)
     }
 
-    /// Takes attempt `attempt` of a delivery for `lease_until`: only when the previous
-    /// attempts are all recorded, the delivery is not finished, and no other worker holds a
-    /// live lease on it.
-    pub async fn claim_delivery(
+    /// Takes attempts of many deliveries at once for `lease_until`, in one statement: each
+    /// (delivery id, attempt) only when the previous attempts are all recorded, the delivery
+    /// is not finished, and no other worker holds a live lease on it. Returns those taken,
+    /// with their payloads; [`Store::unclaimed`] says why one was not.
+    pub async fn claim_deliveries(
         &self,
-        id: &str,
-        attempt: i64,
+        wanted: &[(String, i64)],
         lease_until: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<Claim, StoreError> {
-        let claimed = on_pool!(self, pool => sqlx::query_as::<_, ClaimedDelivery>(
-            "UPDATE webhook_deliveries SET status = 'delivering', claimed_until = $3, updated_at = $4
-             WHERE id = $1 AND attempts = $2 - 1
-               AND (status IN ('pending', 'retrying')
-                    OR (status = 'delivering' AND claimed_until < $4))
-             RETURNING event_id, endpoint_id, max_attempts, created_at")
-            .bind(id).bind(attempt).bind(lease_until).bind(now).fetch_optional(pool).await)?;
-        if let Some(c) = claimed {
-            return Ok(Claim::Claimed(c));
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        if wanted.is_empty() {
+            return Ok(Vec::new());
         }
+        macro_rules! claim {
+            ($db:ty, $pool:expr) => {{
+                let mut qb = sqlx::QueryBuilder::<$db>::new("WITH v(id, attempt) AS (");
+                qb.push_values(wanted, |mut b, (id, attempt)| {
+                    b.push_bind(id).push_bind(*attempt);
+                });
+                qb.push(
+                    ") UPDATE webhook_deliveries SET status = 'delivering', claimed_until = ",
+                );
+                qb.push_bind(lease_until).push(", updated_at = ").push_bind(now);
+                qb.push(
+                    " FROM v WHERE webhook_deliveries.id = v.id AND webhook_deliveries.attempts = v.attempt - 1 \
+                     AND (webhook_deliveries.status IN ('pending', 'retrying') \
+                          OR (webhook_deliveries.status = 'delivering' AND webhook_deliveries.claimed_until < ",
+                );
+                qb.push_bind(now);
+                qb.push(
+                    ")) RETURNING webhook_deliveries.id, webhook_deliveries.event_id, webhook_deliveries.endpoint_id, webhook_deliveries.max_attempts, webhook_deliveries.created_at, \
+                     (SELECT e.payload FROM webhook_events e WHERE e.id = webhook_deliveries.event_id) AS payload",
+                );
+                qb.build_query_as::<ClaimedDelivery>().fetch_all($pool).await
+            }};
+        }
+        let rows = match self {
+            Store::Sqlite(pool) => claim!(sqlx::Sqlite, pool)?,
+            Store::Postgres(pool) => claim!(sqlx::Postgres, pool)?,
+        };
+        Ok(rows)
+    }
+
+    /// Why attempt `attempt` of a delivery could not be claimed.
+    pub async fn unclaimed(&self, id: &str, attempt: i64) -> Result<Claim, StoreError> {
         let row: Option<(String, i64, Option<DateTime<Utc>>)> = on_pool!(self, pool => sqlx::query_as(
             "SELECT status, attempts, claimed_until FROM webhook_deliveries WHERE id = $1")
             .bind(id).fetch_optional(pool).await)?;
@@ -375,51 +477,75 @@ impl Store {
         })
     }
 
-    /// Records attempts (from many deliveries at once, one transaction): the attempt row, the
-    /// delivery's new state, and the endpoint's health.
+    /// Records attempts (from many deliveries at once, in one transaction of a few
+    /// statements): the attempt rows, the deliveries' new states, and each endpoint's health.
     pub async fn record_attempts(&self, records: &[AttemptRecord]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let health = endpoint_health(records);
         macro_rules! body {
-            ($tx:ident) => {{
-                for r in records {
+            ($db:ty, $tx:ident) => {{
+                for chunk in records.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO webhook_attempts (delivery_id, n, at, status_code, \
+                         duration_ms, outcome, error, response_body) ",
+                    );
+                    qb.push_values(chunk, |mut b, r| {
+                        b.push_bind(&r.delivery_id)
+                            .push_bind(r.n)
+                            .push_bind(r.at)
+                            .push_bind(r.status_code)
+                            .push_bind(r.duration_ms)
+                            .push_bind(&r.outcome)
+                            .push_bind(&r.error)
+                            .push_bind(&r.response_body);
+                    });
+                    qb.push(" ON CONFLICT (delivery_id, n) DO NOTHING");
+                    qb.build().execute(&mut *$tx).await?;
+
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "WITH v(id, n, status, next_at, code, err, at) AS (",
+                    );
+                    qb.push_values(chunk, |mut b, r| {
+                        b.push_bind(&r.delivery_id)
+                            .push_bind(r.n)
+                            .push_bind(r.delivery_status)
+                            .push_bind(r.next_attempt_at)
+                            .push_bind(r.status_code)
+                            .push_bind(&r.error)
+                            .push_bind(r.at);
+                    });
+                    qb.push(
+                        ") UPDATE webhook_deliveries SET attempts = v.n, status = v.status, \
+                         next_attempt_at = v.next_at, claimed_until = NULL, \
+                         last_status_code = v.code, last_error = v.err, updated_at = v.at, \
+                         delivered_at = CASE WHEN v.status = 'delivered' THEN v.at \
+                                             ELSE webhook_deliveries.delivered_at END \
+                         FROM v WHERE webhook_deliveries.id = v.id AND webhook_deliveries.attempts = v.n - 1",
+                    );
+                    qb.build().execute(&mut *$tx).await?;
+                }
+                for h in &health {
                     sqlx::query(
-                        "INSERT INTO webhook_attempts
-                           (delivery_id, n, at, status_code, duration_ms, outcome, error, response_body)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                         ON CONFLICT (delivery_id, n) DO NOTHING",
+                        "UPDATE webhook_endpoints SET
+                           failure_count = CASE WHEN $2 THEN $3 ELSE failure_count + $3 END,
+                           last_success_at = COALESCE($4, last_success_at),
+                           last_failure_at = COALESCE($5, last_failure_at),
+                           last_error = COALESCE($6, last_error),
+                           enabled = CASE WHEN $7 THEN FALSE ELSE enabled END,
+                           disabled_reason = CASE WHEN $7 THEN 'the endpoint answered 410 Gone'
+                                                  ELSE disabled_reason END,
+                           disabled_at = CASE WHEN $7 THEN $5 ELSE disabled_at END
+                         WHERE id = $1",
                     )
-                    .bind(&r.delivery_id).bind(r.n).bind(r.at).bind(r.status_code)
-                    .bind(r.duration_ms).bind(&r.outcome).bind(&r.error).bind(&r.response_body)
+                    .bind(h.endpoint_id).bind(h.reset).bind(h.failures).bind(h.last_success_at)
+                    .bind(h.last_failure_at).bind(h.last_error).bind(h.gone)
                     .execute(&mut *$tx).await?;
-                    sqlx::query(
-                        "UPDATE webhook_deliveries SET attempts = $2, status = $3,
-                           next_attempt_at = $4, claimed_until = NULL, last_status_code = $5,
-                           last_error = $6, updated_at = $7,
-                           delivered_at = CASE WHEN $3 = 'delivered' THEN $7 ELSE delivered_at END
-                         WHERE id = $1 AND attempts = $2 - 1",
-                    )
-                    .bind(&r.delivery_id).bind(r.n).bind(r.delivery_status).bind(r.next_attempt_at)
-                    .bind(r.status_code).bind(&r.error).bind(r.at)
-                    .execute(&mut *$tx).await?;
-                    if r.counts_for_endpoint {
-                        sqlx::query(
-                            "UPDATE webhook_endpoints SET
-                               failure_count = CASE WHEN $2 THEN 0 ELSE failure_count + 1 END,
-                               last_success_at = CASE WHEN $2 THEN $3 ELSE last_success_at END,
-                               last_failure_at = CASE WHEN $2 THEN last_failure_at ELSE $3 END,
-                               last_error = CASE WHEN $2 THEN last_error ELSE $4 END,
-                               enabled = CASE WHEN $5 THEN FALSE ELSE enabled END,
-                               disabled_reason = CASE WHEN $5 THEN 'the endpoint answered 410 Gone'
-                                                      ELSE disabled_reason END,
-                               disabled_at = CASE WHEN $5 THEN $3 ELSE disabled_at END
-                             WHERE id = $1",
-                        )
-                        .bind(&r.endpoint_id).bind(r.success).bind(r.at).bind(&r.error).bind(r.gone)
-                        .execute(&mut *$tx).await?;
-                    }
                 }
             }};
         }
-        in_tx!(self, Sqlite tx => body!(tx), Postgres tx => body!(tx));
+        in_tx!(self, Sqlite tx => body!(sqlx::Sqlite, tx), Postgres tx => body!(sqlx::Postgres, tx));
         Ok(())
     }
 

@@ -2,6 +2,7 @@
 //! limit) → claim the attempt in the store → sign and send → classify the answer → record
 //! (group commit) → schedule the next attempt as a new delayed task.
 
+mod claimer;
 mod client;
 mod endpoints;
 mod maintenance;
@@ -29,7 +30,7 @@ use switchyard_shared::{
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub(crate) use self::maintenance::{cleanup, disable_failing, retry_sweep};
-use self::{endpoints::EndpointCache, recorder::Recorder};
+use self::{claimer::Claimer, endpoints::EndpointCache, recorder::Recorder};
 use crate::handlers::Outcome;
 
 /// Response bodies are kept up to this size (lossy UTF-8).
@@ -43,6 +44,7 @@ pub(crate) struct Webhooks {
     client: reqwest::Client,
     guard: Arc<NetGuard>,
     recorder: Recorder,
+    claimer: Claimer,
     endpoints: EndpointCache,
     slots: Mutex<HashMap<String, Arc<Semaphore>>>,
     per_endpoint: usize,
@@ -61,6 +63,7 @@ impl Webhooks {
             client: client::build(Arc::clone(&guard), timeout),
             guard,
             recorder: Recorder::start(services.store.clone()),
+            claimer: Claimer::start(services.store.clone(), timeout + LEASE_SLACK),
             endpoints: EndpointCache::new(services.store.clone(), Arc::clone(&services.cipher)),
             slots: Mutex::new(HashMap::new()),
             per_endpoint: config.endpoint_concurrency,
@@ -237,19 +240,20 @@ pub(crate) async fn deliver(
 
     // Claim the attempt: a duplicate stops here; an attempt held by another worker (maybe
     // one that was killed) is looked at again when its lease runs out.
-    let lease = now + chrono::Duration::from_std(hooks.timeout + LEASE_SLACK).unwrap_or_default();
-    let claimed = match store.claim_delivery(&job.delivery_id, job.attempt, lease, now).await? {
-        DeliveryClaim::Claimed(c) => c,
-        DeliveryClaim::Stale => {
-            tracing::debug!(delivery_id = %job.delivery_id, attempt = job.attempt, "a duplicate or stale message");
-            return Ok(Outcome::Success);
-        }
-        DeliveryClaim::Held { until } => {
-            let wait = (until - now).to_std().unwrap_or_default() + Duration::from_millis(100);
-            return defer(services, job, wait, "held").await;
-        }
+    let claimed = match hooks.claimer.claim(job.delivery_id.clone(), job.attempt).await? {
+        Some(c) => c,
+        None => match store.unclaimed(&job.delivery_id, job.attempt).await? {
+            DeliveryClaim::Held { until } => {
+                let wait = (until - now).to_std().unwrap_or_default() + Duration::from_millis(100);
+                return defer(services, job, wait, "held").await;
+            }
+            _ => {
+                tracing::debug!(delivery_id = %job.delivery_id, attempt = job.attempt, "a duplicate or stale message");
+                return Ok(Outcome::Success);
+            }
+        },
     };
-    let Some((_, payload, _)) = store.event_payload(&claimed.event_id).await? else {
+    let Some(payload) = claimed.payload.clone() else {
         store.fail_delivery(&job.delivery_id, "the event payload is gone (retention)", now).await?;
         return Ok(Outcome::Success);
     };
