@@ -480,3 +480,32 @@ fn which(program: &str) -> Result<std::path::PathBuf, ()> {
         })
         .ok_or(())
 }
+
+/// A backlog bigger than what one Lua `unpack()` takes (~8000) drains: immediate and delayed
+/// jobs due at the same moment.
+async fn a_large_backlog_drains(mut env: TestEnv) {
+    env.set("SWITCHYARD_WORKER_BATCH_SIZE", "200");
+    let services = env.services().await;
+    let job = || {
+        switchyard_shared::jobs::Job::Canary(switchyard_shared::jobs::CanaryJob {
+            run_id: "no-such-run".into(),
+            hold_ms: 0,
+        })
+    };
+    let q = QueueName::Sikka;
+    services.queue.push_many(q, (0..5_000).map(|_| job()).collect()).await.unwrap();
+    let delayed = (0..10_000).map(|_| job()).collect::<Vec<_>>();
+    services.queue.push_many_after(q, delayed, Duration::from_millis(500)).await.unwrap();
+    let before = services.queue.stats(q).await.unwrap();
+    assert_eq!(before.pending + before.scheduled, 15_000, "{before:?}");
+    let app = env.start_app().await;
+    wait_for("the backlog to drain", Duration::from_secs(120), || async {
+        let s = services.queue.stats(q).await.unwrap();
+        (s.pending == 0 && s.scheduled == 0 && s.running == 0).then_some(())
+    })
+    .await;
+    let s = services.queue.stats(q).await.unwrap();
+    assert_eq!((s.failed, s.dead), (0, 0), "{s:?}");
+    app.stop().await;
+}
+both_backends!(a_large_backlog_drains);

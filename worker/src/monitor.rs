@@ -55,6 +55,34 @@ fn worker_name(queue: QueueName, restarts: usize, instance: &str) -> String {
     format!("{queue}-{instance}-r{restarts}")
 }
 
+/// Moves due delayed jobs onto the active list in chunks of 1000, as long as there are some,
+/// then rests for a poll interval (see `redis_push.lua` for why apalis' own promotion is not
+/// used).
+async fn promote_delayed(
+    redis: switchyard_shared::queue::RedisQueue,
+    queue: QueueName,
+    rest: Duration,
+) {
+    let mut failures = 0u32;
+    loop {
+        match redis.promote(queue, 1000).await {
+            Ok(1000) => {
+                failures = 0;
+                tokio::task::yield_now().await;
+                continue;
+            }
+            Ok(_) => failures = 0,
+            Err(error) => {
+                failures += 1;
+                if failures == 1 || failures % 60 == 0 {
+                    tracing::warn!(%queue, %error, "cannot promote delayed jobs");
+                }
+            }
+        }
+        tokio::time::sleep(if failures > 0 { Duration::from_secs(1) } else { rest }).await;
+    }
+}
+
 /// Builds one worker over a backend. A macro rather than a function: the bounds apalis puts
 /// on a generic worker factory would be longer than the body.
 macro_rules! build_worker {
@@ -126,6 +154,14 @@ pub async fn run(
         };
     }
 
+    let promoters: Vec<_> = match services.queue.backend() {
+        QueueBackend::Redis(redis) => opts
+            .queues
+            .iter()
+            .map(|q| tokio::spawn(promote_delayed(redis.clone(), *q, opts.poll_interval)))
+            .collect(),
+        QueueBackend::Sqlite(_) => Vec::new(),
+    };
     let sampler = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(2));
         loop {
@@ -152,6 +188,9 @@ pub async fn run(
         })
         .await;
     sampler.abort();
+    for p in promoters {
+        p.abort();
+    }
     tracing::info!("workers stopped");
     result.map_err(|e| WorkerError::Monitor(e.to_string()))
 }

@@ -209,6 +209,19 @@ impl Queue {
         self.push_messages(queue, jobs.into_iter().map(|j| message(j, None)).collect()).await
     }
 
+    /// Enqueues many jobs to run after `delay`, in one round trip per thousand.
+    pub async fn push_many_after(
+        &self,
+        queue: QueueName,
+        jobs: Vec<Job>,
+        delay: Duration,
+    ) -> Result<Vec<String>, QueueError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.push_messages(queue, jobs.into_iter().map(|j| message(j, Some(delay))).collect()).await
+    }
+
     async fn push_messages(
         &self,
         queue: QueueName,

@@ -2,13 +2,12 @@
 
 use std::{collections::HashMap, sync::LazyLock, time::Duration};
 
-use apalis::prelude::TaskSink;
 use apalis_redis::{ConnectionManager, RedisStorage};
 use redis::{AsyncCommands, Script, aio::ConnectionManagerConfig};
 
 use super::{
     JobRecord, MAX_ATTEMPTS, QueueError, QueueName, QueueStats, RetryOutcome, StorageTuning,
-    from_unix, parse_message, status_label, tasks,
+    from_unix, parse_message, status_label,
 };
 use crate::jobs::Message;
 
@@ -16,6 +15,8 @@ static STATS: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redi
 static VACUUM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis_vacuum.lua")));
 static RETRY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis_retry.lua")));
 static HOLDER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis_holder.lua")));
+static PUSH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis_push.lua")));
+static PROMOTE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis_promote.lua")));
 
 /// Scheduled entries inspected when counting failed jobs: bounds the script's run time.
 const FAILED_SCAN_LIMIT: usize = 5_000;
@@ -74,19 +75,53 @@ impl RedisQueue {
         )
     }
 
+    /// Our own set of delayed tasks of a queue (see `redis_push.lua`).
+    fn delayed_key(&self, queue: QueueName) -> String {
+        format!("{}:delayed", self.queue_key(queue))
+    }
+
     pub(super) async fn push(
         &self,
         queue: QueueName,
         messages: Vec<Message>,
     ) -> Result<Vec<String>, QueueError> {
-        let (ids, tasks) = tasks(messages);
-        let mut storage =
-            RedisStorage::<Message>::new(self.conn.clone()).with_config(self.storage_config(queue));
-        storage
-            .push_all(futures::stream::iter(tasks))
-            .await
-            .map_err(|e| QueueError::Push(e.to_string()))?;
+        let c = self.storage_config(queue);
+        let mut ids = Vec::with_capacity(messages.len());
+        let mut conn = self.conn.clone();
+        for chunk in messages.chunks(1000) {
+            let mut inv = PUSH.prepare_invoke();
+            inv.key(c.job_data_hash())
+                .key(c.active_jobs_list())
+                .key(c.signal_list())
+                .key(c.job_meta_hash())
+                .key(self.delayed_key(queue))
+                .arg(chrono::Utc::now().timestamp_millis())
+                .arg(MAX_ATTEMPTS);
+            for m in chunk {
+                let id = ulid::Ulid::generate().to_string();
+                let data = serde_json::to_vec(m).map_err(|e| QueueError::Push(e.to_string()))?;
+                inv.arg(&id).arg(data).arg(m.not_before_ms.unwrap_or(0));
+                ids.push(id);
+            }
+            let _: i64 = inv.invoke_async(&mut conn).await?;
+        }
         Ok(ids)
+    }
+
+    /// Moves due delayed tasks of a queue onto its active list, at most `max` of them;
+    /// returns how many. Workers call it in a loop.
+    pub async fn promote(&self, queue: QueueName, max: usize) -> Result<usize, QueueError> {
+        let c = self.storage_config(queue);
+        let mut conn = self.conn.clone();
+        let moved: usize = PROMOTE
+            .key(self.delayed_key(queue))
+            .key(c.active_jobs_list())
+            .key(c.signal_list())
+            .arg(chrono::Utc::now().timestamp_millis())
+            .arg(max)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(moved)
     }
 
     pub(super) async fn stats(&self, queue: QueueName) -> Result<QueueStats, QueueError> {
@@ -103,14 +138,16 @@ impl RedisQueue {
             .key(c.job_data_hash())
             .key(c.job_meta_hash())
             .key(c.inflight_jobs_set())
+            .key(self.delayed_key(queue))
             .arg(now)
             .arg(FAILED_SCAN_LIMIT)
+            .arg(now * 1000)
             .invoke_async(&mut conn)
             .await?;
         let now_ms = now * 1000;
         let head_since =
             head.and_then(|b| serde_json::from_slice::<Message>(&b).ok()).map(|m| m.due_at_ms());
-        let due_since = due_score.and_then(|s| s.parse::<f64>().ok()).map(|s| s as i64 * 1000);
+        let due_since = due_score.and_then(|s| s.parse::<f64>().ok()).map(|ms| ms as i64);
         let oldest = [head_since, due_since].into_iter().flatten().min();
         Ok(QueueStats {
             pending: pending + due,
@@ -141,6 +178,9 @@ impl RedisQueue {
                 .and_then(serde_json::Value::as_i64);
             let due = not_before.is_none_or(|ms| ms <= chrono::Utc::now().timestamp_millis());
             let scheduled_score: Option<f64> = conn.zscore(c.scheduled_jobs_set(), id).await?;
+            let delayed_ms: Option<f64> = conn.zscore(self.delayed_key(queue), id).await?;
+            let due = due
+                && delayed_ms.is_none_or(|ms| ms as i64 <= chrono::Utc::now().timestamp_millis());
             let holder: Option<String> = HOLDER
                 .key(c.workers_set())
                 .arg(c.inflight_jobs_set())
