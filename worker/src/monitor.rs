@@ -74,7 +74,7 @@ async fn promote_delayed(
             Ok(_) => failures = 0,
             Err(error) => {
                 failures += 1;
-                if failures == 1 || failures % 60 == 0 {
+                if failures == 1 || failures.is_multiple_of(60) {
                     tracing::warn!(%queue, %error, "cannot promote delayed jobs");
                 }
             }
