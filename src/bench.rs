@@ -49,6 +49,9 @@ pub struct WebhookBench {
     /// Give up when not every delivery has arrived this long after publishing ended.
     #[arg(long, default_value_t = 600)]
     wait_secs: u64,
+    /// Keep the processes' logs (their path is printed).
+    #[arg(long)]
+    keep_logs: bool,
 }
 
 /// Arrival times of deliveries, by webhook-id, and each event's accepted time.
@@ -190,11 +193,10 @@ pub async fn run(opts: WebhookBench) -> anyhow::Result<()> {
         let _ =
             admin_sql(&opts.postgres, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
     }
-    match &result {
-        Ok(()) => {
-            let _ = std::fs::remove_dir_all(&dir);
-        }
-        Err(_) => eprintln!("logs kept in {}", dir.display()),
+    if result.is_err() || opts.keep_logs {
+        eprintln!("logs kept in {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
     }
     result
 }
