@@ -70,6 +70,18 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Local simulators of PIDKey (`/ajax/pidms_api`) and Sikka (`/v4/…`) on one address,
+    /// to point `dev` at for a demo without credentials.
+    Sandbox {
+        #[arg(long, env = "SWITCHYARD_SANDBOX_LISTEN", default_value = "127.0.0.1:9090")]
+        listen: SocketAddr,
+        /// Accept only this PIDKey API key (default: any non-empty key).
+        #[arg(long)]
+        pidkey_api_key: Option<String>,
+        /// Simulated PIDKey latency per request, in milliseconds.
+        #[arg(long, default_value_t = 50)]
+        pidkey_latency_ms: u64,
+    },
     /// Benchmarks of the whole system, printed as figures.
     Bench {
         #[command(subcommand)]
@@ -80,7 +92,12 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Publish events through the API to a local receiver; report throughput and latency.
-    Webhooks(crate::bench::WebhookBench),
+    Webhooks(crate::bench::webhooks::WebhookBench),
+    /// Seed an inventory, then sync it against the PIDKey simulator; report wall time and
+    /// requests in flight against the configured rate.
+    PidmsSync(crate::bench::pidms::SyncBench),
+    /// Seed an inventory, then time searches; report p50/p99 and the query plan.
+    PidmsSearch(crate::bench::pidms::SearchBench),
 }
 
 #[derive(Debug, Subcommand)]
@@ -142,7 +159,10 @@ impl Cli {
                     config.metrics_listen = *addr;
                 }
             }
-            Command::Migrate | Command::Keys { .. } | Command::Bench { .. } => {}
+            Command::Migrate
+            | Command::Keys { .. }
+            | Command::Bench { .. }
+            | Command::Sandbox { .. } => {}
         }
         config.validate()?;
         Ok(config)

@@ -17,6 +17,24 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The error and its causes, joined by ": ", leaving out a cause whose text the error
+/// before it already ends with (our typed errors print their source themselves).
+fn describe(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut last = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !last.ends_with(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        last = text;
+    }
+    out
+}
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let config = match cli.load_config() {
@@ -37,9 +55,35 @@ fn main() -> ExitCode {
     match runtime.block_on(roles::run(cli.command, config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "switchyard stopped with an error");
-            eprintln!("switchyard: {e:#}");
+            let message = describe(&e);
+            tracing::error!(error = message, "switchyard stopped with an error");
+            eprintln!("switchyard: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Like a `thiserror` variant `#[error("store: {0}")]` with `#[source]`.
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "store: {}", self.0)
+        }
+    }
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn causes_are_not_repeated() {
+        let e = anyhow::Error::new(Outer(std::io::Error::other("disk full"))).context("opening");
+        assert_eq!(super::describe(&e), "opening: store: disk full");
+        let plain = anyhow::anyhow!("a").context("b");
+        assert_eq!(super::describe(&plain), "b: a");
     }
 }

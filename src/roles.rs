@@ -19,8 +19,16 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let store = connect_store(&config).await?;
             return crate::keys::run(command, &store).await;
         }
-        Command::Bench { command: crate::cli::BenchCommand::Webhooks(opts) } => {
-            return crate::bench::run(opts).await;
+        Command::Bench { command } => {
+            use crate::cli::BenchCommand;
+            return match command {
+                BenchCommand::Webhooks(opts) => crate::bench::webhooks::run(opts).await,
+                BenchCommand::PidmsSync(opts) => crate::bench::pidms::run_sync(opts).await,
+                BenchCommand::PidmsSearch(opts) => crate::bench::pidms::run_search(opts).await,
+            };
+        }
+        Command::Sandbox { listen, pidkey_api_key, pidkey_latency_ms } => {
+            return sandbox(listen, pidkey_api_key, pidkey_latency_ms).await;
         }
         _ => {}
     }
@@ -31,7 +39,10 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Api { .. } => api(services, shutdown).await,
         Command::Worker { .. } => worker(services, shutdown).await,
         Command::Scheduler { .. } => scheduler(services, shutdown).await,
-        Command::Migrate | Command::Keys { .. } | Command::Bench { .. } => Ok(()),
+        Command::Migrate
+        | Command::Keys { .. }
+        | Command::Bench { .. }
+        | Command::Sandbox { .. } => Ok(()),
     }
 }
 
@@ -40,6 +51,32 @@ async fn connect_store(config: &Config) -> anyhow::Result<switchyard_shared::sto
         switchyard_shared::store::Store::connect(config).await.context("connecting the store")?;
     store.migrate().await.context("migrating the store")?;
     Ok(store)
+}
+
+/// The simulators on one address until a signal.
+async fn sandbox(
+    listen: std::net::SocketAddr,
+    pidkey_api_key: Option<String>,
+    pidkey_latency_ms: u64,
+) -> anyhow::Result<()> {
+    use switchyard_simulators::pidkey::PidkeySim;
+    let keys: Vec<&str> = pidkey_api_key.as_deref().into_iter().collect();
+    let pidkey = PidkeySim::new(&keys);
+    pidkey.set_latency(std::time::Duration::from_millis(pidkey_latency_ms));
+    let app = poem::Route::new().nest("/", pidkey.routes());
+    let (addr, server) = switchyard_simulators::serve(listen, app)
+        .await
+        .with_context(|| format!("binding --listen {listen}"))?;
+    tracing::info!(
+        %addr,
+        pidkey = %format!("SWITCHYARD_PIDKEY_BASE_URL=http://{addr} PIDKEY_API_KEY=any-key"),
+        "sandbox: PIDKey simulator listening"
+    );
+    let shutdown = shutdown_on_signal();
+    tokio::select! {
+        () = shutdown.cancelled() => Ok(()),
+        r = server => Ok(r??),
+    }
 }
 
 async fn api(services: Services, shutdown: CancellationToken) -> anyhow::Result<()> {

@@ -39,6 +39,12 @@ pub(crate) async fn enqueue(services: &Services, schedule: ScheduleName) -> Resu
         ScheduleName::WebhookDisableFailing => {
             maintenance(services, Job::WebhookDisableFailing).await?;
         }
+        ScheduleName::PidmsDailySync => {
+            if services.config.pidkey.api_key.is_none() {
+                return Err("PIDKEY_API_KEY is not set".to_owned());
+            }
+            maintenance(services, Job::PidmsSyncAll).await?;
+        }
         ScheduleName::Canary => {
             for queue in QueueName::ALL {
                 canary::send(services, queue, 0).await.map_err(|e| e.to_string())?;

@@ -50,6 +50,10 @@ impl Scheduler {
                 tracing::info!(schedule = %name, "schedule switched off");
                 continue;
             };
+            if name == ScheduleName::PidmsDailySync && config.pidkey.api_key.is_none() {
+                tracing::info!(schedule = %name, "schedule off: PIDKEY_API_KEY is not set");
+                continue;
+            }
             let cron = switchyard_shared::schedules::parse_cron(&expr).map_err(|e| {
                 ConfigError::Invalid { setting: name.env_var(), message: e.to_string() }
             })?;

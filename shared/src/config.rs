@@ -121,6 +121,7 @@ pub struct Config {
     /// Required with PostgreSQL; embedded, it is created in the data dir. `SWITCHYARD_MASTER_KEY`.
     pub master_key: Option<Secret<String>>,
     pub webhooks: WebhookConfig,
+    pub pidkey: PidkeyConfig,
     pub worker: WorkerConfig,
     pub scheduler: SchedulerConfig,
 }
@@ -165,6 +166,41 @@ impl Default for WebhookConfig {
             endpoint_concurrency: 8,
             disable_threshold: 10,
             retention_days: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PidkeyConfig {
+    /// `SWITCHYARD_PIDKEY_BASE_URL`.
+    pub base_url: String,
+    /// `PIDKEY_API_KEY`; without it PIDKey work fails with a clear error and the daily sync
+    /// is off.
+    pub api_key: Option<Secret<String>>,
+    /// Keys per request (PIDKey takes at most 50). `SWITCHYARD_PIDKEY_BATCH_SIZE`.
+    pub batch_size: usize,
+    /// Requests per second to PIDKey, across the fleet. `SWITCHYARD_PIDKEY_RATE_PER_SECOND`.
+    pub rate_per_second: u32,
+    /// Per-request timeout. `SWITCHYARD_PIDKEY_TIMEOUT_SECS`.
+    pub timeout_secs: u64,
+    /// How long a batch keeps retrying transient failures. `SWITCHYARD_PIDKEY_RETRY_MAX_SECS`.
+    pub retry_max_secs: u64,
+    /// A product is low when its keys' total remaining is below this.
+    /// `SWITCHYARD_PIDMS_LOW_INVENTORY_THRESHOLD`.
+    pub low_inventory_threshold: i64,
+}
+
+impl Default for PidkeyConfig {
+    fn default() -> Self {
+        Self {
+            base_url: "https://pidkey.com".to_owned(),
+            api_key: None,
+            batch_size: 50,
+            rate_per_second: 5,
+            timeout_secs: 30,
+            retry_max_secs: 120,
+            low_inventory_threshold: 5,
         }
     }
 }
@@ -227,6 +263,7 @@ impl Default for Config {
             usage_buffer: 10_000,
             master_key: None,
             webhooks: WebhookConfig::default(),
+            pidkey: PidkeyConfig::default(),
             worker: WorkerConfig::default(),
             scheduler: SchedulerConfig::default(),
         }
@@ -371,6 +408,18 @@ impl Config {
         set_from_env(&mut h.endpoint_concurrency, "SWITCHYARD_WEBHOOK_ENDPOINT_CONCURRENCY", env)?;
         set_from_env(&mut h.disable_threshold, "SWITCHYARD_WEBHOOK_DISABLE_THRESHOLD", env)?;
         set_from_env(&mut h.retention_days, "SWITCHYARD_WEBHOOK_RETENTION_DAYS", env)?;
+        let p = &mut self.pidkey;
+        set_from_env(&mut p.base_url, "SWITCHYARD_PIDKEY_BASE_URL", env)?;
+        set_secret_from_env(&mut p.api_key, "PIDKEY_API_KEY", env);
+        set_from_env(&mut p.batch_size, "SWITCHYARD_PIDKEY_BATCH_SIZE", env)?;
+        set_from_env(&mut p.rate_per_second, "SWITCHYARD_PIDKEY_RATE_PER_SECOND", env)?;
+        set_from_env(&mut p.timeout_secs, "SWITCHYARD_PIDKEY_TIMEOUT_SECS", env)?;
+        set_from_env(&mut p.retry_max_secs, "SWITCHYARD_PIDKEY_RETRY_MAX_SECS", env)?;
+        set_from_env(
+            &mut p.low_inventory_threshold,
+            "SWITCHYARD_PIDMS_LOW_INVENTORY_THRESHOLD",
+            env,
+        )?;
 
         let w = &mut self.worker;
         if let Some(raw) = env("SWITCHYARD_WORKER_QUEUES") {
@@ -461,6 +510,21 @@ impl Config {
         positive("SWITCHYARD_WEBHOOK_ENDPOINT_CONCURRENCY", h.endpoint_concurrency as u64)?;
         positive("SWITCHYARD_WEBHOOK_DISABLE_THRESHOLD", h.disable_threshold.max(0) as u64)?;
         positive("SWITCHYARD_WEBHOOK_RETENTION_DAYS", h.retention_days)?;
+        let p = &self.pidkey;
+        if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
+            return Err(ConfigError::invalid(
+                "SWITCHYARD_PIDKEY_BASE_URL",
+                "must be an http(s) URL",
+            ));
+        }
+        if !(1..=50).contains(&p.batch_size) {
+            return Err(ConfigError::invalid("SWITCHYARD_PIDKEY_BATCH_SIZE", "between 1 and 50"));
+        }
+        positive("SWITCHYARD_PIDKEY_RATE_PER_SECOND", p.rate_per_second.into())?;
+        positive("SWITCHYARD_PIDKEY_TIMEOUT_SECS", p.timeout_secs)?;
+        if p.api_key.as_ref().is_some_and(|k| k.expose().trim().is_empty()) {
+            return Err(ConfigError::invalid("PIDKEY_API_KEY", "is empty"));
+        }
         let w = &self.worker;
         if w.queues.is_empty() {
             return Err(ConfigError::invalid("SWITCHYARD_WORKER_QUEUES", "at least one queue"));

@@ -105,29 +105,45 @@ impl Cipher {
 
 fn load_or_create_key_file(path: &Path) -> Result<Vec<u8>, CryptoError> {
     let io = |source| CryptoError::KeyFile { path: path.display().to_string(), source };
-    match std::fs::read_to_string(path) {
-        Ok(text) => STANDARD
+    let read = || -> Result<Vec<u8>, CryptoError> {
+        let text = std::fs::read_to_string(path).map_err(io)?;
+        STANDARD
             .decode(text.trim())
-            .map_err(|_| CryptoError::BadKey(format!("{} is not valid base64", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(io)?;
-            }
-            let mut key = [0u8; 32];
-            getrandom::fill(&mut key).expect("the OS random number generator is available");
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                options.mode(0o600);
-            }
-            use std::io::Write;
-            let mut file = options.open(path).map_err(io)?;
-            writeln!(file, "{}", STANDARD.encode(key)).map_err(io)?;
+            .map_err(|_| CryptoError::BadKey(format!("{} is not valid base64", path.display())))
+    };
+    if path.exists() {
+        return read();
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    // Processes started together (`api` and `worker` on a fresh data dir) race here: each
+    // writes a whole key to its own file, then links it into place. The link either
+    // succeeds or finds the winner's complete file, so no one reads a half-written key.
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).expect("the OS random number generator is available");
+    let tmp = path.with_extension(format!("key.{}.{}", std::process::id(), ulid::Ulid::generate()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let written = (|| {
+        use std::io::Write;
+        let mut file = options.open(&tmp)?;
+        writeln!(file, "{}", STANDARD.encode(key))?;
+        file.sync_all()?;
+        std::fs::hard_link(&tmp, path)
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    match written {
+        Ok(()) => {
             tracing::info!(path = %path.display(), "created a master key for secrets at rest");
             Ok(key.to_vec())
         }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(),
         Err(e) => Err(io(e)),
     }
 }
@@ -168,6 +184,21 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600);
         }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn racing_starts_agree_on_one_complete_key() {
+        let dir = std::env::temp_dir().join(format!("sy-crypto-{}", ulid::Ulid::generate()));
+        let path = dir.join("master.key");
+        let keys: Vec<Vec<u8>> = std::thread::scope(|s| {
+            let handles: Vec<_> =
+                (0..8).map(|_| s.spawn(|| load_or_create_key_file(&path).unwrap())).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(keys.iter().all(|k| k.len() == 32 && k == &keys[0]), "one key for all");
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(left.len(), 1, "no temporary files left behind");
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -33,6 +33,12 @@ pub enum Job {
     /// Disables endpoints that keep failing and announces it.
     #[serde(rename = "webhook_disable_failing.v1")]
     WebhookDisableFailing,
+    /// One batch of keys checked against PIDKey.
+    #[serde(rename = "pidms_batch.v1")]
+    PidmsBatch(PidmsBatchJob),
+    /// Starts a sync of every stored key (the `pidms-daily-sync` schedule).
+    #[serde(rename = "pidms_sync_all.v1")]
+    PidmsSyncAll,
 }
 
 impl Job {
@@ -46,6 +52,8 @@ impl Job {
             Job::WebhookRetrySweep => "webhook_retry_sweep",
             Job::WebhookCleanup => "webhook_cleanup",
             Job::WebhookDisableFailing => "webhook_disable_failing",
+            Job::PidmsBatch(_) => "pidms_batch",
+            Job::PidmsSyncAll => "pidms_sync_all",
         }
     }
 }
@@ -78,6 +86,12 @@ pub struct DeliverWebhookJob {
     /// The attempt this message is for (1-based); the store says which attempt is next, so
     /// a stale or duplicated message does nothing.
     pub attempt: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PidmsBatchJob {
+    pub batch_id: String,
+    pub run_id: String,
 }
 
 /// The envelope on the wire: the job plus the times the metrics need.

@@ -8,6 +8,7 @@ pub mod crypto;
 pub mod events;
 pub mod jobs;
 pub mod netguard;
+pub mod pidms;
 pub mod queue;
 pub mod ratelimit;
 pub mod schedules;

@@ -19,16 +19,19 @@ pub enum ScheduleName {
     WebhookDeliveryCleanup,
     /// Disables endpoints that keep failing.
     WebhookDisableFailing,
+    /// Re-checks every stored PIDKey key (only when `PIDKEY_API_KEY` is set).
+    PidmsDailySync,
 }
 
 impl ScheduleName {
-    pub const ALL: [ScheduleName; 6] = [
+    pub const ALL: [ScheduleName; 7] = [
         ScheduleName::QueueVacuum,
         ScheduleName::Canary,
         ScheduleName::UsageRetention,
         ScheduleName::WebhookRetrySweep,
         ScheduleName::WebhookDeliveryCleanup,
         ScheduleName::WebhookDisableFailing,
+        ScheduleName::PidmsDailySync,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -39,6 +42,7 @@ impl ScheduleName {
             Self::WebhookRetrySweep => "webhook-retry-sweep",
             Self::WebhookDeliveryCleanup => "webhook-delivery-cleanup",
             Self::WebhookDisableFailing => "webhook-disable-failing",
+            Self::PidmsDailySync => "pidms-daily-sync",
         }
     }
 
@@ -51,6 +55,7 @@ impl ScheduleName {
             Self::WebhookRetrySweep => "0 */5 * * * *",
             Self::WebhookDeliveryCleanup => "0 0 2 * * *",
             Self::WebhookDisableFailing => "0 0 */6 * * *",
+            Self::PidmsDailySync => "0 0 4 * * *",
         }
     }
 

@@ -33,6 +33,13 @@ pub const WEBHOOK_ENDPOINTS_DISABLED: &str = "switchyard_webhook_endpoints_disab
 pub const WEBHOOK_BLOCKED: &str = "switchyard_webhook_blocked_total";
 pub const WEBHOOK_DEFERRED: &str = "switchyard_webhook_deferred_total";
 
+// Upstreams.
+pub const UPSTREAM_REQUESTS: &str = "switchyard_upstream_requests_total";
+pub const UPSTREAM_REQUEST_DURATION: &str = "switchyard_upstream_request_duration_seconds";
+pub const UPSTREAM_RATE_LIMITED: &str = "switchyard_upstream_rate_limited_total";
+pub const PIDMS_KEYS_CHECKED: &str = "switchyard_pidms_keys_checked_total";
+pub const PIDMS_LOW_INVENTORY_PRODUCTS: &str = "switchyard_pidms_low_inventory_products";
+
 // Scheduler.
 pub const SCHEDULE_RUNS: &str = "switchyard_schedule_runs_total";
 pub const SCHEDULE_LAST_SUCCESS: &str = "switchyard_schedule_last_success_timestamp_seconds";
@@ -154,6 +161,18 @@ fn describe() {
     describe_counter!(
         WEBHOOK_DEFERRED,
         "Deliveries put back because their endpoint was at its concurrency or rate limit."
+    );
+    describe_counter!(UPSTREAM_REQUESTS, "Requests to PIDKey and Sikka, by status class.");
+    describe_histogram!(
+        UPSTREAM_REQUEST_DURATION,
+        Unit::Seconds,
+        "Time of one request to an upstream."
+    );
+    describe_counter!(UPSTREAM_RATE_LIMITED, "Upstream answers of 429 (rate limited).");
+    describe_counter!(PIDMS_KEYS_CHECKED, "PIDKey keys checked and stored.");
+    describe_gauge!(
+        PIDMS_LOW_INVENTORY_PRODUCTS,
+        "Products whose keys' total remaining is below the threshold."
     );
     describe_counter!(SCHEDULE_RUNS, "Schedule ticks run, by outcome.");
     describe_gauge!(

@@ -1,1 +1,22 @@
-//! placeholder
+//! Realistic local simulators of the third-party APIs Switchyard talks to (their hosts are
+//! unreachable here): PIDKey's `pidms_api` and Sikka's v4 API. They speak the exact wire
+//! formats of `UPSTREAMS.md` over real HTTP on loopback, with the quirks and failure modes
+//! that break integrations, and keep a log of requests for tests to assert on. Used by the
+//! test suite, the benchmarks and `switchyard sandbox`.
+
+pub mod pidkey;
+
+use std::net::SocketAddr;
+
+use poem::{Endpoint, Server, listener::TcpAcceptor};
+
+/// Serves `endpoint` on `addr` (port 0 picks one); returns the bound address and the task.
+pub async fn serve(
+    addr: SocketAddr,
+    endpoint: impl Endpoint + 'static,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let acceptor = TcpAcceptor::from_tokio(listener)?;
+    Ok((bound, tokio::spawn(Server::new_with_acceptor(acceptor).run(endpoint))))
+}

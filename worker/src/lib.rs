@@ -4,6 +4,7 @@
 mod handlers;
 mod metrics_layer;
 mod monitor;
+mod pidkey;
 mod webhooks;
 
 pub use handlers::Outcome;

@@ -108,6 +108,7 @@ pub async fn run(
     let deps = Arc::new(JobDeps {
         services: services.clone(),
         webhooks: crate::webhooks::Webhooks::new(&services),
+        pidkey: crate::pidkey::client(&services),
     });
     let instance = format!("{}-{}", std::process::id(), &ulid::Ulid::generate().to_string()[20..]);
     let mut monitor = Monitor::new()

@@ -115,4 +115,6 @@ scope_transform! {
     webhooks_write => WebhooksWrite;
     webhooks_write_idempotent => WebhooksWrite, idempotent;
     events_publish_idempotent => EventsPublish, idempotent;
+    pidms_read => PidmsRead;
+    pidms_write_idempotent => PidmsWrite, idempotent;
 }

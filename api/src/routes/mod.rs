@@ -1,6 +1,7 @@
 //! The `/api/v1` operations, grouped by area; each area is one poem-openapi `OpenApi`.
 
 mod keys;
+mod pidms;
 mod queues;
 mod usage;
 mod webhooks;
@@ -23,6 +24,8 @@ pub(crate) enum ApiTags {
     Keys,
     /// Webhook endpoints, events and deliveries.
     Webhooks,
+    /// PIDKey inventory: checks, syncs, search.
+    Pidms,
 }
 
 /// One page of a list: `?page=1&page_size=50` (at most 500).
@@ -52,7 +55,8 @@ pub(crate) fn page_bounds(
     Ok((page, size, (page - 1) * size))
 }
 
-pub(crate) type Apis = (queues::QueuesApi, keys::KeysApi, usage::UsageApi, webhooks::WebhooksApi);
+pub(crate) type Apis =
+    (queues::QueuesApi, keys::KeysApi, usage::UsageApi, webhooks::WebhooksApi, pidms::PidmsApi);
 
 pub(crate) fn openapi(services: &Services, auth: &Arc<Authenticator>) -> OpenApiService<Apis, ()> {
     let apis = (
@@ -60,6 +64,7 @@ pub(crate) fn openapi(services: &Services, auth: &Arc<Authenticator>) -> OpenApi
         keys::KeysApi { services: services.clone(), auth: Arc::clone(auth) },
         usage::UsageApi { services: services.clone() },
         webhooks::WebhooksApi { services: services.clone() },
+        pidms::PidmsApi { services: services.clone() },
     );
     OpenApiService::new(apis, "Switchyard", env!("CARGO_PKG_VERSION"))
         .description(

@@ -8,6 +8,7 @@ mod api_keys;
 mod canary;
 mod idempotency;
 mod leases;
+mod pidms;
 mod schedules;
 mod usage;
 mod webhooks;
@@ -24,6 +25,7 @@ pub use self::{
     api_keys::{ApiKeyPatch, ApiKeyRow, KeyStatus, KeyUse, NewApiKey},
     canary::CanaryRun,
     idempotency::{Claim, StoredResponse},
+    pidms::{KeySearch, NewPidmsRun, PidmsBatch, PidmsKey, PidmsRun, ProductSummary},
     schedules::ScheduleState,
     usage::{KeyUsage, UsageEvent},
     webhooks::{

@@ -6,7 +6,7 @@ mod maintenance;
 
 use std::sync::Arc;
 
-use crate::webhooks;
+use crate::{pidkey, webhooks};
 use apalis::prelude::{AbortError, BoxDynError, Data};
 use serde::{Deserialize, Serialize};
 use switchyard_shared::{
@@ -28,6 +28,7 @@ pub enum Outcome {
 pub(crate) struct JobDeps {
     pub services: Services,
     pub webhooks: crate::webhooks::Webhooks,
+    pub pidkey: crate::pidkey::PidkeyClient,
 }
 
 /// The one apalis handler: routes a message to the handler of its kind.
@@ -43,6 +44,8 @@ pub(crate) async fn dispatch(
         Job::WebhookRetrySweep => webhooks::retry_sweep(&deps.services).await,
         Job::WebhookCleanup => webhooks::cleanup(&deps.services).await,
         Job::WebhookDisableFailing => webhooks::disable_failing(&deps.services).await,
+        Job::PidmsBatch(job) => pidkey::run_batch(&deps.services, &deps.pidkey, job).await,
+        Job::PidmsSyncAll => pidkey::sync_all(&deps.services).await,
     }
 }
 

@@ -4,7 +4,7 @@
 use apalis::prelude::BoxDynError;
 use chrono::{Duration, Utc};
 use switchyard_shared::{
-    jobs::{DeliverWebhookJob, Job},
+    jobs::{DeliverWebhookJob, Job, PidmsBatchJob},
     queue::QueueName,
     services::Services,
     telemetry,
@@ -17,7 +17,8 @@ use crate::handlers::Outcome;
 const SWEEP_GRACE: Duration = Duration::minutes(2);
 const SWEEP_PAGE: i64 = 5_000;
 
-/// Enqueues deliveries that are due (or whose attempt's lease ran out) but not in the queue.
+/// Enqueues deliveries that are due (or whose attempt's lease ran out) but not in the queue,
+/// and PIDKey batches left pending.
 /// A delivery enqueued twice is attempted once: the claim in the store decides.
 pub(crate) async fn retry_sweep(services: &Services) -> Result<Outcome, BoxDynError> {
     let cutoff = Utc::now() - SWEEP_GRACE;
@@ -32,6 +33,20 @@ pub(crate) async fn retry_sweep(services: &Services) -> Result<Outcome, BoxDynEr
     services.queue.push_many(QueueName::Webhooks, jobs).await?;
     if count > 0 {
         tracing::warn!(count, "re-enqueued deliveries that were due but not in the queue");
+    }
+    // PIDKey batches left pending (a lost push, a worker gone): the same outbox guarantee.
+    let stale =
+        services.store.stale_pidms_batches(Utc::now() - Duration::minutes(5), SWEEP_PAGE).await?;
+    if !stale.is_empty() {
+        tracing::warn!(
+            count = stale.len(),
+            "re-enqueued PIDKey batches that were not in the queue"
+        );
+        let jobs = stale
+            .into_iter()
+            .map(|(batch_id, run_id)| Job::PidmsBatch(PidmsBatchJob { batch_id, run_id }))
+            .collect();
+        services.queue.push_many(QueueName::Pidms, jobs).await?;
     }
     Ok(Outcome::Success)
 }

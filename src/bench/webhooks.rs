@@ -2,20 +2,17 @@
 //! receiver, an API process and worker processes (this same binary), creates endpoints,
 //! publishes events through the REST API, and reports publish requests/s, deliveries/s,
 //! end-to-end latency percentiles, worker CPU per delivery and peak RSS.
-#![allow(clippy::print_stdout)]
 
 use std::{
-    collections::HashMap,
     net::SocketAddr,
-    path::Path,
-    process::Stdio,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use poem::{Endpoint, Request, Response, Server, listener::TcpAcceptor};
-use switchyard_shared::apikeys::{Environment, RawKey};
+
+use super::{Stack, StackArgs, percentile, proc_usage};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct WebhookBench {
@@ -37,21 +34,11 @@ pub struct WebhookBench {
     /// Jobs at once per worker.
     #[arg(long, default_value_t = 256)]
     concurrency: usize,
-    /// PostgreSQL + Redis (a fresh database and key namespace on the local servers) instead
-    /// of the embedded SQLite store and queue.
-    #[arg(long)]
-    fleet: bool,
-    /// Admin URL of PostgreSQL for --fleet (a database is created and dropped).
-    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
-    postgres: String,
-    #[arg(long, default_value = "redis://127.0.0.1:6379")]
-    redis: String,
     /// Give up when not every delivery has arrived this long after publishing ended.
     #[arg(long, default_value_t = 600)]
     wait_secs: u64,
-    /// Keep the processes' logs (their path is printed).
-    #[arg(long)]
-    keep_logs: bool,
+    #[command(flatten)]
+    stack: StackArgs,
 }
 
 /// Arrival times of deliveries, by webhook-id, and each event's accepted time.
@@ -93,63 +80,7 @@ impl Endpoint for Sink {
     }
 }
 
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1]
-}
-
-/// (peak RSS in MiB, CPU seconds) of a process, from /proc.
-fn proc_usage(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let hwm_kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0.0);
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks: f64 = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
-    (hwm_kb / 1024.0, ticks / 100.0)
-}
-
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ =
-            std::process::Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(
-    exe: &Path,
-    args: &[&str],
-    env: &HashMap<String, String>,
-    log: &Path,
-) -> anyhow::Result<Child> {
-    let out = std::fs::File::create(log)?;
-    let child = std::process::Command::new(exe)
-        .args(args)
-        .envs(env)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out)
-        .spawn()
-        .context("spawning a switchyard process")?;
-    Ok(Child(child))
-}
-
 pub async fn run(opts: WebhookBench) -> anyhow::Result<()> {
-    let exe = std::env::current_exe()?;
-    let dir = std::env::temp_dir().join(format!("switchyard-bench-{}", ulid::Ulid::generate()));
-    std::fs::create_dir_all(&dir)?;
-    let admin = RawKey::generate(Environment::Test);
-    let api_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-
     // The receiver.
     let arrivals = Arc::new(Mutex::new(Arrivals::default()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -158,77 +89,28 @@ pub async fn run(opts: WebhookBench) -> anyhow::Result<()> {
     tokio::spawn(async move {
         Server::new_with_acceptor(TcpAcceptor::from_tokio(listener)?).run(sink).await
     });
-
-    let mut env: HashMap<String, String> = HashMap::from([
-        ("SWITCHYARD_DATA_DIR".into(), dir.display().to_string()),
-        ("SWITCHYARD_LISTEN".into(), format!("127.0.0.1:{api_port}")),
-        (
-            "SWITCHYARD_LOG".into(),
-            std::env::var("SWITCHYARD_LOG").unwrap_or_else(|_| "warn".into()),
-        ),
-        ("SWITCHYARD_BOOTSTRAP_ADMIN_KEY".into(), admin.expose().to_owned()),
-        ("SWITCHYARD_WEBHOOK_ALLOW_CIDRS".into(), "127.0.0.0/8".into()),
-        ("SWITCHYARD_WEBHOOK_ENDPOINT_CONCURRENCY".into(), opts.concurrency.to_string()),
-        ("SWITCHYARD_RATE_LIMIT_PER_MINUTE".into(), "100000000".into()),
-        ("SWITCHYARD_WORKER_POLL_INTERVAL_MS".into(), "10".into()),
-        ("SWITCHYARD_WORKER_BATCH_SIZE".into(), "100".into()),
-        ("SWITCHYARD_SCHEDULE_CANARY".into(), "off".into()),
-    ]);
-    let mut fleet_db = None;
-    if opts.fleet {
-        let db = format!("sybench_{}", ulid::Ulid::generate().to_string().to_lowercase());
-        admin_sql(&opts.postgres, &format!("CREATE DATABASE {db}")).await?;
-        let base = opts.postgres.rsplit_once('/').map_or(opts.postgres.as_str(), |(b, _)| b);
-        // Loopback: no TLS (sqlx would otherwise negotiate it with a Debian PostgreSQL).
-        env.insert("DATABASE_URL".into(), format!("{base}/{db}?sslmode=disable"));
-        env.insert("REDIS_URL".into(), opts.redis.clone());
-        env.insert("SWITCHYARD_NAMESPACE".into(), db.clone());
-        let mut key = [0u8; 32];
-        getrandom::fill(&mut key)?;
-        env.insert("SWITCHYARD_MASTER_KEY".into(), base64_std(&key));
-        fleet_db = Some(db);
-    }
-    let result = run_inner(&opts, &exe, &dir, &env, api_port, sink_addr, &admin, &arrivals).await;
-    if let Some(db) = fleet_db {
-        let _ =
-            admin_sql(&opts.postgres, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
-    }
-    if result.is_err() || opts.keep_logs {
-        eprintln!("logs kept in {}", dir.display());
-    } else {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    result
+    let stack = Stack::new(
+        &opts.stack,
+        &[
+            ("SWITCHYARD_WEBHOOK_ALLOW_CIDRS", "127.0.0.0/8".into()),
+            ("SWITCHYARD_WEBHOOK_ENDPOINT_CONCURRENCY", opts.concurrency.to_string()),
+            ("SWITCHYARD_WORKER_BATCH_SIZE", "100".into()),
+        ],
+    )
+    .await?;
+    let result = run_inner(&opts, &stack, sink_addr, &arrivals).await;
+    stack.finish(result).await
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn run_inner(
     opts: &WebhookBench,
-    exe: &Path,
-    dir: &Path,
-    env: &HashMap<String, String>,
-    api_port: u16,
+    stack: &Stack,
     sink_addr: SocketAddr,
-    admin: &RawKey,
     arrivals: &Arc<Mutex<Arrivals>>,
 ) -> anyhow::Result<()> {
-    // `migrate` first, so that processes starting together do not race on the schema.
-    let status =
-        std::process::Command::new(exe).arg("migrate").envs(env).stdout(Stdio::null()).status()?;
-    if !status.success() {
-        bail!("migrate failed");
-    }
-    let api = spawn(exe, &["api"], env, &dir.join("api.log"))?;
-    let base = format!("http://127.0.0.1:{api_port}");
-    let http = reqwest::Client::builder().pool_max_idle_per_host(opts.publishers).build()?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http.get(format!("{base}/healthz")).send().await.is_err() {
-        if Instant::now() > deadline {
-            bail!("the API did not start; see {}", dir.join("api.log").display());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let auth = format!("Bearer {}", admin.expose());
+    let api = stack.start_api().await?;
+    let (http, base) = (stack.http.clone(), stack.base.clone());
+    let auth = stack.auth();
     for i in 0..opts.endpoints {
         let resp = http
             .post(format!("{base}/api/v1/webhooks"))
@@ -252,9 +134,9 @@ async fn run_inner(
             "--metrics-listen",
             "127.0.0.1:0",
         ];
-        workers.push(spawn(exe, &args, env, &dir.join(format!("worker-{i}.log")))?);
+        workers.push(stack.spawn(&format!("worker-{i}"), &args)?);
     }
-    let cpu_before: Vec<f64> = workers.iter().map(|w| proc_usage(w.0.id()).1).collect();
+    let cpu_before: Vec<f64> = workers.iter().map(|w| proc_usage(w.pid()).1).collect();
 
     // Publish.
     let started = Instant::now();
@@ -304,17 +186,14 @@ async fn run_inner(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let usage: Vec<(f64, f64)> = workers.iter().map(|w| proc_usage(w.0.id())).collect();
-    let api_usage = proc_usage(api.0.id());
+    let usage: Vec<(f64, f64)> = workers.iter().map(|w| proc_usage(w.pid())).collect();
+    let api_usage = proc_usage(api.pid());
     let a = arrivals.lock().expect("arrivals lock");
     let span = a.last.zip(Some(started)).map_or(0.0, |(l, s)| (l - s).as_secs_f64());
     let mut lat = a.latencies_ms.clone();
     lat.sort_by(f64::total_cmp);
     let worker_cpu: f64 = usage.iter().zip(&cpu_before).map(|((_, c), b)| c - b).sum();
-    println!(
-        "switchyard webhook benchmark ({})",
-        if opts.fleet { "fleet: PostgreSQL + Redis" } else { "embedded: SQLite" }
-    );
+    println!("switchyard webhook benchmark ({})", opts.stack.label());
     println!(
         "  workers {} × concurrency {}, {} endpoint(s), {} events{}",
         opts.workers,
@@ -346,16 +225,4 @@ async fn run_inner(
         api_usage.0
     );
     Ok(())
-}
-
-async fn admin_sql(url: &str, sql: &str) -> anyhow::Result<()> {
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(url).await.context("connecting to PostgreSQL")?;
-    sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut conn).await?;
-    Ok(())
-}
-
-fn base64_std(bytes: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
 }

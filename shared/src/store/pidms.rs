@@ -1,0 +1,548 @@
+//! PIDMS: the key inventory, runs and their batches, product low-stock state.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{Store, StoreError};
+use crate::{in_tx, on_pool, pidms::PidkeyAnswer};
+
+const KEY_COLUMNS: &str = "keyname, keyname_with_dash, prd, eid, is_key_type, is_retail, \
+    remaining, blocked, errorcode, sub, had_occurred, invalid, datetime_checked_done, \
+    checked_at, created_at, updated_at";
+
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct PidmsKey {
+    pub keyname: String,
+    pub keyname_with_dash: String,
+    pub prd: Option<String>,
+    pub eid: Option<String>,
+    pub is_key_type: Option<String>,
+    pub is_retail: Option<i64>,
+    pub remaining: Option<i64>,
+    pub blocked: Option<i64>,
+    pub errorcode: Option<String>,
+    pub sub: Option<String>,
+    pub had_occurred: Option<i64>,
+    pub invalid: Option<i64>,
+    pub datetime_checked_done: Option<String>,
+    pub checked_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PidmsRun {
+    pub id: String,
+    pub kind: String,
+    pub status: String,
+    pub product_filter: Option<String>,
+    pub keys_total: i64,
+    pub batches_total: i64,
+    pub batches_done: i64,
+    pub batches_failed: i64,
+    pub keys_updated: i64,
+    pub created_by: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+const RUN_COLUMNS: &str = "id, kind, status, product_filter, keys_total, batches_total, \
+    batches_done, batches_failed, keys_updated, created_by, started_at, finished_at";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PidmsBatch {
+    pub id: String,
+    pub run_id: String,
+    pub seq: i64,
+    pub keys: String,
+    pub status: String,
+    pub attempts: i64,
+    pub keys_updated: i64,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct NewPidmsRun<'a> {
+    pub id: &'a str,
+    pub kind: &'a str,
+    pub product_filter: Option<&'a str>,
+    pub keys_total: i64,
+    pub created_by: Option<&'a str>,
+    pub now: DateTime<Utc>,
+}
+
+/// The search of `GET /pidms/keys`.
+#[derive(Debug, Clone, Default)]
+pub struct KeySearch {
+    /// Case-insensitive substring of `prd`.
+    pub product: Option<String>,
+    pub min_remaining: Option<i64>,
+    pub max_remaining: Option<i64>,
+    pub blocked: Option<bool>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct ProductSummary {
+    pub prd: String,
+    pub key_count: i64,
+    /// The sum of `remaining` over keys that count (retail keys report -1: not counted).
+    pub total_remaining: i64,
+    pub avg_remaining: f64,
+}
+
+/// `LOWER(col) LIKE LOWER($n) ESCAPE '\'` with `%` and `_` in the user's text escaped.
+fn like_pattern(text: &str) -> String {
+    let escaped: String = text
+        .chars()
+        .flat_map(|c| match c {
+            '%' | '_' | '\\' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    format!("%{}%", escaped.to_lowercase())
+}
+
+/// A bind value of a search (the filters present decide how many there are).
+#[derive(Debug, Clone)]
+enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+/// The `WHERE` of a search with only the filters given, so that each shape gets a plan of
+/// its own (a catch-all `$1 IS NULL OR …` would hide the trigram index from a generic plan),
+/// numbered from `$1`.
+fn search_where(s: &KeySearch) -> (String, Vec<Arg>) {
+    let mut clauses = Vec::new();
+    let mut args = Vec::new();
+    let next = |arg: Arg, args: &mut Vec<Arg>| {
+        args.push(arg);
+        format!("${}", args.len())
+    };
+    if let Some(product) = &s.product {
+        let p = next(Arg::Text(like_pattern(product)), &mut args);
+        clauses.push(format!("LOWER(prd) LIKE {p} ESCAPE '\\'"));
+    }
+    if let Some(min) = s.min_remaining {
+        clauses.push(format!("remaining >= {}", next(Arg::Int(min), &mut args)));
+    }
+    if let Some(max) = s.max_remaining {
+        clauses.push(format!("remaining <= {}", next(Arg::Int(max), &mut args)));
+    }
+    match s.blocked {
+        Some(true) => clauses.push("blocked = 1".to_owned()),
+        Some(false) => clauses.push("(blocked IS NULL OR blocked <> 1)".to_owned()),
+        None => {}
+    }
+    let sql =
+        if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+    (sql, args)
+}
+
+/// Binds search arguments in order onto a query of either backend.
+macro_rules! bind_args {
+    ($query:expr, $args:expr) => {{
+        let mut q = $query;
+        for arg in $args {
+            q = match arg {
+                Arg::Text(t) => q.bind(t.clone()),
+                Arg::Int(i) => q.bind(*i),
+            };
+        }
+        q
+    }};
+}
+
+/// A page of a search in the API's order: product, then most remaining first.
+fn search_page_sql(s: &KeySearch, offset: i64, limit: i64) -> (String, Vec<Arg>) {
+    let (filter, mut args) = search_where(s);
+    args.push(Arg::Int(limit));
+    args.push(Arg::Int(offset));
+    let n = args.len();
+    let sql = format!(
+        "SELECT {KEY_COLUMNS} FROM pidms_keys {filter}
+         ORDER BY prd, remaining DESC, keyname LIMIT ${} OFFSET ${n}",
+        n - 1
+    );
+    (sql, args)
+}
+
+impl Store {
+    /// A run and its batches (id, seq, newline-separated keys), in one transaction.
+    pub async fn insert_pidms_run(
+        &self,
+        run: &NewPidmsRun<'_>,
+        batches: &[(String, i64, String)],
+    ) -> Result<(), StoreError> {
+        macro_rules! body {
+            ($db:ty, $tx:ident) => {{
+                sqlx::query(
+                    "INSERT INTO pidms_runs (id, kind, status, product_filter, keys_total,
+                       batches_total, created_by, started_at)
+                     VALUES ($1, $2, 'running', $3, $4, $5, $6, $7)",
+                )
+                .bind(run.id)
+                .bind(run.kind)
+                .bind(run.product_filter)
+                .bind(run.keys_total)
+                .bind(batches.len() as i64)
+                .bind(run.created_by)
+                .bind(run.now)
+                .execute(&mut *$tx)
+                .await?;
+                for chunk in batches.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO pidms_batches (id, run_id, seq, keys, status, updated_at) ",
+                    );
+                    qb.push_values(chunk, |mut b, (id, seq, keys)| {
+                        b.push_bind(id)
+                            .push_bind(run.id)
+                            .push_bind(*seq)
+                            .push_bind(keys)
+                            .push_bind("pending")
+                            .push_bind(run.now);
+                    });
+                    qb.build().execute(&mut *$tx).await?;
+                }
+            }};
+        }
+        in_tx!(self, Sqlite tx => body!(sqlx::Sqlite, tx), Postgres tx => body!(sqlx::Postgres, tx));
+        Ok(())
+    }
+
+    pub async fn pidms_run(&self, id: &str) -> Result<Option<PidmsRun>, StoreError> {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM pidms_runs WHERE id = $1");
+        let row = on_pool!(self, pool => sqlx::query_as::<_, PidmsRun>(sqlx::AssertSqlSafe(sql))
+            .bind(id).fetch_optional(pool).await)?;
+        Ok(row)
+    }
+
+    pub async fn pidms_batches(&self, run_id: &str) -> Result<Vec<PidmsBatch>, StoreError> {
+        let rows = on_pool!(self, pool => sqlx::query_as::<_, PidmsBatch>(
+            "SELECT id, run_id, seq, keys, status, attempts, keys_updated, error
+             FROM pidms_batches WHERE run_id = $1 ORDER BY seq")
+            .bind(run_id).fetch_all(pool).await)?;
+        Ok(rows)
+    }
+
+    pub async fn pidms_batch(&self, id: &str) -> Result<Option<PidmsBatch>, StoreError> {
+        let row = on_pool!(self, pool => sqlx::query_as::<_, PidmsBatch>(
+            "SELECT id, run_id, seq, keys, status, attempts, keys_updated, error
+             FROM pidms_batches WHERE id = $1")
+            .bind(id).fetch_optional(pool).await)?;
+        Ok(row)
+    }
+
+    /// Counts a call to PIDKey for a batch (for its attempt number).
+    pub async fn bump_pidms_batch_attempts(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => sqlx::query(
+            "UPDATE pidms_batches SET attempts = attempts + 1, updated_at = $2 WHERE id = $1")
+            .bind(id).bind(now).execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Upserts every answer of a batch, marks it done and counts it on its run, in one
+    /// transaction. `false` when the batch was already finished (a repeated job).
+    pub async fn complete_pidms_batch(
+        &self,
+        batch: &PidmsBatch,
+        answers: &[PidkeyAnswer],
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut finished = false;
+        macro_rules! body {
+            ($db:ty, $tx:ident) => {{
+                let n = sqlx::query(
+                    "UPDATE pidms_batches SET status = 'done', keys_updated = $2, error = NULL,
+                       updated_at = $3 WHERE id = $1 AND status = 'pending'",
+                )
+                .bind(&batch.id).bind(answers.len() as i64).bind(now)
+                .execute(&mut *$tx).await?.rows_affected();
+                if n == 1 {
+                    for chunk in answers.chunks(200) {
+                        let mut qb = sqlx::QueryBuilder::<$db>::new(
+                            "INSERT INTO pidms_keys (keyname, keyname_with_dash, prd, eid,
+                             is_key_type, is_retail, remaining, blocked, errorcode, sub,
+                             had_occurred, invalid, datetime_checked_done, checked_at,
+                             created_at, updated_at) ",
+                        );
+                        qb.push_values(chunk, |mut b, a| {
+                            let dashed = a.keyname_with_dash.clone()
+                                .unwrap_or_else(|| crate::pidms::with_dashes(&a.keyname));
+                            b.push_bind(a.keyname.clone()).push_bind(dashed).push_bind(&a.prd)
+                                .push_bind(&a.eid).push_bind(&a.is_key_type).push_bind(a.is_retail)
+                                .push_bind(a.remaining).push_bind(a.blocked).push_bind(&a.errorcode)
+                                .push_bind(&a.sub).push_bind(a.had_occurred).push_bind(a.invalid)
+                                .push_bind(&a.datetime_checked_done).push_bind(now).push_bind(now)
+                                .push_bind(now);
+                        });
+                        qb.push(
+                            " ON CONFLICT (keyname) DO UPDATE SET
+                             keyname_with_dash = excluded.keyname_with_dash, prd = excluded.prd,
+                             eid = excluded.eid, is_key_type = excluded.is_key_type,
+                             is_retail = excluded.is_retail, remaining = excluded.remaining,
+                             blocked = excluded.blocked, errorcode = excluded.errorcode,
+                             sub = excluded.sub, had_occurred = excluded.had_occurred,
+                             invalid = excluded.invalid,
+                             datetime_checked_done = excluded.datetime_checked_done,
+                             checked_at = excluded.checked_at, updated_at = excluded.updated_at",
+                        );
+                        qb.build().execute(&mut *$tx).await?;
+                    }
+                    sqlx::query(
+                        "UPDATE pidms_runs SET batches_done = batches_done + 1,
+                           keys_updated = keys_updated + $2 WHERE id = $1",
+                    )
+                    .bind(&batch.run_id).bind(answers.len() as i64)
+                    .execute(&mut *$tx).await?;
+                    finished = true;
+                }
+            }};
+        }
+        in_tx!(self, Sqlite tx => body!(sqlx::Sqlite, tx), Postgres tx => body!(sqlx::Postgres, tx));
+        Ok(finished)
+    }
+
+    /// Marks a batch failed with its error and counts it on its run; `false` when it was
+    /// already finished.
+    pub async fn fail_pidms_batch(
+        &self,
+        batch: &PidmsBatch,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut failed = false;
+        macro_rules! body {
+            ($tx:ident) => {{
+                let n = sqlx::query(
+                    "UPDATE pidms_batches SET status = 'failed', error = $2, updated_at = $3
+                     WHERE id = $1 AND status = 'pending'",
+                )
+                .bind(&batch.id)
+                .bind(error)
+                .bind(now)
+                .execute(&mut *$tx)
+                .await?
+                .rows_affected();
+                if n == 1 {
+                    sqlx::query(
+                        "UPDATE pidms_runs SET batches_failed = batches_failed + 1 WHERE id = $1",
+                    )
+                    .bind(&batch.run_id)
+                    .execute(&mut *$tx)
+                    .await?;
+                    failed = true;
+                }
+            }};
+        }
+        in_tx!(self, Sqlite tx => body!(tx), Postgres tx => body!(tx));
+        Ok(failed)
+    }
+
+    /// Completes a run whose batches are all finished; returns it only to the one caller
+    /// that completed it (so its event is published once).
+    pub async fn finish_pidms_run_if_done(
+        &self,
+        run_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<PidmsRun>, StoreError> {
+        let sql = format!(
+            "UPDATE pidms_runs SET status = 'completed', finished_at = $2
+             WHERE id = $1 AND status = 'running' AND batches_done + batches_failed >= batches_total
+             RETURNING {RUN_COLUMNS}"
+        );
+        let row = on_pool!(self, pool => sqlx::query_as::<_, PidmsRun>(sqlx::AssertSqlSafe(sql))
+            .bind(run_id).bind(now).fetch_optional(pool).await)?;
+        Ok(row)
+    }
+
+    /// Batches still pending that were last touched before `cutoff` (id, run id): for the
+    /// sweep that re-enqueues lost batch jobs.
+    pub async fn stale_pidms_batches(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = on_pool!(self, pool => sqlx::query_as(
+            "SELECT id, run_id FROM pidms_batches WHERE status = 'pending' AND updated_at < $1
+             ORDER BY updated_at LIMIT $2")
+            .bind(cutoff).bind(limit).fetch_all(pool).await)?;
+        Ok(rows)
+    }
+
+    pub async fn pidms_key(&self, keyname: &str) -> Result<Option<PidmsKey>, StoreError> {
+        let sql = format!("SELECT {KEY_COLUMNS} FROM pidms_keys WHERE keyname = $1");
+        let row = on_pool!(self, pool => sqlx::query_as::<_, PidmsKey>(sqlx::AssertSqlSafe(sql))
+            .bind(keyname).fetch_optional(pool).await)?;
+        Ok(row)
+    }
+
+    pub async fn pidms_keys_by_name(&self, names: &[String]) -> Result<Vec<PidmsKey>, StoreError> {
+        let mut out = Vec::with_capacity(names.len());
+        for chunk in names.chunks(500) {
+            macro_rules! fetch {
+                ($db:ty, $pool:expr) => {{
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                        "SELECT {KEY_COLUMNS} FROM pidms_keys WHERE keyname IN ("
+                    ));
+                    let mut list = qb.separated(", ");
+                    for n in chunk {
+                        list.push_bind(n);
+                    }
+                    qb.push(") ORDER BY keyname");
+                    qb.build_query_as::<PidmsKey>().fetch_all($pool).await
+                }};
+            }
+            let rows = match self {
+                Store::Sqlite(pool) => fetch!(sqlx::Sqlite, pool)?,
+                Store::Postgres(pool) => fetch!(sqlx::Postgres, pool)?,
+            };
+            out.extend(rows);
+        }
+        Ok(out)
+    }
+
+    /// A page of the search, ordered by product then remaining (most first), and the total.
+    pub async fn search_pidms_keys(
+        &self,
+        s: &KeySearch,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(i64, Vec<PidmsKey>), StoreError> {
+        let (sql, mut args) = search_page_sql(s, offset, limit);
+        let rows = on_pool!(self, pool => bind_args!(
+            sqlx::query_as::<_, PidmsKey>(sqlx::AssertSqlSafe(sql)), &args).fetch_all(pool).await)?;
+        args.truncate(args.len() - 2);
+        let (filter, _) = search_where(s);
+        let count_sql = format!("SELECT COUNT(*) FROM pidms_keys {filter}");
+        let (total,): (i64,) = on_pool!(self, pool => bind_args!(
+            sqlx::query_as(sqlx::AssertSqlSafe(count_sql)), &args).fetch_one(pool).await)?;
+        Ok((total, rows))
+    }
+
+    /// The keys of a search after `after` (a keyname) in keyname order, without a count:
+    /// the CSV export walks the whole inventory this way in O(n).
+    pub async fn pidms_keys_after(
+        &self,
+        s: &KeySearch,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<PidmsKey>, StoreError> {
+        let (filter, mut args) = search_where(s);
+        let mut clauses =
+            if filter.is_empty() { "WHERE".to_owned() } else { format!("{filter} AND") };
+        args.push(Arg::Text(after.unwrap_or("").to_owned()));
+        clauses.push_str(&format!(" keyname > ${}", args.len()));
+        args.push(Arg::Int(limit));
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM pidms_keys {clauses} ORDER BY keyname LIMIT ${}",
+            args.len()
+        );
+        let rows = on_pool!(self, pool => bind_args!(
+            sqlx::query_as::<_, PidmsKey>(sqlx::AssertSqlSafe(sql)), &args).fetch_all(pool).await)?;
+        Ok(rows)
+    }
+
+    /// The plans of a search's page and count queries, as the database explains them
+    /// (`EXPLAIN ANALYZE` on PostgreSQL, `EXPLAIN QUERY PLAN` on SQLite): for the README and
+    /// the benchmark.
+    pub async fn explain_pidms_search(&self, s: &KeySearch) -> Result<Vec<String>, StoreError> {
+        let (page, page_args) = search_page_sql(s, 0, 50);
+        let (filter, count_args) = search_where(s);
+        let count = format!("SELECT COUNT(*) FROM pidms_keys {filter}");
+        let mut lines = Vec::new();
+        for (sql, args) in [(page, page_args), (count, count_args)] {
+            match self {
+                Store::Sqlite(pool) => {
+                    let q = sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(
+                        format!("EXPLAIN QUERY PLAN {sql}"),
+                    ));
+                    for (_, _, _, detail) in bind_args!(q, &args).fetch_all(pool).await? {
+                        lines.push(detail);
+                    }
+                }
+                Store::Postgres(pool) => {
+                    let q = sqlx::query_as::<_, (String,)>(sqlx::AssertSqlSafe(format!(
+                        "EXPLAIN (ANALYZE, COSTS OFF) {sql}"
+                    )));
+                    lines.extend(
+                        bind_args!(q, &args).fetch_all(pool).await?.into_iter().map(|(l,)| l),
+                    );
+                }
+            }
+            lines.push(String::new());
+        }
+        Ok(lines)
+    }
+
+    /// Keys whose product matches `filter` (all keys when `None`), for a sync.
+    pub async fn pidms_keynames(&self, filter: Option<&str>) -> Result<Vec<String>, StoreError> {
+        let (filter, args) =
+            search_where(&KeySearch { product: filter.map(str::to_owned), ..KeySearch::default() });
+        let sql = format!("SELECT keyname FROM pidms_keys {filter} ORDER BY keyname");
+        let rows: Vec<(String,)> = on_pool!(self, pool => bind_args!(
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)), &args).fetch_all(pool).await)?;
+        Ok(rows.into_iter().map(|(k,)| k).collect())
+    }
+
+    /// Per product: key count, total and average remaining (retail keys' -1 not counted).
+    pub async fn pidms_products(&self) -> Result<Vec<ProductSummary>, StoreError> {
+        let rows = on_pool!(self, pool => sqlx::query_as::<_, ProductSummary>(
+            "SELECT prd, COUNT(*) AS key_count,
+                    CAST(COALESCE(SUM(CASE WHEN remaining > 0 THEN remaining ELSE 0 END), 0) AS BIGINT) AS total_remaining,
+                    CAST(COALESCE(AVG(CASE WHEN remaining >= 0 THEN remaining END), 0) AS DOUBLE PRECISION) AS avg_remaining
+             FROM pidms_keys WHERE prd IS NOT NULL GROUP BY prd ORDER BY prd")
+            .fetch_all(pool).await)?;
+        Ok(rows)
+    }
+
+    /// Total remaining of one product.
+    pub async fn pidms_product_total(&self, prd: &str) -> Result<i64, StoreError> {
+        let (total,): (i64,) = on_pool!(self, pool => sqlx::query_as(
+            "SELECT CAST(COALESCE(SUM(CASE WHEN remaining > 0 THEN remaining ELSE 0 END), 0) AS BIGINT)
+             FROM pidms_keys WHERE prd = $1")
+            .bind(prd).fetch_one(pool).await)?;
+        Ok(total)
+    }
+
+    /// Records whether a product is low; `true` only for the caller that changed the state
+    /// (or first saw the product), so a crossing is announced once.
+    pub async fn set_pidms_product_low(
+        &self,
+        prd: &str,
+        low: bool,
+        total: i64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let n = on_pool!(self, pool => sqlx::query(
+            "INSERT INTO pidms_product_state (prd, low, total_remaining, updated_at)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (prd) DO UPDATE SET low = excluded.low,
+               total_remaining = excluded.total_remaining, updated_at = excluded.updated_at
+             WHERE pidms_product_state.low <> excluded.low")
+            .bind(prd).bind(low).bind(total).bind(now)
+            .execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
+    pub async fn count_low_pidms_products(&self) -> Result<i64, StoreError> {
+        let (n,): (i64,) = on_pool!(self, pool => sqlx::query_as(
+            "SELECT COUNT(*) FROM pidms_product_state WHERE low").fetch_one(pool).await)?;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like_pattern;
+
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(like_pattern("Office16"), "%office16%");
+        assert_eq!(like_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
+    }
+}

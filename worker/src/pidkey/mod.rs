@@ -1,0 +1,131 @@
+//! PIDKey batch jobs: check one batch, upsert every field of every answer in one
+//! transaction, count it on its run, announce low stock once per crossing, and complete the
+//! run (publishing `pidms.sync.completed`) when its last batch is done.
+
+mod client;
+
+use apalis::prelude::BoxDynError;
+use chrono::Utc;
+use switchyard_shared::{
+    events::{self, Audience},
+    jobs::PidmsBatchJob,
+    pidms::{RunKind, start_run},
+    ratelimit::RateLimiter,
+    services::Services,
+    store::PidmsRun,
+    telemetry,
+};
+
+pub(crate) use self::client::PidkeyClient;
+use crate::handlers::Outcome;
+
+pub(crate) fn client(services: &Services) -> PidkeyClient {
+    PidkeyClient::new(&services.config.pidkey, RateLimiter::for_queue(&services.queue))
+}
+
+pub(crate) async fn run_batch(
+    services: &Services,
+    client: &PidkeyClient,
+    job: PidmsBatchJob,
+) -> Result<Outcome, BoxDynError> {
+    let store = &services.store;
+    let Some(batch) = store.pidms_batch(&job.batch_id).await? else {
+        return Ok(Outcome::Success);
+    };
+    if batch.status != "pending" {
+        return Ok(Outcome::Success); // a repeated job: the batch is finished
+    }
+    store.bump_pidms_batch_attempts(&batch.id, Utc::now()).await?;
+    let keys: Vec<String> = batch.keys.split('\n').map(str::to_owned).collect();
+    match client.check(&keys).await {
+        Ok(answers) => {
+            if store.complete_pidms_batch(&batch, &answers, Utc::now()).await? {
+                metrics::counter!(telemetry::PIDMS_KEYS_CHECKED).increment(answers.len() as u64);
+                let mut products: Vec<&str> =
+                    answers.iter().filter_map(|a| a.prd.as_deref()).collect();
+                products.sort_unstable();
+                products.dedup();
+                for prd in products {
+                    watch_stock(services, prd).await?;
+                }
+            }
+        }
+        Err(error) => {
+            tracing::warn!(batch_id = %batch.id, run_id = %batch.run_id, %error, "PIDKey batch failed");
+            store.fail_pidms_batch(&batch, &error.to_string(), Utc::now()).await?;
+        }
+    }
+    if let Some(run) = store.finish_pidms_run_if_done(&batch.run_id, Utc::now()).await? {
+        completed(services, &run).await;
+    }
+    Ok(Outcome::Success)
+}
+
+/// Publishes `pidms.low_inventory` when a product's total remaining crosses below the
+/// threshold: once per crossing (it re-arms when stock is back).
+async fn watch_stock(services: &Services, prd: &str) -> Result<(), BoxDynError> {
+    let threshold = services.config.pidkey.low_inventory_threshold;
+    let total = services.store.pidms_product_total(prd).await?;
+    let low = total < threshold;
+    let changed = services.store.set_pidms_product_low(prd, low, total, Utc::now()).await?;
+    if changed && low {
+        let data =
+            serde_json::json!({"product": prd, "total_remaining": total, "threshold": threshold});
+        events::publish(
+            services,
+            "pidms.low_inventory",
+            &data,
+            Some("system"),
+            Audience::Subscribers,
+        )
+        .await?;
+        tracing::info!(product = prd, total, threshold, "low inventory");
+    }
+    if changed {
+        let low_products = services.store.count_low_pidms_products().await?;
+        metrics::gauge!(telemetry::PIDMS_LOW_INVENTORY_PRODUCTS).set(low_products as f64);
+    }
+    Ok(())
+}
+
+async fn completed(services: &Services, run: &PidmsRun) {
+    tracing::info!(run_id = %run.id, kind = %run.kind, keys_updated = run.keys_updated,
+        batches_failed = run.batches_failed, "PIDKey run completed");
+    if run.kind != RunKind::Sync.as_str() {
+        return;
+    }
+    let data = serde_json::json!({
+        "sync_id": run.id,
+        "product_filter": run.product_filter,
+        "keys_total": run.keys_total,
+        "keys_updated": run.keys_updated,
+        "batches_total": run.batches_total,
+        "batches_done": run.batches_done,
+        "batches_failed": run.batches_failed,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+    });
+    if let Err(error) = events::publish(
+        services,
+        "pidms.sync.completed",
+        &data,
+        Some("system"),
+        Audience::Subscribers,
+    )
+    .await
+    {
+        tracing::warn!(%error, run_id = %run.id, "could not publish pidms.sync.completed");
+    }
+}
+
+/// The `pidms-daily-sync` job: a sync of every stored key.
+pub(crate) async fn sync_all(services: &Services) -> Result<Outcome, BoxDynError> {
+    if services.config.pidkey.api_key.is_none() {
+        tracing::info!("pidms-daily-sync skipped: PIDKEY_API_KEY is not set");
+        return Ok(Outcome::Success);
+    }
+    let keys = services.store.pidms_keynames(None).await?;
+    let run_id = start_run(services, RunKind::Sync, &keys, None, Some("schedule")).await?;
+    tracing::info!(%run_id, keys = keys.len(), "daily PIDKey sync started");
+    Ok(Outcome::Success)
+}
