@@ -133,11 +133,12 @@ async fn retries_follow_the_schedule(env: TestEnv) {
 
     let arrivals = rx.received("/flaky");
     assert_eq!(arrivals.len(), 4, "three failures, then success");
-    // The schedule is 200 ms, 400 ms, 800 ms with ±20 % jitter.
+    // The schedule is 200 ms, 400 ms, 800 ms with ±20 % jitter: never earlier; later by at
+    // most a second (the whole suite shares two cores, and a busy worker fetches late).
     for (i, want_ms) in [200u64, 400, 800].into_iter().enumerate() {
         let gap = arrivals[i + 1].at - arrivals[i].at;
         let low = Duration::from_millis(want_ms * 8 / 10);
-        let high = Duration::from_millis(want_ms * 12 / 10 + 400);
+        let high = Duration::from_millis(want_ms * 12 / 10 + 1000);
         assert!(gap >= low && gap <= high, "gap {} was {gap:?}, want about {want_ms} ms", i + 1);
     }
     // One id across every attempt; a fresh timestamp on each.

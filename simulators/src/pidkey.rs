@@ -78,6 +78,7 @@ struct State {
     failures: VecDeque<Failure>,
     always: Option<Failure>,
     overrides: HashMap<String, i64>,
+    products: HashMap<String, Option<String>>,
     log: Vec<LoggedRequest>,
     in_flight: usize,
     max_in_flight: usize,
@@ -114,6 +115,12 @@ impl PidkeySim {
     /// Pins a key's `remaining` (to make stock move between syncs).
     pub fn set_remaining(&self, keyname: &str, remaining: i64) {
         self.state.lock().unwrap().overrides.insert(normalise(keyname), remaining);
+    }
+
+    /// Pins a key's `prd` (`None`: the answer of an invalid key), to move keys between
+    /// products.
+    pub fn set_product(&self, keyname: &str, prd: Option<&str>) {
+        self.state.lock().unwrap().products.insert(normalise(keyname), prd.map(str::to_owned));
     }
 
     pub fn requests(&self) -> Vec<LoggedRequest> {
@@ -305,9 +312,20 @@ async fn pidms_api(req: &Request, sim: Data<&PidkeySim>) -> Response {
     if keys.len() > MAX_KEYS {
         return error_object("error", &format!("at most {MAX_KEYS} keys per request"));
     }
-    let overrides = sim.state.lock().unwrap().overrides.clone();
-    let answers: Vec<Value> =
-        keys.iter().map(|k| answer_for(k, overrides.get(&normalise(k)).copied())).collect();
+    let (overrides, products) = {
+        let s = sim.state.lock().unwrap();
+        (s.overrides.clone(), s.products.clone())
+    };
+    let answers: Vec<Value> = keys
+        .iter()
+        .map(|k| {
+            let mut answer = answer_for(k, overrides.get(&normalise(k)).copied());
+            if let Some(prd) = products.get(&normalise(k)) {
+                answer["prd"] = prd.as_deref().map_or(Value::Null, Value::from);
+            }
+            answer
+        })
+        .collect();
     let body = match failure {
         Some(Failure::SingleObject) => answers[0].to_string(),
         Some(Failure::Truncated) => {

@@ -120,8 +120,11 @@ fn search_where(s: &KeySearch) -> (String, Vec<Arg>) {
         format!("${}", args.len())
     };
     if let Some(product) = &s.product {
+        // Matched against the product names (few), then each product's keys are read in
+        // order from the (prd, remaining DESC, keyname) index.
         let p = next(Arg::Text(like_pattern(product)), &mut args);
-        clauses.push(format!("LOWER(prd) LIKE {p} ESCAPE '\\'"));
+        clauses
+            .push(format!("prd IN (SELECT prd FROM pidms_products WHERE {})", product_match(&p)));
     }
     if let Some(min) = s.min_remaining {
         clauses.push(format!("remaining >= {}", next(Arg::Int(min), &mut args)));
@@ -139,6 +142,34 @@ fn search_where(s: &KeySearch) -> (String, Vec<Arg>) {
     (sql, args)
 }
 
+/// A product name matching a `like_pattern` bound at `placeholder`.
+fn product_match(placeholder: &str) -> String {
+    format!("prd <> '' AND LOWER(prd) LIKE {placeholder} ESCAPE '\\'")
+}
+
+/// The total of a search. Without a remaining range it is a sum over the product counters
+/// (exact, and as cheap with a million keys as with ten); with one, a count through the
+/// remaining index.
+fn search_count_sql(s: &KeySearch) -> (String, Vec<Arg>) {
+    if s.min_remaining.is_some() || s.max_remaining.is_some() {
+        let (filter, args) = search_where(s);
+        return (format!("SELECT COUNT(*) FROM pidms_keys {filter}"), args);
+    }
+    let column = match s.blocked {
+        None => "key_count",
+        Some(true) => "blocked_keys",
+        Some(false) => "key_count - blocked_keys",
+    };
+    let (filter, args) = match &s.product {
+        Some(p) => (format!("WHERE {}", product_match("$1")), vec![Arg::Text(like_pattern(p))]),
+        None => (String::new(), Vec::new()),
+    };
+    (
+        format!("SELECT CAST(COALESCE(SUM({column}), 0) AS BIGINT) FROM pidms_products {filter}"),
+        args,
+    )
+}
+
 /// Binds search arguments in order onto a query of either backend.
 macro_rules! bind_args {
     ($query:expr, $args:expr) => {{
@@ -151,6 +182,60 @@ macro_rules! bind_args {
         }
         q
     }};
+}
+
+/// A key's stored product and stock, before a batch replaces them.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct KeyTally {
+    prd: Option<String>,
+    remaining: Option<i64>,
+    blocked: Option<i64>,
+}
+
+/// What keys add to a product's counters in `pidms_products`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Tally {
+    keys: i64,
+    counted: i64,
+    remaining: i64,
+    blocked: i64,
+}
+
+impl Tally {
+    /// One key: counted towards the average when `remaining` >= 0 (retail keys say -1).
+    fn of(remaining: Option<i64>, blocked: Option<i64>, sign: i64) -> Self {
+        Tally {
+            keys: sign,
+            counted: sign * i64::from(remaining.is_some_and(|r| r >= 0)),
+            remaining: sign * remaining.unwrap_or(0).max(0),
+            blocked: sign * i64::from(blocked == Some(1)),
+        }
+    }
+
+    fn add(&mut self, o: Tally) {
+        self.keys += o.keys;
+        self.counted += o.counted;
+        self.remaining += o.remaining;
+        self.blocked += o.blocked;
+    }
+}
+
+/// The per-product changes (by product, '' for none) of replacing the `old` rows with the
+/// answers; products whose counters do not move are left out.
+fn product_deltas(
+    old: &[KeyTally],
+    answers: &[&PidkeyAnswer],
+) -> std::collections::BTreeMap<String, Tally> {
+    let mut deltas: std::collections::BTreeMap<String, Tally> = Default::default();
+    let product = |p: &Option<String>| p.clone().unwrap_or_default();
+    for o in old {
+        deltas.entry(product(&o.prd)).or_default().add(Tally::of(o.remaining, o.blocked, -1));
+    }
+    for a in answers {
+        deltas.entry(product(&a.prd)).or_default().add(Tally::of(a.remaining, a.blocked, 1));
+    }
+    deltas.retain(|_, t| *t != Tally::default());
+    deltas
 }
 
 /// A page of a search in the API's order: product, then most remaining first.
@@ -245,14 +330,21 @@ impl Store {
         Ok(())
     }
 
-    /// Upserts every answer of a batch, marks it done and counts it on its run, in one
-    /// transaction. `false` when the batch was already finished (a repeated job).
+    /// Upserts every answer of a batch, applies the per-product deltas, marks the batch done
+    /// and counts it on its run, in one transaction. `false` when the batch was already
+    /// finished (a repeated job).
     pub async fn complete_pidms_batch(
         &self,
         batch: &PidmsBatch,
         answers: &[PidkeyAnswer],
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        // Sorted and deduplicated: one row per key, and every transaction takes its key
+        // locks, then its product-row locks, in the same order (no deadlocks).
+        let mut answers: Vec<&PidkeyAnswer> = answers.iter().collect();
+        answers.sort_by(|a, b| a.keyname.cmp(&b.keyname));
+        answers.dedup_by(|a, b| a.keyname == b.keyname);
+        let names: Vec<String> = answers.iter().map(|a| a.keyname.clone()).collect();
         let mut finished = false;
         macro_rules! body {
             ($db:ty, $tx:ident) => {{
@@ -263,6 +355,15 @@ impl Store {
                 .bind(&batch.id).bind(answers.len() as i64).bind(now)
                 .execute(&mut *$tx).await?.rows_affected();
                 if n == 1 {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT prd, remaining, blocked FROM pidms_keys WHERE keyname IN (",
+                    );
+                    let mut list = qb.separated(", ");
+                    for name in &names {
+                        list.push_bind(name.clone());
+                    }
+                    qb.push(")");
+                    let old: Vec<KeyTally> = qb.build_query_as().fetch_all(&mut *$tx).await?;
                     for chunk in answers.chunks(200) {
                         let mut qb = sqlx::QueryBuilder::<$db>::new(
                             "INSERT INTO pidms_keys (keyname, keyname_with_dash, prd, eid,
@@ -273,12 +374,13 @@ impl Store {
                         qb.push_values(chunk, |mut b, a| {
                             let dashed = a.keyname_with_dash.clone()
                                 .unwrap_or_else(|| crate::pidms::with_dashes(&a.keyname));
-                            b.push_bind(a.keyname.clone()).push_bind(dashed).push_bind(&a.prd)
-                                .push_bind(&a.eid).push_bind(&a.is_key_type).push_bind(a.is_retail)
-                                .push_bind(a.remaining).push_bind(a.blocked).push_bind(&a.errorcode)
-                                .push_bind(&a.sub).push_bind(a.had_occurred).push_bind(a.invalid)
-                                .push_bind(&a.datetime_checked_done).push_bind(now).push_bind(now)
-                                .push_bind(now);
+                            b.push_bind(a.keyname.clone()).push_bind(dashed).push_bind(a.prd.clone())
+                                .push_bind(a.eid.clone()).push_bind(a.is_key_type.clone())
+                                .push_bind(a.is_retail).push_bind(a.remaining).push_bind(a.blocked)
+                                .push_bind(a.errorcode.clone()).push_bind(a.sub.clone())
+                                .push_bind(a.had_occurred).push_bind(a.invalid)
+                                .push_bind(a.datetime_checked_done.clone()).push_bind(now)
+                                .push_bind(now).push_bind(now);
                         });
                         qb.push(
                             " ON CONFLICT (keyname) DO UPDATE SET
@@ -293,6 +395,22 @@ impl Store {
                         );
                         qb.build().execute(&mut *$tx).await?;
                     }
+                    for (prd, d) in product_deltas(&old, &answers) {
+                        sqlx::query(
+                            "INSERT INTO pidms_products (prd, key_count, counted_keys,
+                               total_remaining, blocked_keys, updated_at)
+                             VALUES ($1, $2, $3, $4, $5, $6)
+                             ON CONFLICT (prd) DO UPDATE SET
+                               key_count = pidms_products.key_count + excluded.key_count,
+                               counted_keys = pidms_products.counted_keys + excluded.counted_keys,
+                               total_remaining = pidms_products.total_remaining + excluded.total_remaining,
+                               blocked_keys = pidms_products.blocked_keys + excluded.blocked_keys,
+                               updated_at = excluded.updated_at",
+                        )
+                        .bind(prd).bind(d.keys).bind(d.counted).bind(d.remaining).bind(d.blocked)
+                        .bind(now)
+                        .execute(&mut *$tx).await?;
+                    }
                     sqlx::query(
                         "UPDATE pidms_runs SET batches_done = batches_done + 1,
                            keys_updated = keys_updated + $2 WHERE id = $1",
@@ -303,7 +421,16 @@ impl Store {
                 }
             }};
         }
-        in_tx!(self, Sqlite tx => body!(sqlx::Sqlite, tx), Postgres tx => body!(sqlx::Postgres, tx));
+        in_tx!(self,
+        Sqlite tx => body!(sqlx::Sqlite, tx),
+        Postgres tx => {
+            // SQLite has one writer at a time; on PostgreSQL two batches holding the same
+            // new key (a check and a sync at once) would both count it as new: a lock
+            // per key, taken before the old rows are read, makes the deltas exact.
+            sqlx::query("SELECT pg_advisory_xact_lock(7401, hashtext(k)) FROM unnest($1::text[]) AS k")
+                .bind(&names).execute(&mut *tx).await?;
+            body!(sqlx::Postgres, tx)
+        });
         Ok(finished)
     }
 
@@ -413,12 +540,10 @@ impl Store {
         offset: i64,
         limit: i64,
     ) -> Result<(i64, Vec<PidmsKey>), StoreError> {
-        let (sql, mut args) = search_page_sql(s, offset, limit);
+        let (sql, args) = search_page_sql(s, offset, limit);
         let rows = on_pool!(self, pool => bind_args!(
             sqlx::query_as::<_, PidmsKey>(sqlx::AssertSqlSafe(sql)), &args).fetch_all(pool).await)?;
-        args.truncate(args.len() - 2);
-        let (filter, _) = search_where(s);
-        let count_sql = format!("SELECT COUNT(*) FROM pidms_keys {filter}");
+        let (count_sql, args) = search_count_sql(s);
         let (total,): (i64,) = on_pool!(self, pool => bind_args!(
             sqlx::query_as(sqlx::AssertSqlSafe(count_sql)), &args).fetch_one(pool).await)?;
         Ok((total, rows))
@@ -452,8 +577,7 @@ impl Store {
     /// the benchmark.
     pub async fn explain_pidms_search(&self, s: &KeySearch) -> Result<Vec<String>, StoreError> {
         let (page, page_args) = search_page_sql(s, 0, 50);
-        let (filter, count_args) = search_where(s);
-        let count = format!("SELECT COUNT(*) FROM pidms_keys {filter}");
+        let (count, count_args) = search_count_sql(s);
         let mut lines = Vec::new();
         for (sql, args) in [(page, page_args), (count, count_args)] {
             match self {
@@ -489,56 +613,80 @@ impl Store {
         Ok(rows.into_iter().map(|(k,)| k).collect())
     }
 
-    /// Per product: key count, total and average remaining (retail keys' -1 not counted).
+    /// Per product: key count, total and average remaining (retail keys' -1 not counted),
+    /// from the counters.
     pub async fn pidms_products(&self) -> Result<Vec<ProductSummary>, StoreError> {
         let rows = on_pool!(self, pool => sqlx::query_as::<_, ProductSummary>(
-            "SELECT prd, COUNT(*) AS key_count,
-                    CAST(COALESCE(SUM(CASE WHEN remaining > 0 THEN remaining ELSE 0 END), 0) AS BIGINT) AS total_remaining,
-                    CAST(COALESCE(AVG(CASE WHEN remaining >= 0 THEN remaining END), 0) AS DOUBLE PRECISION) AS avg_remaining
-             FROM pidms_keys WHERE prd IS NOT NULL GROUP BY prd ORDER BY prd")
+            "SELECT prd, key_count, total_remaining,
+                    CAST(CASE WHEN counted_keys > 0
+                         THEN CAST(total_remaining AS DOUBLE PRECISION) / counted_keys
+                         ELSE 0 END AS DOUBLE PRECISION) AS avg_remaining
+             FROM pidms_products WHERE prd <> '' AND key_count > 0 ORDER BY prd")
             .fetch_all(pool).await)?;
         Ok(rows)
     }
 
     /// Total remaining of one product.
     pub async fn pidms_product_total(&self, prd: &str) -> Result<i64, StoreError> {
-        let (total,): (i64,) = on_pool!(self, pool => sqlx::query_as(
-            "SELECT CAST(COALESCE(SUM(CASE WHEN remaining > 0 THEN remaining ELSE 0 END), 0) AS BIGINT)
-             FROM pidms_keys WHERE prd = $1")
-            .bind(prd).fetch_one(pool).await)?;
-        Ok(total)
+        let row: Option<(i64,)> = on_pool!(self, pool => sqlx::query_as(
+            "SELECT total_remaining FROM pidms_products WHERE prd = $1")
+            .bind(prd).fetch_optional(pool).await)?;
+        Ok(row.map_or(0, |(t,)| t))
     }
 
-    /// Records whether a product is low; `true` only for the caller that changed the state
-    /// (or first saw the product), so a crossing is announced once.
+    /// Records whether a product is low; `true` only for the caller that changed the state,
+    /// so a crossing is announced once.
     pub async fn set_pidms_product_low(
         &self,
         prd: &str,
         low: bool,
-        total: i64,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let n = on_pool!(self, pool => sqlx::query(
-            "INSERT INTO pidms_product_state (prd, low, total_remaining, updated_at)
-             VALUES ($1, $2, $3, $4)
-             ON CONFLICT (prd) DO UPDATE SET low = excluded.low,
-               total_remaining = excluded.total_remaining, updated_at = excluded.updated_at
-             WHERE pidms_product_state.low <> excluded.low")
-            .bind(prd).bind(low).bind(total).bind(now)
+            "UPDATE pidms_products SET low = $2, updated_at = $3 WHERE prd = $1 AND low <> $2")
+            .bind(prd).bind(low).bind(now)
             .execute(pool).await.map(|r| r.rows_affected()))?;
         Ok(n == 1)
     }
 
     pub async fn count_low_pidms_products(&self) -> Result<i64, StoreError> {
         let (n,): (i64,) = on_pool!(self, pool => sqlx::query_as(
-            "SELECT COUNT(*) FROM pidms_product_state WHERE low").fetch_one(pool).await)?;
+            "SELECT COUNT(*) FROM pidms_products WHERE low").fetch_one(pool).await)?;
         Ok(n)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::like_pattern;
+    use super::{KeyTally, Tally, like_pattern, product_deltas};
+    use crate::pidms::PidkeyAnswer;
+
+    fn answer(key: &str, prd: Option<&str>, remaining: i64, blocked: i64) -> PidkeyAnswer {
+        serde_json::from_value(serde_json::json!({
+            "keyname": key, "prd": prd, "remaining": remaining, "blocked": blocked
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn deltas_move_keys_between_products() {
+        let old = vec![
+            KeyTally { prd: Some("A".into()), remaining: Some(10), blocked: Some(-1) },
+            KeyTally { prd: Some("B".into()), remaining: Some(-1), blocked: Some(1) },
+        ];
+        let (k1, k2, k3) = (
+            answer("K1", Some("A"), 7, -1), // stock went down
+            answer("K2", None, -1, -1),     // B's key became invalid
+            answer("K3", Some("B"), 3, 1),  // a new blocked key
+        );
+        let d = product_deltas(&old, &[&k1, &k2, &k3]);
+        assert_eq!(d["A"], Tally { keys: 0, counted: 0, remaining: -3, blocked: 0 });
+        assert_eq!(d["B"], Tally { keys: 0, counted: 1, remaining: 3, blocked: 0 });
+        assert_eq!(d[""], Tally { keys: 1, counted: 0, remaining: 0, blocked: 0 });
+        // Nothing changed: nothing to write.
+        let same = vec![KeyTally { prd: Some("A".into()), remaining: Some(7), blocked: Some(-1) }];
+        assert!(product_deltas(&same, &[&k1]).is_empty());
+    }
 
     #[test]
     fn like_patterns_escape_wildcards() {

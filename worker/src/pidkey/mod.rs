@@ -67,7 +67,7 @@ async fn watch_stock(services: &Services, prd: &str) -> Result<(), BoxDynError> 
     let threshold = services.config.pidkey.low_inventory_threshold;
     let total = services.store.pidms_product_total(prd).await?;
     let low = total < threshold;
-    let changed = services.store.set_pidms_product_low(prd, low, total, Utc::now()).await?;
+    let changed = services.store.set_pidms_product_low(prd, low, Utc::now()).await?;
     if changed && low {
         let data =
             serde_json::json!({"product": prd, "total_remaining": total, "threshold": threshold});
