@@ -72,21 +72,36 @@ pub enum Command {
     },
     /// Local simulators of PIDKey (`/ajax/pidms_api`) and Sikka (`/v4/…`) on one address,
     /// to point `dev` at for a demo without credentials.
-    Sandbox {
-        #[arg(long, env = "SWITCHYARD_SANDBOX_LISTEN", default_value = "127.0.0.1:9090")]
-        listen: SocketAddr,
-        /// Accept only this PIDKey API key (default: any non-empty key).
-        #[arg(long)]
-        pidkey_api_key: Option<String>,
-        /// Simulated PIDKey latency per request, in milliseconds.
-        #[arg(long, default_value_t = 50)]
-        pidkey_latency_ms: u64,
-    },
+    Sandbox(SandboxArgs),
     /// Benchmarks of the whole system, printed as figures.
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
     },
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SandboxArgs {
+    #[arg(long, env = "SWITCHYARD_SANDBOX_LISTEN", default_value = "127.0.0.1:9090")]
+    pub listen: SocketAddr,
+    /// Accept only this PIDKey API key (default: any non-empty key).
+    #[arg(long)]
+    pub pidkey_api_key: Option<String>,
+    /// Simulated PIDKey latency per request, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    pub pidkey_latency_ms: u64,
+    /// The Sikka app id the simulator accepts.
+    #[arg(long, default_value = "sandbox-app-id")]
+    pub sikka_app_id: String,
+    /// The Sikka app key the simulator accepts.
+    #[arg(long, default_value = "sandbox-app-key")]
+    pub sikka_app_key: String,
+    /// How long a Sikka writeback stays pending before it completes.
+    #[arg(long, default_value_t = 3000)]
+    pub writeback_delay_ms: u64,
+    /// Demo practices that have authorized the Sikka app.
+    #[arg(long, default_value_t = 2)]
+    pub sikka_practices: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -162,7 +177,7 @@ impl Cli {
             Command::Migrate
             | Command::Keys { .. }
             | Command::Bench { .. }
-            | Command::Sandbox { .. } => {}
+            | Command::Sandbox(_) => {}
         }
         config.validate()?;
         Ok(config)

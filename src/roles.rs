@@ -27,9 +27,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 BenchCommand::PidmsSearch(opts) => crate::bench::pidms::run_search(opts).await,
             };
         }
-        Command::Sandbox { listen, pidkey_api_key, pidkey_latency_ms } => {
-            return sandbox(listen, pidkey_api_key, pidkey_latency_ms).await;
-        }
+        Command::Sandbox(args) => return sandbox(args).await,
         _ => {}
     }
     let services = Services::open(config).await.context("opening the store and queue")?;
@@ -39,10 +37,9 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Api { .. } => api(services, shutdown).await,
         Command::Worker { .. } => worker(services, shutdown).await,
         Command::Scheduler { .. } => scheduler(services, shutdown).await,
-        Command::Migrate
-        | Command::Keys { .. }
-        | Command::Bench { .. }
-        | Command::Sandbox { .. } => Ok(()),
+        Command::Migrate | Command::Keys { .. } | Command::Bench { .. } | Command::Sandbox(_) => {
+            Ok(())
+        }
     }
 }
 
@@ -54,23 +51,30 @@ async fn connect_store(config: &Config) -> anyhow::Result<switchyard_shared::sto
 }
 
 /// The simulators on one address until a signal.
-async fn sandbox(
-    listen: std::net::SocketAddr,
-    pidkey_api_key: Option<String>,
-    pidkey_latency_ms: u64,
-) -> anyhow::Result<()> {
-    use switchyard_simulators::pidkey::PidkeySim;
-    let keys: Vec<&str> = pidkey_api_key.as_deref().into_iter().collect();
+async fn sandbox(args: crate::cli::SandboxArgs) -> anyhow::Result<()> {
+    use std::time::Duration;
+
+    use switchyard_simulators::{pidkey::PidkeySim, sikka::SikkaSim};
+    let keys: Vec<&str> = args.pidkey_api_key.as_deref().into_iter().collect();
     let pidkey = PidkeySim::new(&keys);
-    pidkey.set_latency(std::time::Duration::from_millis(pidkey_latency_ms));
-    let app = poem::Route::new().nest("/", pidkey.routes());
+    pidkey.set_latency(Duration::from_millis(args.pidkey_latency_ms));
+    let sikka = SikkaSim::new(&args.sikka_app_id, &args.sikka_app_key);
+    sikka.set_writeback_delay(Duration::from_millis(args.writeback_delay_ms));
+    let practices = sikka.add_demo_practices(args.sikka_practices);
+    let app = poem::Route::new().nest("/v4", sikka.routes()).nest("/", pidkey.routes());
+    let listen = args.listen;
     let (addr, server) = switchyard_simulators::serve(listen, app)
         .await
         .with_context(|| format!("binding --listen {listen}"))?;
     tracing::info!(
         %addr,
         pidkey = %format!("SWITCHYARD_PIDKEY_BASE_URL=http://{addr} PIDKEY_API_KEY=any-key"),
-        "sandbox: PIDKey simulator listening"
+        sikka = %format!(
+            "SWITCHYARD_SIKKA_BASE_URL=http://{addr}/v4 SIKKA_APP_ID={} SIKKA_APP_KEY={}",
+            args.sikka_app_id, args.sikka_app_key
+        ),
+        offices = %practices.iter().map(|p| p.office_id.as_str()).collect::<Vec<_>>().join(","),
+        "sandbox: PIDKey and Sikka simulators listening"
     );
     let shutdown = shutdown_on_signal();
     tokio::select! {

@@ -37,6 +37,9 @@ DROP TABLE pidms_product_state;
 
 -- Serves remaining-range searches and their counts.
 CREATE INDEX pidms_keys_remaining ON pidms_keys (remaining);
+-- Serves the blocked-keys search in the API's order: without it the ordered scan first
+-- walks every key without a product (invalid keys sort first on SQLite), ~20 ms at 100k.
+CREATE INDEX pidms_keys_blocked ON pidms_keys (prd, remaining DESC, keyname) WHERE blocked = 1;
 
 -- The search matches the substring against the product names here (one row per product),
 -- then reads each matching product's keys in order from pidms_keys_prd_remaining. The

@@ -36,3 +36,6 @@ DROP TABLE pidms_product_state;
 
 -- Serves remaining-range searches and their counts.
 CREATE INDEX pidms_keys_remaining ON pidms_keys (remaining);
+-- Serves the blocked-keys search in the API's order: without it the ordered scan first
+-- walks every key without a product (invalid keys sort first on SQLite), ~20 ms at 100k.
+CREATE INDEX pidms_keys_blocked ON pidms_keys (prd, remaining DESC, keyname) WHERE blocked = 1;

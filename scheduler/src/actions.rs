@@ -45,6 +45,13 @@ pub(crate) async fn enqueue(services: &Services, schedule: ScheduleName) -> Resu
             }
             maintenance(services, Job::PidmsSyncAll).await?;
         }
+        ScheduleName::SikkaTokenRefresh => {
+            if !services.config.sikka.has_credentials() {
+                return Err("SIKKA_APP_ID and SIKKA_APP_KEY are not set".to_owned());
+            }
+            sikka(services, Job::SikkaTokenRefresh).await?;
+        }
+        ScheduleName::SikkaWritebackSweep => sikka(services, Job::SikkaWritebackSweep).await?,
         ScheduleName::Canary => {
             for queue in QueueName::ALL {
                 canary::send(services, queue, 0).await.map_err(|e| e.to_string())?;
@@ -52,6 +59,10 @@ pub(crate) async fn enqueue(services: &Services, schedule: ScheduleName) -> Resu
         }
     }
     Ok(())
+}
+
+async fn sikka(services: &Services, job: Job) -> Result<(), String> {
+    services.queue.push(QueueName::Sikka, job).await.map(|_| ()).map_err(|e| e.to_string())
 }
 
 async fn maintenance(services: &Services, job: Job) -> Result<(), String> {

@@ -54,6 +54,10 @@ impl Scheduler {
                 tracing::info!(schedule = %name, "schedule off: PIDKEY_API_KEY is not set");
                 continue;
             }
+            if name == ScheduleName::SikkaTokenRefresh && !config.sikka.has_credentials() {
+                tracing::info!(schedule = %name, "schedule off: SIKKA_APP_ID/SIKKA_APP_KEY are not set");
+                continue;
+            }
             let cron = switchyard_shared::schedules::parse_cron(&expr).map_err(|e| {
                 ConfigError::Invalid { setting: name.env_var(), message: e.to_string() }
             })?;

@@ -122,6 +122,7 @@ pub struct Config {
     pub master_key: Option<Secret<String>>,
     pub webhooks: WebhookConfig,
     pub pidkey: PidkeyConfig,
+    pub sikka: SikkaConfig,
     pub worker: WorkerConfig,
     pub scheduler: SchedulerConfig,
 }
@@ -207,6 +208,61 @@ impl Default for PidkeyConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+pub struct SikkaConfig {
+    /// `SWITCHYARD_SIKKA_BASE_URL`.
+    pub base_url: String,
+    /// `SIKKA_APP_ID`; without it and `SIKKA_APP_KEY` Sikka work fails with a clear error and
+    /// `sikka-token-refresh` is off.
+    pub app_id: Option<Secret<String>>,
+    /// `SIKKA_APP_KEY`.
+    pub app_key: Option<Secret<String>>,
+    /// Per-request timeout. `SWITCHYARD_SIKKA_TIMEOUT_SECS`.
+    pub timeout_secs: u64,
+    /// How long one call keeps retrying 429/503/504 and timeouts.
+    /// `SWITCHYARD_SIKKA_RETRY_MAX_SECS`.
+    pub retry_max_secs: u64,
+    /// `sikka-token-refresh` refreshes keys expiring within this.
+    /// `SWITCHYARD_SIKKA_REFRESH_AHEAD_SECS`.
+    pub refresh_ahead_secs: u64,
+    /// First wait before checking a writeback's status; doubles each check.
+    /// `SWITCHYARD_SIKKA_POLL_INITIAL_MS`.
+    pub poll_initial_ms: u64,
+    /// Longest wait between checks. `SWITCHYARD_SIKKA_POLL_MAX_MS`.
+    pub poll_max_ms: u64,
+    /// A writeback not completed this long after it was accepted fails as stuck.
+    /// `SWITCHYARD_SIKKA_STUCK_AFTER_SECS`.
+    pub stuck_after_secs: u64,
+    /// `sikka-writeback-sweep` re-enqueues steps overdue by this much.
+    /// `SWITCHYARD_SIKKA_SWEEP_GRACE_SECS`.
+    pub sweep_grace_secs: u64,
+}
+
+impl Default for SikkaConfig {
+    fn default() -> Self {
+        Self {
+            base_url: "https://api.sikkasoft.com/v4".to_owned(),
+            app_id: None,
+            app_key: None,
+            timeout_secs: 30,
+            retry_max_secs: 60,
+            refresh_ahead_secs: 2 * 3600,
+            poll_initial_ms: 2_000,
+            poll_max_ms: 30_000,
+            stuck_after_secs: 600,
+            sweep_grace_secs: 60,
+        }
+    }
+}
+
+impl SikkaConfig {
+    /// Both app credentials are set.
+    pub fn has_credentials(&self) -> bool {
+        self.app_id.is_some() && self.app_key.is_some()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct WorkerConfig {
     /// Queues this worker consumes. `SWITCHYARD_WORKER_QUEUES` (comma-separated).
     pub queues: Vec<QueueName>,
@@ -264,6 +320,7 @@ impl Default for Config {
             master_key: None,
             webhooks: WebhookConfig::default(),
             pidkey: PidkeyConfig::default(),
+            sikka: SikkaConfig::default(),
             worker: WorkerConfig::default(),
             scheduler: SchedulerConfig::default(),
         }
@@ -420,6 +477,17 @@ impl Config {
             "SWITCHYARD_PIDMS_LOW_INVENTORY_THRESHOLD",
             env,
         )?;
+        let k = &mut self.sikka;
+        set_from_env(&mut k.base_url, "SWITCHYARD_SIKKA_BASE_URL", env)?;
+        set_secret_from_env(&mut k.app_id, "SIKKA_APP_ID", env);
+        set_secret_from_env(&mut k.app_key, "SIKKA_APP_KEY", env);
+        set_from_env(&mut k.timeout_secs, "SWITCHYARD_SIKKA_TIMEOUT_SECS", env)?;
+        set_from_env(&mut k.retry_max_secs, "SWITCHYARD_SIKKA_RETRY_MAX_SECS", env)?;
+        set_from_env(&mut k.refresh_ahead_secs, "SWITCHYARD_SIKKA_REFRESH_AHEAD_SECS", env)?;
+        set_from_env(&mut k.poll_initial_ms, "SWITCHYARD_SIKKA_POLL_INITIAL_MS", env)?;
+        set_from_env(&mut k.poll_max_ms, "SWITCHYARD_SIKKA_POLL_MAX_MS", env)?;
+        set_from_env(&mut k.stuck_after_secs, "SWITCHYARD_SIKKA_STUCK_AFTER_SECS", env)?;
+        set_from_env(&mut k.sweep_grace_secs, "SWITCHYARD_SIKKA_SWEEP_GRACE_SECS", env)?;
 
         let w = &mut self.worker;
         if let Some(raw) = env("SWITCHYARD_WORKER_QUEUES") {
@@ -525,6 +593,26 @@ impl Config {
         if p.api_key.as_ref().is_some_and(|k| k.expose().trim().is_empty()) {
             return Err(ConfigError::invalid("PIDKEY_API_KEY", "is empty"));
         }
+        let k = &self.sikka;
+        if !(k.base_url.starts_with("http://") || k.base_url.starts_with("https://")) {
+            return Err(ConfigError::invalid(
+                "SWITCHYARD_SIKKA_BASE_URL",
+                "must be an http(s) URL",
+            ));
+        }
+        if k.app_id.is_some() != k.app_key.is_some() {
+            let missing = if k.app_id.is_none() { "SIKKA_APP_ID" } else { "SIKKA_APP_KEY" };
+            return Err(ConfigError::invalid(missing, "is needed with the other Sikka credential"));
+        }
+        positive("SWITCHYARD_SIKKA_TIMEOUT_SECS", k.timeout_secs)?;
+        positive("SWITCHYARD_SIKKA_POLL_INITIAL_MS", k.poll_initial_ms)?;
+        if k.poll_max_ms < k.poll_initial_ms {
+            return Err(ConfigError::invalid(
+                "SWITCHYARD_SIKKA_POLL_MAX_MS",
+                "must be at least SWITCHYARD_SIKKA_POLL_INITIAL_MS",
+            ));
+        }
+        positive("SWITCHYARD_SIKKA_STUCK_AFTER_SECS", k.stuck_after_secs)?;
         let w = &self.worker;
         if w.queues.is_empty() {
             return Err(ConfigError::invalid("SWITCHYARD_WORKER_QUEUES", "at least one queue"));

@@ -37,6 +37,8 @@ pub enum CryptoError {
 /// Seals and opens secrets with the master key.
 pub struct Cipher {
     aead: XChaCha20Poly1305,
+    /// Derived from the master key; keys [`Cipher::digest`].
+    lookup: [u8; 32],
 }
 
 impl std::fmt::Debug for Cipher {
@@ -49,7 +51,8 @@ impl Cipher {
     pub fn from_key(key: &[u8]) -> Result<Self, CryptoError> {
         let aead = XChaCha20Poly1305::new_from_slice(key)
             .map_err(|_| CryptoError::BadKey("must be 32 bytes, base64-encoded".into()))?;
-        Ok(Self { aead })
+        let lookup = hmac_sha256(key, b"switchyard lookup digest v1");
+        Ok(Self { aead, lookup })
     }
 
     /// The key from `SWITCHYARD_MASTER_KEY`; without it, on the embedded store, the key in
@@ -65,6 +68,17 @@ impl Cipher {
             return Err(CryptoError::MissingKey);
         }
         Self::from_key(&load_or_create_key_file(&config.data_dir.join("master.key"))?)
+    }
+
+    /// A stable, keyed digest of `value` (hex HMAC-SHA256 under a key derived from the master
+    /// key): lets a sealed value be looked up without storing it in clear, and cannot be
+    /// reversed by trying every short value without the master key.
+    pub fn digest(&self, context: &str, value: &str) -> String {
+        let mut input = Vec::with_capacity(context.len() + 1 + value.len());
+        input.extend_from_slice(context.as_bytes());
+        input.push(0);
+        input.extend_from_slice(value.as_bytes());
+        hmac_sha256(&self.lookup, &input).iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// Seals `plaintext` for `context`.
@@ -101,6 +115,13 @@ impl Cipher {
         let bytes = self.open(context, sealed)?;
         String::from_utf8(bytes.expose().clone()).map(Secret::new).map_err(|_| CryptoError::Open)
     }
+}
+
+fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
+    use hmac::{Hmac, KeyInit as _, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(data);
+    mac.finalize().into_bytes().into()
 }
 
 fn load_or_create_key_file(path: &Path) -> Result<Vec<u8>, CryptoError> {
@@ -168,6 +189,17 @@ mod tests {
         tampered.push('A');
         assert!(cipher.open("webhook-secret:ep1", &tampered).is_err());
         assert!(Cipher::from_key(&[1u8; 16]).is_err());
+    }
+
+    #[test]
+    fn digests_are_stable_keyed_and_bound_to_their_context() {
+        let a = Cipher::from_key(&[7u8; 32]).unwrap();
+        let b = Cipher::from_key(&[8u8; 32]).unwrap();
+        assert_eq!(a.digest("office", "D1001"), a.digest("office", "D1001"));
+        assert_eq!(a.digest("office", "D1001").len(), 64);
+        assert_ne!(a.digest("office", "D1001"), b.digest("office", "D1001"), "keyed");
+        assert_ne!(a.digest("office", "D1001"), a.digest("other", "D1001"));
+        assert_ne!(a.digest("office", "D1001"), a.digest("office", "D1002"));
     }
 
     #[test]

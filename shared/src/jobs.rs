@@ -39,6 +39,21 @@ pub enum Job {
     /// Starts a sync of every stored key (the `pidms-daily-sync` schedule).
     #[serde(rename = "pidms_sync_all.v1")]
     PidmsSyncAll,
+    /// Pulls `authorized_practices` and stores each practice.
+    #[serde(rename = "sikka_practices_pull.v1")]
+    SikkaPracticesPull,
+    /// Refreshes request keys that expire soon (the `sikka-token-refresh` schedule).
+    #[serde(rename = "sikka_token_refresh.v1")]
+    SikkaTokenRefresh,
+    /// Sends one writeback to Sikka.
+    #[serde(rename = "sikka_writeback_submit.v1")]
+    SikkaWritebackSubmit(SikkaWritebackJob),
+    /// One check of a writeback's status.
+    #[serde(rename = "sikka_writeback_poll.v1")]
+    SikkaWritebackPoll(SikkaPollJob),
+    /// Re-enqueues writeback steps whose job is missing.
+    #[serde(rename = "sikka_writeback_sweep.v1")]
+    SikkaWritebackSweep,
 }
 
 impl Job {
@@ -54,6 +69,11 @@ impl Job {
             Job::WebhookDisableFailing => "webhook_disable_failing",
             Job::PidmsBatch(_) => "pidms_batch",
             Job::PidmsSyncAll => "pidms_sync_all",
+            Job::SikkaPracticesPull => "sikka_practices_pull",
+            Job::SikkaTokenRefresh => "sikka_token_refresh",
+            Job::SikkaWritebackSubmit(_) => "sikka_writeback_submit",
+            Job::SikkaWritebackPoll(_) => "sikka_writeback_poll",
+            Job::SikkaWritebackSweep => "sikka_writeback_sweep",
         }
     }
 }
@@ -92,6 +112,19 @@ pub struct DeliverWebhookJob {
 pub struct PidmsBatchJob {
     pub batch_id: String,
     pub run_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SikkaWritebackJob {
+    pub writeback_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SikkaPollJob {
+    pub writeback_id: String,
+    /// The check this message is for (1-based); the store counts checks, so a stale or
+    /// duplicated message does nothing.
+    pub check: i64,
 }
 
 /// The envelope on the wire: the job plus the times the metrics need.

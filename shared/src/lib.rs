@@ -14,6 +14,7 @@ pub mod ratelimit;
 pub mod schedules;
 pub mod secret;
 pub mod services;
+pub mod sikka;
 pub mod store;
 pub mod telemetry;
 pub mod webhook;

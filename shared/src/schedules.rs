@@ -21,10 +21,14 @@ pub enum ScheduleName {
     WebhookDisableFailing,
     /// Re-checks every stored PIDKey key (only when `PIDKEY_API_KEY` is set).
     PidmsDailySync,
+    /// Refreshes Sikka request keys expiring soon (only with Sikka app credentials).
+    SikkaTokenRefresh,
+    /// Re-enqueues Sikka writeback steps whose job is missing.
+    SikkaWritebackSweep,
 }
 
 impl ScheduleName {
-    pub const ALL: [ScheduleName; 7] = [
+    pub const ALL: [ScheduleName; 9] = [
         ScheduleName::QueueVacuum,
         ScheduleName::Canary,
         ScheduleName::UsageRetention,
@@ -32,6 +36,8 @@ impl ScheduleName {
         ScheduleName::WebhookDeliveryCleanup,
         ScheduleName::WebhookDisableFailing,
         ScheduleName::PidmsDailySync,
+        ScheduleName::SikkaTokenRefresh,
+        ScheduleName::SikkaWritebackSweep,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +49,8 @@ impl ScheduleName {
             Self::WebhookDeliveryCleanup => "webhook-delivery-cleanup",
             Self::WebhookDisableFailing => "webhook-disable-failing",
             Self::PidmsDailySync => "pidms-daily-sync",
+            Self::SikkaTokenRefresh => "sikka-token-refresh",
+            Self::SikkaWritebackSweep => "sikka-writeback-sweep",
         }
     }
 
@@ -56,6 +64,8 @@ impl ScheduleName {
             Self::WebhookDeliveryCleanup => "0 0 2 * * *",
             Self::WebhookDisableFailing => "0 0 */6 * * *",
             Self::PidmsDailySync => "0 0 4 * * *",
+            Self::SikkaTokenRefresh => "0 */15 * * * *",
+            Self::SikkaWritebackSweep => "30 * * * * *",
         }
     }
 

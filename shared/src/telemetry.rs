@@ -39,6 +39,11 @@ pub const UPSTREAM_REQUEST_DURATION: &str = "switchyard_upstream_request_duratio
 pub const UPSTREAM_RATE_LIMITED: &str = "switchyard_upstream_rate_limited_total";
 pub const PIDMS_KEYS_CHECKED: &str = "switchyard_pidms_keys_checked_total";
 pub const PIDMS_LOW_INVENTORY_PRODUCTS: &str = "switchyard_pidms_low_inventory_products";
+pub const SIKKA_TOKEN_REFRESH: &str = "switchyard_sikka_token_refresh_total";
+pub const SIKKA_TOKEN_EXPIRY: &str = "switchyard_sikka_token_expiry_seconds";
+pub const SIKKA_WRITEBACKS: &str = "switchyard_sikka_writebacks_total";
+pub const SIKKA_WRITEBACK_COMPLETION: &str = "switchyard_sikka_writeback_completion_seconds";
+pub const SIKKA_WRITEBACKS_OPEN: &str = "switchyard_sikka_writebacks_open";
 
 // Scheduler.
 pub const SCHEDULE_RUNS: &str = "switchyard_schedule_runs_total";
@@ -174,6 +179,26 @@ fn describe() {
         PIDMS_LOW_INVENTORY_PRODUCTS,
         "Products whose keys' total remaining is below the threshold."
     );
+    describe_counter!(
+        SIKKA_TOKEN_REFRESH,
+        "Sikka request-key refreshes, by outcome (refreshed, new_key, refresh_refused, \
+         reauthorization_required, error)."
+    );
+    describe_gauge!(
+        SIKKA_TOKEN_EXPIRY,
+        Unit::Seconds,
+        "The least time left on an active Sikka request key, across practices."
+    );
+    describe_counter!(
+        SIKKA_WRITEBACKS,
+        "Sikka writebacks ended, by outcome (completed, failed, stuck)."
+    );
+    describe_histogram!(
+        SIKKA_WRITEBACK_COMPLETION,
+        Unit::Seconds,
+        "Time from a writeback's acceptance to its end."
+    );
+    describe_gauge!(SIKKA_WRITEBACKS_OPEN, "Sikka writebacks not yet ended, by status.");
     describe_counter!(SCHEDULE_RUNS, "Schedule ticks run, by outcome.");
     describe_gauge!(
         SCHEDULE_LAST_SUCCESS,

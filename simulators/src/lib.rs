@@ -5,6 +5,7 @@
 //! test suite, the benchmarks and `switchyard sandbox`.
 
 pub mod pidkey;
+pub mod sikka;
 
 use std::net::SocketAddr;
 

@@ -5,6 +5,7 @@ mod handlers;
 mod metrics_layer;
 mod monitor;
 mod pidkey;
+mod sikka;
 mod webhooks;
 
 pub use handlers::Outcome;

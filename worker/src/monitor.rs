@@ -109,6 +109,7 @@ pub async fn run(
         services: services.clone(),
         webhooks: crate::webhooks::Webhooks::new(&services),
         pidkey: crate::pidkey::client(&services),
+        sikka: crate::sikka::Sikka::new(&services),
     });
     let instance = format!("{}-{}", std::process::id(), &ulid::Ulid::generate().to_string()[20..]);
     let mut monitor = Monitor::new()

@@ -117,4 +117,6 @@ scope_transform! {
     events_publish_idempotent => EventsPublish, idempotent;
     pidms_read => PidmsRead;
     pidms_write_idempotent => PidmsWrite, idempotent;
+    sikka_read => SikkaRead;
+    sikka_write_idempotent => SikkaWrite, idempotent;
 }

@@ -3,6 +3,7 @@
 mod keys;
 mod pidms;
 mod queues;
+mod sikka;
 mod usage;
 mod webhooks;
 
@@ -26,6 +27,8 @@ pub(crate) enum ApiTags {
     Webhooks,
     /// PIDKey inventory: checks, syncs, search.
     Pidms,
+    /// Sikka practices and writebacks.
+    Sikka,
 }
 
 /// One page of a list: `?page=1&page_size=50` (at most 500).
@@ -55,8 +58,14 @@ pub(crate) fn page_bounds(
     Ok((page, size, (page - 1) * size))
 }
 
-pub(crate) type Apis =
-    (queues::QueuesApi, keys::KeysApi, usage::UsageApi, webhooks::WebhooksApi, pidms::PidmsApi);
+pub(crate) type Apis = (
+    queues::QueuesApi,
+    keys::KeysApi,
+    usage::UsageApi,
+    webhooks::WebhooksApi,
+    pidms::PidmsApi,
+    sikka::SikkaApi,
+);
 
 pub(crate) fn openapi(services: &Services, auth: &Arc<Authenticator>) -> OpenApiService<Apis, ()> {
     let apis = (
@@ -65,6 +74,7 @@ pub(crate) fn openapi(services: &Services, auth: &Arc<Authenticator>) -> OpenApi
         usage::UsageApi { services: services.clone() },
         webhooks::WebhooksApi { services: services.clone() },
         pidms::PidmsApi { services: services.clone() },
+        sikka::SikkaApi { services: services.clone() },
     );
     OpenApiService::new(apis, "Switchyard", env!("CARGO_PKG_VERSION"))
         .description(

@@ -10,6 +10,7 @@ mod idempotency;
 mod leases;
 mod pidms;
 mod schedules;
+mod sikka;
 mod usage;
 mod webhooks;
 
@@ -27,6 +28,10 @@ pub use self::{
     idempotency::{Claim, StoredResponse},
     pidms::{KeySearch, NewPidmsRun, PidmsBatch, PidmsKey, PidmsRun, ProductSummary},
     schedules::ScheduleState,
+    sikka::{
+        NewTokens, NewWriteback, PracticeUpsert, SikkaPractice, SikkaWriteback, Submitted,
+        practice_context,
+    },
     usage::{KeyUsage, UsageEvent},
     webhooks::{
         AttemptRecord, AttemptRow, Claim as DeliveryClaim, ClaimedDelivery, DeliveryRow,

@@ -239,7 +239,37 @@ fn product_deltas(
 }
 
 /// A page of a search in the API's order: product, then most remaining first.
-fn search_page_sql(s: &KeySearch, offset: i64, limit: i64) -> (String, Vec<Arg>) {
+///
+/// With a product filter on PostgreSQL, each matching product's keys are read through a
+/// `LATERAL` subquery that walks the `(prd, remaining DESC, keyname)` index and stops after
+/// the page: PostgreSQL does not carry the inner index order through a join over `IN
+/// (subquery)`, and otherwise fetched and sorted every key of the matching products
+/// (13k rows, ~20 ms at 100k keys). SQLite reads `IN` lists in index order by itself.
+fn search_page_sql(s: &KeySearch, offset: i64, limit: i64, postgres: bool) -> (String, Vec<Arg>) {
+    if let (true, Some(product)) = (postgres, &s.product) {
+        let rest = KeySearch { product: None, ..s.clone() };
+        let (filter, mut args) = search_where(&rest);
+        let and = filter.strip_prefix("WHERE ").map(|f| format!("AND {f}")).unwrap_or_default();
+        args.push(Arg::Text(like_pattern(product)));
+        let pattern = args.len();
+        args.push(Arg::Int(offset + limit));
+        let each = args.len();
+        args.push(Arg::Int(limit));
+        args.push(Arg::Int(offset));
+        let n = args.len();
+        let sql = format!(
+            "SELECT k.* FROM pidms_products p
+             CROSS JOIN LATERAL (
+                 SELECT {KEY_COLUMNS} FROM pidms_keys
+                 WHERE prd = p.prd {and}
+                 ORDER BY remaining DESC, keyname LIMIT ${each}
+             ) k
+             WHERE p.prd <> '' AND LOWER(p.prd) LIKE ${pattern} ESCAPE '\\'
+             ORDER BY k.prd, k.remaining DESC, k.keyname LIMIT ${} OFFSET ${n}",
+            n - 1
+        );
+        return (sql, args);
+    }
     let (filter, mut args) = search_where(s);
     args.push(Arg::Int(limit));
     args.push(Arg::Int(offset));
@@ -540,7 +570,7 @@ impl Store {
         offset: i64,
         limit: i64,
     ) -> Result<(i64, Vec<PidmsKey>), StoreError> {
-        let (sql, args) = search_page_sql(s, offset, limit);
+        let (sql, args) = search_page_sql(s, offset, limit, matches!(self, Store::Postgres(_)));
         let rows = on_pool!(self, pool => bind_args!(
             sqlx::query_as::<_, PidmsKey>(sqlx::AssertSqlSafe(sql)), &args).fetch_all(pool).await)?;
         let (count_sql, args) = search_count_sql(s);
@@ -576,7 +606,7 @@ impl Store {
     /// (`EXPLAIN ANALYZE` on PostgreSQL, `EXPLAIN QUERY PLAN` on SQLite): for the README and
     /// the benchmark.
     pub async fn explain_pidms_search(&self, s: &KeySearch) -> Result<Vec<String>, StoreError> {
-        let (page, page_args) = search_page_sql(s, 0, 50);
+        let (page, page_args) = search_page_sql(s, 0, 50, matches!(self, Store::Postgres(_)));
         let (count, count_args) = search_count_sql(s);
         let mut lines = Vec::new();
         for (sql, args) in [(page, page_args), (count, count_args)] {

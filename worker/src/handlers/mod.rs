@@ -6,7 +6,7 @@ mod maintenance;
 
 use std::sync::Arc;
 
-use crate::{pidkey, webhooks};
+use crate::{pidkey, sikka, webhooks};
 use apalis::prelude::{AbortError, BoxDynError, Data};
 use serde::{Deserialize, Serialize};
 use switchyard_shared::{
@@ -29,6 +29,7 @@ pub(crate) struct JobDeps {
     pub services: Services,
     pub webhooks: crate::webhooks::Webhooks,
     pub pidkey: crate::pidkey::PidkeyClient,
+    pub sikka: crate::sikka::Sikka,
 }
 
 /// The one apalis handler: routes a message to the handler of its kind.
@@ -46,6 +47,11 @@ pub(crate) async fn dispatch(
         Job::WebhookDisableFailing => webhooks::disable_failing(&deps.services).await,
         Job::PidmsBatch(job) => pidkey::run_batch(&deps.services, &deps.pidkey, job).await,
         Job::PidmsSyncAll => pidkey::sync_all(&deps.services).await,
+        Job::SikkaPracticesPull => sikka::pull_practices(&deps.services, &deps.sikka).await,
+        Job::SikkaTokenRefresh => sikka::refresh_tokens(&deps.services, &deps.sikka).await,
+        Job::SikkaWritebackSubmit(job) => sikka::submit(&deps.services, &deps.sikka, job).await,
+        Job::SikkaWritebackPoll(job) => sikka::poll(&deps.services, &deps.sikka, job).await,
+        Job::SikkaWritebackSweep => sikka::sweep(&deps.services).await,
     }
 }
 

@@ -1,0 +1,654 @@
+//! Sikka on both backends, against the Sikka simulator over HTTP on loopback: practices pulled
+//! and sealed, request keys refreshed once however many jobs need it, the fallback to a new
+//! key, re-authorization, every writeback operation to completed and to failed with its
+//! events, stuck writebacks, an offline agent, a worker killed mid-poll, and no secret in any
+//! log or body.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{TestApp, TestEnv, receiver::Receiver, wait_for};
+use switchyard_simulators::sikka::{Practice, SikkaFailure, SikkaSim, WritebackOutcome};
+
+const APP_ID: &str = "app-test-id-1";
+const APP_KEY: &str = "app-test-key-SECRET-1";
+
+/// A simulator with two practices, served on loopback; the env pointed at it.
+async fn sim_for(env: &mut TestEnv) -> (SikkaSim, Vec<Practice>) {
+    let sim = SikkaSim::new(APP_ID, APP_KEY);
+    let practices = sim.add_demo_practices(2);
+    sim.set_writeback_delay(Duration::from_millis(300));
+    let (addr, _task) =
+        switchyard_simulators::serve("127.0.0.1:0".parse().unwrap(), sim.app()).await.unwrap();
+    env.set("SWITCHYARD_SIKKA_BASE_URL", format!("http://{addr}/v4"));
+    env.set("SIKKA_APP_ID", APP_ID);
+    env.set("SIKKA_APP_KEY", APP_KEY);
+    env.set("SWITCHYARD_SIKKA_POLL_INITIAL_MS", "100");
+    env.set("SWITCHYARD_SIKKA_POLL_MAX_MS", "400");
+    env.set("SWITCHYARD_SIKKA_TIMEOUT_SECS", "5");
+    env.set("SWITCHYARD_SIKKA_RETRY_MAX_SECS", "4");
+    (sim, practices)
+}
+
+async fn with_sikka(mut env: TestEnv) -> (TestEnv, SikkaSim, Vec<Practice>, TestApp) {
+    let (sim, practices) = sim_for(&mut env).await;
+    let app = env.start_app().await;
+    pull(&app.http, &app.base).await;
+    (env, sim, practices, app)
+}
+
+/// Pulls the practices and waits until both are stored.
+async fn pull(http: &reqwest::Client, base: &str) -> Vec<Value> {
+    let resp = http.post(format!("{base}/api/v1/sikka/practices/refresh")).send().await.unwrap();
+    assert_eq!(resp.status(), 202);
+    wait_for("the practices to be pulled", Duration::from_secs(20), || async {
+        let list: Value = http
+            .get(format!("{base}/api/v1/sikka/practices"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let items = list.as_array().cloned().unwrap_or_default();
+        (items.len() == 2).then_some(items)
+    })
+    .await
+}
+
+fn appointment() -> Value {
+    json!({"patient_id": "1042", "date": "2026-12-01", "time": "09:30", "length": 30,
+        "provider_id": "DOC1", "operatory": "OP2", "description": "Cleaning"})
+}
+
+/// (operation, target_id, body) for each of the four operations.
+fn operations() -> Vec<(&'static str, Option<&'static str>, Value)> {
+    vec![
+        ("book_appointment", None, appointment()),
+        (
+            "create_patient",
+            None,
+            json!({"firstname": "Ada", "lastname": "Lovelace",
+            "provider_id": "DOC1", "birthdate": "1985-12-10", "gender": "female",
+            "email": "ada@example.com", "cell": "+1 555 010 9999"}),
+        ),
+        ("update_appointment", Some("88"), json!({"status": "Confirmed"})),
+        ("update_patient", Some("1042"), json!({"email": "ada@example.org"})),
+    ]
+}
+
+async fn create(
+    http: &reqwest::Client,
+    base: &str,
+    office: &str,
+    op: &str,
+    target: Option<&str>,
+    body: &Value,
+) -> (u16, Value) {
+    let resp = http
+        .post(format!("{base}/api/v1/sikka/writebacks"))
+        .json(&json!({"office_id": office, "operation": op, "target_id": target, "body": body}))
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+async fn ended(http: &reqwest::Client, base: &str, id: &str) -> Value {
+    wait_for(&format!("writeback {id} to end"), Duration::from_secs(60), || async {
+        let w: Value = http
+            .get(format!("{base}/api/v1/sikka/writebacks/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        matches!(w["status"].as_str(), Some("completed" | "failed")).then_some(w)
+    })
+    .await
+}
+
+async fn subscribe(app: &TestApp, rx: &Receiver, types: &[&str]) {
+    let resp = app
+        .http
+        .post(app.url("/api/v1/webhooks"))
+        .json(&json!({"url": rx.url("/sikka"), "event_types": types}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+}
+
+fn events(rx: &Receiver) -> Vec<Value> {
+    rx.received("/sikka").iter().map(|r| serde_json::from_slice(&r.body).unwrap()).collect()
+}
+
+async fn practices_are_pulled_and_sealed(env: TestEnv) {
+    let (_env, sim, practices, app) = with_sikka(env).await;
+    let (_, list) = app.get_json("/api/v1/sikka/practices").await;
+    let mut offices: Vec<&str> =
+        list.as_array().unwrap().iter().map(|p| p["office_id"].as_str().unwrap()).collect();
+    offices.sort_unstable();
+    assert_eq!(offices, ["D1001", "D1002"]);
+    assert_eq!(list[0]["token_status"], "none");
+    assert_eq!(list[0]["authorized"], true);
+    assert!(list[0]["practice_name"].as_str().unwrap().starts_with("Demo Dental"));
+    // One pull request with the app's credentials; nothing else yet.
+    assert_eq!(sim.count("GET", "/authorized_practices"), 1);
+    assert_eq!(sim.grants("request_key"), 0);
+
+    // A writeback obtains a key; then every credential in the store is sealed.
+    let (status, w) =
+        create(&app.http, &app.base, "D1001", "book_appointment", None, &appointment()).await;
+    assert_eq!(status, 202, "{w}");
+    assert_eq!(ended(&app.http, &app.base, w["id"].as_str().unwrap()).await["status"], "completed");
+    let rows = store_query!(app.services.store, (String, String, String, Option<String>, Option<String>),
+        "SELECT office_digest, office_id_sealed, secret_key_sealed, request_key_sealed, refresh_key_sealed
+         FROM sikka_practices", fetch_all);
+    let secrets: Vec<String> = practices
+        .iter()
+        .flat_map(|p| [p.office_id.clone(), p.secret_key.clone()])
+        .chain(sim.issued_secrets())
+        .collect();
+    assert_eq!(sim.issued_secrets().len(), 2, "one request key and its refresh key");
+    let mut with_keys = 0;
+    for (digest, office, secret, rk, refresh) in rows {
+        assert_eq!(digest.len(), 64);
+        let row = format!("{digest} {office} {secret} {rk:?} {refresh:?}");
+        for sealed in [Some(office), Some(secret), rk.clone(), refresh].into_iter().flatten() {
+            assert!(sealed.starts_with("v1:"), "sealed: {sealed}");
+        }
+        with_keys += usize::from(rk.is_some());
+        for s in &secrets {
+            assert!(!row.contains(s.as_str()));
+        }
+    }
+    assert_eq!(with_keys, 1);
+    let (_, list) = app.get_json("/api/v1/sikka/practices").await;
+    let text = list.to_string();
+    for s in sim.issued_secrets() {
+        assert!(!text.contains(s.as_str()), "no key in the API");
+    }
+    for p in &practices {
+        assert!(!text.contains(&p.secret_key), "no secret in the API");
+    }
+    let d1001 = list.as_array().unwrap().iter().find(|p| p["office_id"] == "D1001").unwrap();
+    assert_eq!(d1001["token_status"], "active");
+    assert!(d1001["token_expires_at"].is_string());
+    app.stop().await;
+}
+both_backends!(practices_are_pulled_and_sealed);
+
+async fn each_operation_completes_and_fails_with_events(env: TestEnv) {
+    let (_env, sim, _practices, app) = with_sikka(env).await;
+    let rx = Receiver::start().await;
+    subscribe(&app, &rx, &["sikka.*"]).await;
+    let mut completed = Vec::new();
+    for (op, target, body) in operations() {
+        let (status, w) = create(&app.http, &app.base, "D1002", op, target, &body).await;
+        assert_eq!(status, 202, "{w}");
+        assert_eq!(
+            (w["status"].as_str(), w["office_id"].as_str()),
+            (Some("queued"), Some("D1002"))
+        );
+        let done = ended(&app.http, &app.base, w["id"].as_str().unwrap()).await;
+        assert_eq!(done["status"], "completed", "{op}: {done}");
+        assert!(done["sikka_id"].as_str().unwrap().parse::<u64>().is_ok(), "{done}");
+        assert!(done["check_count"].as_i64().unwrap() >= 1);
+        assert!(done["result"].as_str().unwrap().contains("successfully"), "{done}");
+        completed.push(done);
+    }
+    // What reached Sikka: the right route per operation, every value a string.
+    let calls: Vec<(String, String)> = sim
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            !r.path.starts_with("/request_key")
+                && r.path != "/writeback_status"
+                && r.path != "/authorized_practices"
+        })
+        .map(|r| (r.method, r.path))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            ("POST".into(), "/appointment".into()),
+            ("POST".into(), "/patient".into()),
+            ("PATCH".into(), "/appointments/88".into()),
+            ("PATCH".into(), "/patient/1042".into()),
+        ]
+    );
+    // Each fails when the practice's system says so.
+    for (op, target, body) in operations() {
+        sim.push_outcome(WritebackOutcome::Failed(format!("{op}: record locked")));
+        let (_, w) = create(&app.http, &app.base, "D1002", op, target, &body).await;
+        let done = ended(&app.http, &app.base, w["id"].as_str().unwrap()).await;
+        assert_eq!(done["status"], "failed", "{done}");
+        assert_eq!(done["result"], format!("{op}: record locked"));
+        assert_eq!(done["error"], format!("{op}: record locked"));
+    }
+    let got = wait_for("eight events", Duration::from_secs(20), || async {
+        let e = events(&rx);
+        (e.len() >= 8).then_some(e)
+    })
+    .await;
+    let kinds: Vec<&str> = got.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "sikka.writeback.completed").count(), 4);
+    assert_eq!(kinds.iter().filter(|k| **k == "sikka.writeback.failed").count(), 4);
+    for done in &completed {
+        let e = got.iter().find(|e| e["data"]["writeback_id"] == done["id"]).unwrap();
+        assert_eq!(e["data"]["result"], done["result"]);
+        assert_eq!(e["data"]["office_id"], "D1002");
+    }
+    // The list, by status and office.
+    let (_, page) = app.get_json("/api/v1/sikka/writebacks?status=failed&office_id=D1002").await;
+    assert_eq!(page["total"], 4);
+    let (_, page) = app.get_json("/api/v1/sikka/writebacks?office_id=D1001").await;
+    assert_eq!(page["total"], 0);
+    let metrics =
+        app.anonymous.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("switchyard_sikka_writebacks_total{outcome=\"completed\"}"));
+    assert!(metrics.contains("switchyard_sikka_writeback_completion_seconds_bucket"));
+    app.stop().await;
+}
+both_backends!(each_operation_completes_and_fails_with_events);
+
+async fn bad_requests_are_refused_with_each_field_named(env: TestEnv) {
+    let (_env, _sim, _practices, app) = with_sikka(env).await;
+    let bad = json!({"patient_id": "1", "date": "01/12/2026", "time": "25:00", "length": "long",
+        "provider_id": "DOC1", "colour": "red"});
+    let (status, p) = create(&app.http, &app.base, "D1001", "book_appointment", None, &bad).await;
+    assert_eq!(status, 422);
+    let fields: Vec<&str> =
+        p["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    for f in ["body.date", "body.time", "body.length", "body.colour", "body.operatory"] {
+        assert!(fields.contains(&f), "{f} in {p}");
+    }
+    let (status, p) =
+        create(&app.http, &app.base, "D1001", "update_patient", None, &json!({"email": "x@y.z"}))
+            .await;
+    assert_eq!((status, p["errors"][0]["field"].as_str()), (422, Some("target_id")));
+    let (status, p) =
+        create(&app.http, &app.base, "D9999", "book_appointment", None, &appointment()).await;
+    assert_eq!((status, p["errors"][0]["field"].as_str()), (422, Some("office_id")), "{p}");
+    let (status, _) =
+        create(&app.http, &app.base, "D1001", "delete_everything", None, &json!({})).await;
+    assert_eq!(status, 422);
+    let (status, _) = app.get_json("/api/v1/sikka/writebacks?status=lost").await;
+    assert_eq!(status, 422);
+    let (status, _) = app.get_json("/api/v1/sikka/writebacks/01NOPE").await;
+    assert_eq!(status, 404);
+    let (_, page) = app.get_json("/api/v1/sikka/writebacks").await;
+    assert_eq!(page["total"], 0, "nothing stored for refused requests");
+    app.stop().await;
+}
+both_backends!(bad_requests_are_refused_with_each_field_named);
+
+/// The key expires while writebacks are under way: twenty submissions across two worker
+/// processes all get `API1025`, exactly one refresh reaches Sikka, and each call is retried
+/// once within its job.
+async fn an_expired_key_is_refreshed_once_for_twenty_jobs(mut env: TestEnv) {
+    let (sim, _practices) = sim_for(&mut env).await;
+    env.set("SWITCHYARD_WORKER_CONCURRENCY", "32");
+    let app = env.start_app().await;
+    let other =
+        env.spawn("worker-b", &["worker", "--queues", "sikka", "--metrics-listen", "127.0.0.1:0"]);
+    pull(&app.http, &app.base).await;
+    let (_, w) =
+        create(&app.http, &app.base, "D1001", "book_appointment", None, &appointment()).await;
+    assert_eq!(ended(&app.http, &app.base, w["id"].as_str().unwrap()).await["status"], "completed");
+    assert_eq!((sim.grants("request_key"), sim.grants("refresh_key")), (1, 0));
+
+    sim.expire_keys();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (http, base) = (app.http.clone(), app.base.clone());
+            tokio::spawn(async move {
+                let (status, w) =
+                    create(&http, &base, "D1001", "book_appointment", None, &appointment()).await;
+                assert_eq!(status, 202, "{w}");
+                w["id"].as_str().unwrap().to_owned()
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.unwrap());
+    }
+    for id in &ids {
+        let w = ended(&app.http, &app.base, id).await;
+        assert_eq!(w["status"], "completed", "{w}");
+        assert_eq!(w["submit_attempts"], 1, "retried within the job: {w}");
+    }
+    assert_eq!(sim.grants("refresh_key"), 1, "one refresh for all twenty");
+    assert_eq!(sim.grants("request_key"), 1, "the refresh key worked: no new key");
+    let expired =
+        sim.requests().iter().filter(|r| r.path == "/appointment" && r.status == 400).count();
+    assert!(expired >= 1, "some submissions met API1025");
+    assert_eq!(
+        sim.requests().iter().filter(|r| r.path == "/appointment" && r.status == 201).count(),
+        21
+    );
+    drop(other);
+    app.stop().await;
+}
+both_backends!(an_expired_key_is_refreshed_once_for_twenty_jobs);
+
+async fn a_spent_refresh_key_falls_back_and_withdrawn_consent_asks_again(env: TestEnv) {
+    let (_env, sim, practices, app) = with_sikka(env).await;
+    let rx = Receiver::start().await;
+    subscribe(&app, &rx, &["sikka.reauthorization_required"]).await;
+    let (_, w) =
+        create(&app.http, &app.base, "D1001", "create_patient", None, &operations()[1].2).await;
+    assert_eq!(ended(&app.http, &app.base, w["id"].as_str().unwrap()).await["status"], "completed");
+
+    // The refresh key was spent elsewhere: refused, then a new key from the secret.
+    sim.spend_refresh_keys();
+    sim.expire_keys();
+    let (_, w) =
+        create(&app.http, &app.base, "D1001", "create_patient", None, &operations()[1].2).await;
+    assert_eq!(ended(&app.http, &app.base, w["id"].as_str().unwrap()).await["status"], "completed");
+    assert_eq!((sim.grants("refresh_key"), sim.grants("request_key")), (1, 2));
+    let refused = sim
+        .requests()
+        .iter()
+        .filter(|r| r.grant_type.as_deref() == Some("refresh_key") && r.status == 400)
+        .count();
+    assert_eq!(refused, 1);
+
+    // The practice withdraws its consent: the refresh and the new key are both refused.
+    sim.set_revoked(&practices[0].office_id, true);
+    sim.expire_keys();
+    let (_, w) =
+        create(&app.http, &app.base, "D1001", "create_patient", None, &operations()[1].2).await;
+    let failed = ended(&app.http, &app.base, w["id"].as_str().unwrap()).await;
+    assert_eq!(failed["status"], "failed");
+    assert!(failed["error"].as_str().unwrap().contains("authorize"), "{failed}");
+    let (_, list) = app.get_json("/api/v1/sikka/practices").await;
+    let p = list.as_array().unwrap().iter().find(|p| p["office_id"] == "D1001").unwrap().clone();
+    assert_eq!(p["token_status"], "reauthorization_required", "{p}");
+    let event = wait_for("the re-authorization event", Duration::from_secs(20), || async {
+        events(&rx).into_iter().next()
+    })
+    .await;
+    assert_eq!(event["type"], "sikka.reauthorization_required");
+    assert_eq!(event["data"]["office_id"], "D1001");
+    // New writebacks are refused until the practice is back; the event came once.
+    let (status, _) =
+        create(&app.http, &app.base, "D1001", "create_patient", None, &operations()[1].2).await;
+    assert_eq!(status, 409);
+    assert_eq!(events(&rx).len(), 1);
+
+    // Consent given again: the next pull clears the mark and writebacks flow.
+    sim.set_revoked(&practices[0].office_id, false);
+    pull(&app.http, &app.base).await;
+    wait_for("the mark to clear", Duration::from_secs(20), || async {
+        let (_, list) = app.get_json("/api/v1/sikka/practices").await;
+        list.as_array()?
+            .iter()
+            .any(|p| p["office_id"] == "D1001" && p["token_status"] == "none")
+            .then_some(())
+    })
+    .await;
+    let (status, w) =
+        create(&app.http, &app.base, "D1001", "create_patient", None, &operations()[1].2).await;
+    assert_eq!(status, 202, "{w}");
+    assert_eq!(ended(&app.http, &app.base, w["id"].as_str().unwrap()).await["status"], "completed");
+    app.stop().await;
+}
+both_backends!(a_spent_refresh_key_falls_back_and_withdrawn_consent_asks_again);
+
+async fn stuck_offline_and_overloaded(mut env: TestEnv) {
+    env.set("SWITCHYARD_SIKKA_STUCK_AFTER_SECS", "5");
+    let (_env, sim, practices, app) = with_sikka(env).await;
+    // Never completes: failed as stuck after the deadline.
+    sim.push_outcome(WritebackOutcome::Never);
+    let (_, w) =
+        create(&app.http, &app.base, "D1001", "book_appointment", None, &appointment()).await;
+    let stuck = ended(&app.http, &app.base, w["id"].as_str().unwrap()).await;
+    assert_eq!(stuck["status"], "failed");
+    assert!(stuck["error"].as_str().unwrap().contains("stuck"), "{stuck}");
+    assert!(stuck["check_count"].as_i64().unwrap() >= 3, "{stuck}");
+
+    // The practice's agent is offline: 412, retried, submitted once it is back.
+    sim.set_agent_offline(&practices[0].office_id, true);
+    let (_, w) =
+        create(&app.http, &app.base, "D1001", "book_appointment", None, &appointment()).await;
+    let id = w["id"].as_str().unwrap().to_owned();
+    let waiting = wait_for("a deferred submission", Duration::from_secs(10), || async {
+        let (_, w) = app.get_json(&format!("/api/v1/sikka/writebacks/{id}")).await;
+        (w["submit_attempts"].as_i64().unwrap() >= 2).then_some(w)
+    })
+    .await;
+    assert_eq!(waiting["status"], "queued");
+    assert!(waiting["error"].as_str().unwrap().contains("offline"), "{waiting}");
+    assert!(sim.requests().iter().any(|r| r.status == 412));
+    sim.set_agent_offline(&practices[0].office_id, false);
+    assert_eq!(ended(&app.http, &app.base, &id).await["status"], "completed");
+
+    // Offline past the deadline: failed, saying why.
+    sim.set_agent_offline(&practices[0].office_id, true);
+    let (_, w) =
+        create(&app.http, &app.base, "D1001", "book_appointment", None, &appointment()).await;
+    let gave_up = ended(&app.http, &app.base, w["id"].as_str().unwrap()).await;
+    assert_eq!(gave_up["status"], "failed");
+    assert!(gave_up["error"].as_str().unwrap().contains("offline"), "{gave_up}");
+    sim.set_agent_offline(&practices[0].office_id, false);
+
+    // 503, 504 and 429 on the status checks are retried with backoff.
+    sim.fail_next(
+        Some("/writeback_status"),
+        [SikkaFailure::Overloaded, SikkaFailure::GatewayTimeout, SikkaFailure::RateLimited(1)],
+    );
+    let before = sim.count("GET", "/writeback_status");
+    let (_, w) =
+        create(&app.http, &app.base, "D1001", "book_appointment", None, &appointment()).await;
+    assert_eq!(ended(&app.http, &app.base, w["id"].as_str().unwrap()).await["status"], "completed");
+    let statuses: Vec<u16> = sim
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/writeback_status")
+        .skip(before)
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(&statuses[..3], [503, 504, 429]);
+    let metrics =
+        app.anonymous.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("switchyard_upstream_rate_limited_total{upstream=\"sikka\"}"));
+    app.stop().await;
+}
+both_backends!(stuck_offline_and_overloaded);
+
+/// A worker killed while it waits on `writeback_status`: another worker finishes the
+/// writeback once the dead one's jobs are orphaned, and it ends exactly once.
+async fn a_worker_killed_mid_poll_still_ends_the_writeback(mut env: TestEnv) {
+    let (sim, _practices) = sim_for(&mut env).await;
+    let app = env.start_api_only().await;
+    let args = ["worker", "--queues", "sikka,webhooks", "--metrics-listen", "127.0.0.1:0"];
+    let worker_a = env.spawn("worker-a", &args);
+    pull(&app.http, &app.base).await;
+    let rx = Receiver::start().await;
+    subscribe(&app, &rx, &["sikka.writeback.*"]).await;
+    sim.set_status_latency(Duration::from_secs(3));
+    let (_, w) =
+        create(&app.http, &app.base, "D1001", "book_appointment", None, &appointment()).await;
+    let id = w["id"].as_str().unwrap().to_owned();
+    wait_for("a status check in flight", Duration::from_secs(20), || async {
+        sim.requests().iter().any(|r| r.path == "/writeback_status" && r.status == 0).then_some(())
+    })
+    .await;
+    worker_a.kill().await;
+    sim.set_status_latency(Duration::ZERO);
+    let (_, mid) = app.get_json(&format!("/api/v1/sikka/writebacks/{id}")).await;
+    assert_eq!(mid["status"], "submitted", "{mid}");
+    let worker_b = env.spawn("worker-b", &args);
+    let done = ended(&app.http, &app.base, &id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let got = wait_for("the completion event", Duration::from_secs(20), || async {
+        let e = events(&rx);
+        (!e.is_empty()).then_some(e)
+    })
+    .await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(sim.count("POST", "/appointment"), 1, "submitted once");
+    drop(worker_b);
+    app.stop().await;
+}
+both_backends!(a_worker_killed_mid_poll_still_ends_the_writeback);
+
+/// API and worker as child processes logging at trace level, through pulls, writebacks,
+/// refreshes and failures: no app key, practice secret, request key or refresh key in any
+/// log line, API body or metric.
+async fn no_secret_in_logs_or_bodies(mut env: TestEnv) {
+    let (sim, practices) = sim_for(&mut env).await;
+    env.set(
+        "SWITCHYARD_LOG",
+        "debug,switchyard_worker=trace,switchyard_shared=trace,switchyard_api=trace",
+    );
+    let port = support::free_port();
+    env.set("SWITCHYARD_LISTEN", format!("127.0.0.1:{port}"));
+    let base = format!("http://127.0.0.1:{port}");
+    let metrics_port = support::free_port();
+    let api = env.spawn("api", &["api"]);
+    let worker =
+        env.spawn("worker", &["worker", "--metrics-listen", &format!("127.0.0.1:{metrics_port}")]);
+    support::wait_healthy(&base, &api).await;
+    support::wait_healthy(&format!("http://127.0.0.1:{metrics_port}"), &worker).await;
+    let http = support::http_with_key(env.admin_key());
+    pull(&http, &base).await;
+    let mut bodies = Vec::new();
+    let run = |op: usize| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let (o, t, b) = operations().swap_remove(op);
+            let (_, w) = create(&http, &base, "D1002", o, t, &b).await;
+            ended(&http, &base, w["id"].as_str().unwrap()).await.to_string()
+        }
+    };
+    bodies.push(run(0).await);
+    sim.expire_keys();
+    bodies.push(run(1).await);
+    sim.spend_refresh_keys();
+    sim.expire_keys();
+    bodies.push(run(2).await);
+    sim.push_outcome(WritebackOutcome::Failed("no such patient".into()));
+    bodies.push(run(3).await);
+    sim.set_revoked(&practices[1].office_id, true);
+    sim.expire_keys();
+    bodies.push(run(0).await);
+    assert!(bodies.last().unwrap().contains("failed"));
+    for path in ["/api/v1/sikka/practices", "/api/v1/sikka/writebacks?page_size=50"] {
+        bodies.push(http.get(format!("{base}{path}")).send().await.unwrap().text().await.unwrap());
+    }
+    bodies.push(
+        reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    bodies.push(reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap());
+    let (api_log, worker_log) = (api.log.clone(), worker.log.clone());
+    api.signal("TERM");
+    worker.signal("TERM");
+    assert_eq!(api.wait(Duration::from_secs(20)).await, Some(0));
+    assert_eq!(worker.wait(Duration::from_secs(20)).await, Some(0));
+    let worker_log = support::read_log(&worker_log);
+    assert!(worker_log.contains("Sikka refused the refresh key"), "the fallback was logged");
+    let mut secrets: Vec<String> = sim.issued_secrets();
+    assert!(secrets.len() >= 6, "keys were issued and refreshed");
+    secrets.push(APP_KEY.to_owned());
+    secrets.extend(practices.iter().map(|p| p.secret_key.clone()));
+    for (what, text) in [("api log", support::read_log(&api_log)), ("worker log", worker_log)]
+        .into_iter()
+        .chain(bodies.into_iter().map(|b| ("a body", b)))
+    {
+        for s in &secrets {
+            assert!(!text.contains(s.as_str()), "a secret is in {what}");
+        }
+    }
+}
+both_backends!(no_secret_in_logs_or_bodies);
+
+/// `sikka-token-refresh` refreshes a key that expires within the look-ahead, and exports the
+/// least time left.
+async fn the_schedule_refreshes_keys_before_they_expire(mut env: TestEnv) {
+    env.set("SWITCHYARD_SCHEDULE_SIKKA_TOKEN_REFRESH", "* * * * * *");
+    env.set("SWITCHYARD_SIKKA_REFRESH_AHEAD_SECS", "600");
+    let (sim, _practices) = sim_for(&mut env).await;
+    sim.set_key_lifetime(Duration::from_secs(3600));
+    let app = env.start_app().await;
+    pull(&app.http, &app.base).await;
+    let (_, w) =
+        create(&app.http, &app.base, "D1001", "book_appointment", None, &appointment()).await;
+    assert_eq!(ended(&app.http, &app.base, w["id"].as_str().unwrap()).await["status"], "completed");
+    // An hour left, more than the look-ahead: left alone. (The gauge is process-wide and the
+    // other backend's run of this test sets it too: only its presence is checked.)
+    let gauge = wait_for("the expiry gauge", Duration::from_secs(20), || async {
+        let m = app.anonymous.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        m.lines()
+            .find(|l| l.starts_with("switchyard_sikka_token_expiry_seconds "))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+    })
+    .await;
+    assert!(gauge > 0.0, "{gauge}");
+    let (_, list) = app.get_json("/api/v1/sikka/practices").await;
+    let p = list.as_array().unwrap().iter().find(|p| p["office_id"] == "D1001").unwrap().clone();
+    let expires: chrono::DateTime<chrono::Utc> =
+        p["token_expires_at"].as_str().unwrap().parse().unwrap();
+    let left = (expires - chrono::Utc::now()).num_seconds();
+    assert!((3000..=3600).contains(&left), "{p}");
+    assert_eq!(sim.grants("refresh_key"), 0);
+    // Keys issued from now on last five minutes, within the look-ahead: refreshed ahead.
+    sim.set_key_lifetime(Duration::from_secs(300));
+    sim.expire_keys();
+    let (_, w) =
+        create(&app.http, &app.base, "D1001", "book_appointment", None, &appointment()).await;
+    assert_eq!(ended(&app.http, &app.base, w["id"].as_str().unwrap()).await["status"], "completed");
+    let before = sim.grants("refresh_key");
+    wait_for("a scheduled refresh", Duration::from_secs(20), || async {
+        (sim.grants("refresh_key") > before).then_some(())
+    })
+    .await;
+    let (_, list) = app.get_json("/api/v1/sikka/practices").await;
+    let p = list.as_array().unwrap().iter().find(|p| p["office_id"] == "D1001").unwrap().clone();
+    assert!(p["token_refresh_count"].as_i64().unwrap() >= 3, "{p}");
+    assert_eq!(p["token_status"], "active");
+    app.stop().await;
+}
+both_backends!(the_schedule_refreshes_keys_before_they_expire);
+
+/// A writeback stored without its job (a push lost to a crash): the sweep submits it.
+async fn the_sweep_finds_writebacks_without_a_job(mut env: TestEnv) {
+    env.set("SWITCHYARD_SCHEDULE_SIKKA_WRITEBACK_SWEEP", "* * * * * *");
+    env.set("SWITCHYARD_SIKKA_SWEEP_GRACE_SECS", "1");
+    let (_sim, _practices) = sim_for(&mut env).await;
+    let app = env.start_app().await;
+    pull(&app.http, &app.base).await;
+    let store = &app.services.store;
+    let practice = store.list_sikka_practices().await.unwrap().remove(0);
+    let now = chrono::Utc::now();
+    let body = json!({"firstname": "Lost", "lastname": "Push", "provider_id": "DOC1",
+        "birthdate": "1990-01-01", "gender": "unknown"})
+    .to_string();
+    let row = switchyard_shared::store::NewWriteback {
+        id: "01LOSTPUSH0000000000000000",
+        practice_ref: &practice.id,
+        operation: "create_patient",
+        target_id: None,
+        body: &body,
+        deadline_at: now + chrono::Duration::minutes(10),
+        created_by: None,
+        now,
+    };
+    store.insert_sikka_writeback(&row).await.unwrap();
+    let done = ended(&app.http, &app.base, row.id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["submit_attempts"], 1);
+    app.stop().await;
+}
+both_backends!(the_sweep_finds_writebacks_without_a_job);
