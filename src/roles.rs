@@ -28,6 +28,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             };
         }
         Command::Sandbox(args) => return sandbox(args).await,
+        Command::Probe { url } => return probe(&url).await,
         _ => {}
     }
     let services = Services::open(config).await.context("opening the store and queue")?;
@@ -37,9 +38,11 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Api { .. } => api(services, shutdown).await,
         Command::Worker { .. } => worker(services, shutdown).await,
         Command::Scheduler { .. } => scheduler(services, shutdown).await,
-        Command::Migrate | Command::Keys { .. } | Command::Bench { .. } | Command::Sandbox(_) => {
-            Ok(())
-        }
+        Command::Migrate
+        | Command::Keys { .. }
+        | Command::Bench { .. }
+        | Command::Sandbox(_)
+        | Command::Probe { .. } => Ok(()),
     }
 }
 
@@ -48,6 +51,13 @@ async fn connect_store(config: &Config) -> anyhow::Result<switchyard_shared::sto
         switchyard_shared::store::Store::connect(config).await.context("connecting the store")?;
     store.migrate().await.context("migrating the store")?;
     Ok(store)
+}
+
+async fn probe(url: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(3)).build()?;
+    let status = client.get(url).send().await.with_context(|| format!("GET {url}"))?.status();
+    anyhow::ensure!(status.is_success(), "GET {url}: HTTP {status}");
+    Ok(())
 }
 
 /// The simulators on one address until a signal.

@@ -87,6 +87,13 @@ impl Scheduler {
             "scheduler starting"
         );
         for entry in &self.entries {
+            // The gap between the next two ticks: alerts compare a schedule's last success
+            // with it ("late by twice its interval") without knowing any cron.
+            let mut ticks = entry.cron.upcoming(Utc);
+            if let (Some(a), Some(b)) = (ticks.next(), ticks.next()) {
+                metrics::gauge!(telemetry::SCHEDULE_INTERVAL, "schedule" => entry.name.as_str())
+                    .set((b - a).num_seconds() as f64);
+            }
             for outcome in ["success", "failure"] {
                 // Registered at zero so that rates and alerts see the series from the start.
                 metrics::counter!(telemetry::SCHEDULE_RUNS,

@@ -120,6 +120,10 @@ pub struct Config {
     /// Base64 of 32 bytes: the key that seals webhook secrets and Sikka tokens at rest.
     /// Required with PostgreSQL; embedded, it is created in the data dir. `SWITCHYARD_MASTER_KEY`.
     pub master_key: Option<Secret<String>>,
+    /// A file holding the master key (base64), created (mode 0600) by the first process to
+    /// start if it does not exist: for fleets that share a volume or a mounted secret.
+    /// `SWITCHYARD_MASTER_KEY_FILE`.
+    pub master_key_file: Option<PathBuf>,
     pub webhooks: WebhookConfig,
     pub pidkey: PidkeyConfig,
     pub sikka: SikkaConfig,
@@ -318,6 +322,7 @@ impl Default for Config {
             usage_retention_days: 30,
             usage_buffer: 10_000,
             master_key: None,
+            master_key_file: None,
             webhooks: WebhookConfig::default(),
             pidkey: PidkeyConfig::default(),
             sikka: SikkaConfig::default(),
@@ -449,6 +454,9 @@ impl Config {
         set_from_env(&mut self.usage_retention_days, "SWITCHYARD_USAGE_RETENTION_DAYS", env)?;
         set_from_env(&mut self.usage_buffer, "SWITCHYARD_USAGE_BUFFER", env)?;
         set_secret_from_env(&mut self.master_key, "SWITCHYARD_MASTER_KEY", env);
+        if let Some(path) = env("SWITCHYARD_MASTER_KEY_FILE").filter(|p| !p.trim().is_empty()) {
+            self.master_key_file = Some(PathBuf::from(path));
+        }
         let h = &mut self.webhooks;
         set_from_env(&mut h.retry_schedule, "SWITCHYARD_WEBHOOK_RETRY_SCHEDULE", env)?;
         set_from_env(&mut h.timeout_ms, "SWITCHYARD_WEBHOOK_TIMEOUT_MS", env)?;

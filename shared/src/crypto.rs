@@ -24,8 +24,8 @@ pub enum CryptoError {
     #[error("SWITCHYARD_MASTER_KEY: {0}")]
     BadKey(String),
     #[error(
-        "SWITCHYARD_MASTER_KEY: required with a PostgreSQL store (every process must share it); \
-         generate one with `openssl rand -base64 32`"
+        "SWITCHYARD_MASTER_KEY (or SWITCHYARD_MASTER_KEY_FILE): required with a PostgreSQL store \
+         (every process must share it); generate one with `openssl rand -base64 32`"
     )]
     MissingKey,
     #[error("master key file {path}: {source}")]
@@ -55,7 +55,8 @@ impl Cipher {
         Ok(Self { aead, lookup })
     }
 
-    /// The key from `SWITCHYARD_MASTER_KEY`; without it, on the embedded store, the key in
+    /// The key from `SWITCHYARD_MASTER_KEY`; else from `SWITCHYARD_MASTER_KEY_FILE` (created
+    /// by the first process if missing); else, on the embedded store, the key in
     /// `<data dir>/master.key` (created on first start, mode 0600).
     pub fn load(config: &Config) -> Result<Self, CryptoError> {
         if let Some(key) = &config.master_key {
@@ -63,6 +64,9 @@ impl Cipher {
                 .decode(key.expose().trim())
                 .map_err(|_| CryptoError::BadKey("is not valid base64".into()))?;
             return Self::from_key(&bytes);
+        }
+        if let Some(path) = &config.master_key_file {
+            return Self::from_key(&load_or_create_key_file(path)?);
         }
         if config.store_kind() == StoreKind::Postgres {
             return Err(CryptoError::MissingKey);

@@ -48,6 +48,7 @@ pub const SIKKA_WRITEBACKS_OPEN: &str = "switchyard_sikka_writebacks_open";
 // Scheduler.
 pub const SCHEDULE_RUNS: &str = "switchyard_schedule_runs_total";
 pub const SCHEDULE_LAST_SUCCESS: &str = "switchyard_schedule_last_success_timestamp_seconds";
+pub const SCHEDULE_INTERVAL: &str = "switchyard_schedule_interval_seconds";
 pub const SCHEDULER_IS_LEADER: &str = "switchyard_scheduler_is_leader";
 
 // API.
@@ -204,6 +205,11 @@ fn describe() {
         SCHEDULE_LAST_SUCCESS,
         Unit::Seconds,
         "Unix time of a schedule's last successful run."
+    );
+    describe_gauge!(
+        SCHEDULE_INTERVAL,
+        Unit::Seconds,
+        "Seconds between a schedule's next two ticks (for lateness alerts)."
     );
     describe_gauge!(SCHEDULER_IS_LEADER, "1 while this scheduler holds the leader lock.");
     describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by route template and status class.");

@@ -98,6 +98,33 @@ macro_rules! build_worker {
     };
 }
 
+/// Counters that alerts take `increase()` of are registered at zero, so the first event after
+/// a start counts (an increase from "no series" to 1 is not seen) and dashboards show 0, not
+/// "no data".
+fn register_counters() {
+    for name in [
+        telemetry::WORKER_RESTARTS,
+        telemetry::WEBHOOK_BLOCKED,
+        telemetry::WEBHOOK_DEFERRED,
+        telemetry::PIDMS_KEYS_CHECKED,
+    ] {
+        metrics::counter!(name).increment(0);
+    }
+    for reason in ["gone", "failing"] {
+        metrics::counter!(telemetry::WEBHOOK_ENDPOINTS_DISABLED, "reason" => reason).increment(0);
+    }
+    for upstream in ["pidkey", "sikka"] {
+        metrics::counter!(telemetry::UPSTREAM_RATE_LIMITED, "upstream" => upstream).increment(0);
+    }
+    for outcome in ["refreshed", "new_key", "refresh_refused", "reauthorization_required", "error"]
+    {
+        metrics::counter!(telemetry::SIKKA_TOKEN_REFRESH, "outcome" => outcome).increment(0);
+    }
+    for outcome in ["completed", "failed", "stuck"] {
+        metrics::counter!(telemetry::SIKKA_WRITEBACKS, "outcome" => outcome).increment(0);
+    }
+}
+
 /// Runs workers for `opts.queues` until `shutdown` is cancelled, then waits up to the grace
 /// period for in-flight jobs.
 pub async fn run(
@@ -111,6 +138,7 @@ pub async fn run(
         pidkey: crate::pidkey::client(&services),
         sikka: crate::sikka::Sikka::new(&services),
     });
+    register_counters();
     let instance = format!("{}-{}", std::process::id(), &ulid::Ulid::generate().to_string()[20..]);
     let mut monitor = Monitor::new()
         .should_restart(|ctx, err| {
