@@ -444,10 +444,7 @@ async fn readyz_follows_postgres_and_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promtool_accepts_the_live_metrics() {
     let Some(mut env) = TestEnv::new(Backend::Embedded).await else { return };
-    let Ok(promtool) = which("promtool") else {
-        support::skip_or_fail("promtool is not installed (Debian package `prometheus`)");
-        return;
-    };
+    let Some(promtool) = support::promtool() else { return };
     env.set("SWITCHYARD_SCHEDULE_CANARY", "* * * * * *");
     let app = env.start_app().await;
     wait_for("canary metrics", Duration::from_secs(20), || async {
@@ -460,30 +457,7 @@ async fn promtool_accepts_the_live_metrics() {
     .await;
     let text = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     app.stop().await;
-    let mut child = std::process::Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn which(program: &str) -> Result<std::path::PathBuf, ()> {
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths).map(|p| p.join(program)).find(|p| p.is_file())
-        })
-        .ok_or(())
+    support::run_promtool(&promtool, std::path::Path::new("."), &["check", "metrics"], Some(&text));
 }
 
 /// A backlog bigger than what one Lua `unpack()` takes (~8000) drains: immediate and delayed

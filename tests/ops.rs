@@ -8,7 +8,7 @@ mod support;
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Command,
     time::Duration,
 };
 
@@ -20,43 +20,9 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).map(|p| p.join(program)).find(|p| p.is_file())
-    })
-}
-
-/// promtool, or a loud skip (a failure under CI).
-fn promtool() -> Option<PathBuf> {
-    let found = which("promtool");
-    if found.is_none() {
-        support::skip_or_fail("promtool is not installed (Debian package `prometheus`)");
-    }
-    found
-}
-
-/// Runs promtool; panics with its output unless it succeeds.
+/// Runs promtool in `dashboards/`.
 fn run_promtool(promtool: &Path, args: &[&str], stdin: Option<&str>) {
-    let mut child = Command::new(promtool)
-        .args(args)
-        .current_dir(root().join("dashboards"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(text) = stdin {
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool {args:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::run_promtool(promtool, &root().join("dashboards"), args, stdin);
 }
 
 fn dashboards() -> Vec<(String, Value)> {
@@ -123,7 +89,7 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 
 #[test]
 fn promtool_checks_the_config_the_rules_and_their_tests() {
-    let Some(promtool) = promtool() else { return };
+    let Some(promtool) = support::promtool() else { return };
     run_promtool(&promtool, &["check", "config", "prometheus.yml"], None);
     run_promtool(&promtool, &["check", "rules", "alerts.yml"], None);
     run_promtool(&promtool, &["test", "rules", "alerts.test.yml"], None);
@@ -159,7 +125,7 @@ fn promtool_checks_the_config_the_rules_and_their_tests() {
 #[test]
 fn dashboards_are_as_generated_sane_and_their_promql_parses() {
     // The committed JSON is what the generator writes.
-    let Some(python) = which("python3") else {
+    let Some(python) = support::which("python3") else {
         support::skip_or_fail("python3 is not installed");
         return;
     };
@@ -231,7 +197,7 @@ fn dashboards_are_as_generated_sane_and_their_promql_parses() {
     }
 
     // Every expression parses: as recording rules for promtool.
-    let Some(promtool) = promtool() else { return };
+    let Some(promtool) = support::promtool() else { return };
     let rules: Vec<Value> = dashboard_exprs()
         .iter()
         .enumerate()
@@ -286,7 +252,7 @@ fn the_compose_file_names_every_service_with_a_health_check() {
     assert!(mounts("grafana").contains("./dashboards/provisioning"));
     assert!(mounts("grafana").contains("./dashboards/json"));
     // Where a Docker CLI with the compose plugin exists, it must accept the file too.
-    let compose = which("docker").filter(|docker| {
+    let compose = support::which("docker").filter(|docker| {
         Command::new(docker).args(["compose", "version"]).output().is_ok_and(|o| o.status.success())
     });
     match compose {
@@ -313,7 +279,7 @@ async fn scrape(url: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_and_alert_metric_is_in_a_live_scrape() {
     let Some(mut env) = TestEnv::new(Backend::Embedded).await else { return };
-    let Some(promtool) = promtool() else { return };
+    let Some(promtool) = support::promtool() else { return };
     let pidkey = PidkeySim::new(&["pk-ops"]);
     let (pk_addr, _t1) =
         switchyard_simulators::serve("127.0.0.1:0".parse().unwrap(), pidkey.routes())
@@ -372,31 +338,8 @@ async fn every_dashboard_and_alert_metric_is_in_a_live_scrape() {
             .unwrap();
         assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
     }
-    {
-        let services = env.services().await;
-        let id = format!("ep_{}", ulid::Ulid::generate());
-        let secret = switchyard_shared::webhook::generate_secret();
-        let sealed =
-            services.cipher.seal(&switchyard_shared::store::secret_context(&id), secret.as_bytes());
-        let blocked_url = format!("http://[::ffff:127.0.0.1]:{}/blocked", rx.addr.port());
-        services
-            .store
-            .insert_endpoint(
-                &switchyard_shared::store::NewEndpoint {
-                    id,
-                    url: blocked_url,
-                    description: None,
-                    event_types: "ops.*".into(),
-                    secret_sealed: sealed,
-                    rate_limit_per_second: None,
-                    environment: "test".into(),
-                    created_by: None,
-                },
-                chrono::Utc::now(),
-            )
-            .await
-            .unwrap();
-    }
+    let blocked_url = format!("http://[::ffff:127.0.0.1]:{}/blocked", rx.addr.port());
+    support::insert_endpoint(&env.services().await, &blocked_url, "ops.*").await;
     for i in 0..3 {
         let resp = http
             .post(format!("{base}/api/v1/events"))
@@ -437,14 +380,8 @@ async fn every_dashboard_and_alert_metric_is_in_a_live_scrape() {
         })
         .await;
         wait_for("the writeback to complete", Duration::from_secs(30), || async {
-            let w: Value = http
-                .get(format!("{base}/api/v1/sikka/writebacks/{id}"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let w: Value =
+                support::get_value(&http, &format!("{base}/api/v1/sikka/writebacks/{id}")).await;
             (w["status"] == "completed").then_some(())
         })
         .await;

@@ -491,14 +491,8 @@ async fn the_api_key_never_leaks(mut env: TestEnv) {
         let (http, base) = (http.clone(), base.clone());
         async move {
             wait_for(&format!("run {id}"), Duration::from_secs(60), || async {
-                let run: Value = http
-                    .get(format!("{base}/api/v1/pidms/syncs/{id}"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
+                let run: Value =
+                    support::get_value(&http, &format!("{base}/api/v1/pidms/syncs/{id}")).await;
                 (run["status"] == "completed").then_some(run)
             })
             .await

@@ -44,14 +44,7 @@ async fn pull(http: &reqwest::Client, base: &str) -> Vec<Value> {
     let resp = http.post(format!("{base}/api/v1/sikka/practices/refresh")).send().await.unwrap();
     assert_eq!(resp.status(), 202);
     wait_for("the practices to be pulled", Duration::from_secs(20), || async {
-        let list: Value = http
-            .get(format!("{base}/api/v1/sikka/practices"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list: Value = support::get_value(http, &format!("{base}/api/v1/sikka/practices")).await;
         let items = list.as_array().cloned().unwrap_or_default();
         (items.len() == 2).then_some(items)
     })
@@ -98,14 +91,8 @@ async fn create(
 
 async fn ended(http: &reqwest::Client, base: &str, id: &str) -> Value {
     wait_for(&format!("writeback {id} to end"), Duration::from_secs(60), || async {
-        let w: Value = http
-            .get(format!("{base}/api/v1/sikka/writebacks/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let w: Value =
+            support::get_value(http, &format!("{base}/api/v1/sikka/writebacks/{id}")).await;
         matches!(w["status"].as_str(), Some("completed" | "failed")).then_some(w)
     })
     .await

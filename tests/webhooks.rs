@@ -435,29 +435,7 @@ both_backends!(test_events_and_validation);
 /// Inserts an endpoint row directly, as if its URL had passed validation when created (e.g.
 /// a name that later resolves elsewhere): the guard at delivery time must still refuse it.
 async fn insert_endpoint(app: &TestApp, url: &str) -> String {
-    let services = &app.services;
-    let id = format!("ep_{}", ulid::Ulid::generate());
-    let secret = webhook::generate_secret();
-    let sealed =
-        services.cipher.seal(&switchyard_shared::store::secret_context(&id), secret.as_bytes());
-    services
-        .store
-        .insert_endpoint(
-            &switchyard_shared::store::NewEndpoint {
-                id: id.clone(),
-                url: url.to_owned(),
-                description: None,
-                event_types: "guard.*".into(),
-                secret_sealed: sealed,
-                rate_limit_per_second: None,
-                environment: "test".into(),
-                created_by: None,
-            },
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap();
-    id
+    support::insert_endpoint(&app.services, url, "guard.*").await
 }
 
 fn blocked_count(metrics: &str) -> f64 {

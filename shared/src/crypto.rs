@@ -196,6 +196,24 @@ mod tests {
     }
 
     #[test]
+    fn a_master_key_file_is_created_once_and_serves_postgres() {
+        let dir = std::env::temp_dir().join(format!("sy-crypto-{}", ulid::Ulid::generate()));
+        let path = dir.join("secrets").join("master.key");
+        let mut config = Config {
+            database_url: Some(Secret::new("postgres://x@127.0.0.1/db".to_owned())),
+            ..Config::default()
+        };
+        assert!(matches!(Cipher::load(&config), Err(CryptoError::MissingKey)));
+        config.master_key_file = Some(path.clone());
+        let first = Cipher::load(&config).unwrap();
+        let second = Cipher::load(&config).unwrap();
+        assert!(path.is_file());
+        let sealed = first.seal("c", b"shared");
+        assert_eq!(second.open("c", &sealed).unwrap().expose(), b"shared", "one key for all");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
     fn digests_are_stable_keyed_and_bound_to_their_context() {
         let a = Cipher::from_key(&[7u8; 32]).unwrap();
         let b = Cipher::from_key(&[8u8; 32]).unwrap();

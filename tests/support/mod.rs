@@ -510,3 +510,69 @@ pub async fn wait_healthy(base: &str, child: &ChildProcess) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// GET `url` with `client` and parse the JSON body (panics on a transport or JSON error).
+pub async fn get_value(client: &reqwest::Client, url: &str) -> serde_json::Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// A program on the PATH.
+pub fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths).map(|p| p.join(program)).find(|p| p.is_file())
+    })
+}
+
+/// promtool, or a loud skip (a failure under CI).
+pub fn promtool() -> Option<PathBuf> {
+    let found = which("promtool");
+    if found.is_none() {
+        skip_or_fail("promtool is not installed (Debian package `prometheus`)");
+    }
+    found
+}
+
+/// Runs promtool in `dir` with `stdin`; panics with its output unless it succeeds.
+pub fn run_promtool(promtool: &Path, dir: &Path, args: &[&str], stdin: Option<&str>) {
+    let mut child = std::process::Command::new(promtool)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(text) = stdin {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A webhook endpoint written straight to the store, past the API's URL checks (to reach
+/// the SSRF guard at connect time).
+pub async fn insert_endpoint(services: &Services, url: &str, event_types: &str) -> String {
+    let id = format!("ep_{}", ulid::Ulid::generate());
+    let secret = switchyard_shared::webhook::generate_secret();
+    let sealed =
+        services.cipher.seal(&switchyard_shared::store::secret_context(&id), secret.as_bytes());
+    let endpoint = switchyard_shared::store::NewEndpoint {
+        id: id.clone(),
+        url: url.to_owned(),
+        description: None,
+        event_types: event_types.to_owned(),
+        secret_sealed: sealed,
+        rate_limit_per_second: None,
+        environment: "test".into(),
+        created_by: None,
+    };
+    services.store.insert_endpoint(&endpoint, chrono::Utc::now()).await.unwrap();
+    id
+}
