@@ -268,9 +268,9 @@ def webhooks():
               [("sum(increase(switchyard_webhook_endpoints_disabled_total[24h]))", "disabled")], w=6, h=5),
 
         row("Attempts"),
-        panel("bargauge", "Attempt number at completion (distribution)", "short",
-              [(f'sum by (le) (increase(switchyard_job_attempts_bucket{{queue="webhooks", {I}}}[$__range]))', "{{le}}")],
-              w=12, description="How many attempts deliveries took, over the dashboard's range."),
+        panel("bargauge", "Attempts per delivery (distribution)", "short",
+              [(f"sum by (le) (increase(switchyard_webhook_delivery_attempts_bucket{{{I}}}[$__range]))", "≤ {{le}}")],
+              w=12, description="How many attempts finished deliveries took, over the dashboard's range."),
         panel("timeseries", "Attempt duration p50 / p95 / p99", "s",
               quantiles("switchyard_webhook_attempt_duration_seconds", "", I), w=12),
         panel("timeseries", "Retries scheduled and deferred", "ops",

@@ -28,6 +28,7 @@ pub const WEBHOOK_EVENTS: &str = "switchyard_webhook_events_total";
 pub const WEBHOOK_DELIVERIES: &str = "switchyard_webhook_deliveries_total";
 pub const WEBHOOK_ATTEMPT_DURATION: &str = "switchyard_webhook_attempt_duration_seconds";
 pub const WEBHOOK_END_TO_END: &str = "switchyard_webhook_end_to_end_seconds";
+pub const WEBHOOK_DELIVERY_ATTEMPTS: &str = "switchyard_webhook_delivery_attempts";
 pub const WEBHOOK_ENDPOINTS: &str = "switchyard_webhook_endpoints";
 pub const WEBHOOK_ENDPOINTS_DISABLED: &str = "switchyard_webhook_endpoints_disabled_total";
 pub const WEBHOOK_BLOCKED: &str = "switchyard_webhook_blocked_total";
@@ -83,6 +84,12 @@ pub fn install() -> PrometheusHandle {
                 .set_buckets_for_metric(Matcher::Full(HTTP_REQUEST_DURATION.into()), HTTP_BUCKETS)
                 .and_then(|b| {
                     b.set_buckets_for_metric(Matcher::Full(JOB_ATTEMPTS.into()), ATTEMPT_BUCKETS)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(WEBHOOK_DELIVERY_ATTEMPTS.into()),
+                        ATTEMPT_BUCKETS,
+                    )
                 })
                 .and_then(|b| {
                     b.set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
@@ -157,6 +164,10 @@ fn describe() {
         WEBHOOK_END_TO_END,
         Unit::Seconds,
         "Time from an event accepted to its delivery succeeding."
+    );
+    describe_histogram!(
+        WEBHOOK_DELIVERY_ATTEMPTS,
+        "Attempts a finished webhook delivery took, by outcome (delivered, failed, blocked)."
     );
     describe_gauge!(WEBHOOK_ENDPOINTS, "Webhook endpoints by state (enabled, disabled).");
     describe_counter!(

@@ -321,6 +321,11 @@ pub(crate) async fn deliver(
     if answer.kind == "blocked" {
         metrics::counter!(telemetry::WEBHOOK_BLOCKED).increment(1);
     }
+    if next.is_none() {
+        // The delivery ended (delivered, failed, blocked): how many attempts it took.
+        metrics::histogram!(telemetry::WEBHOOK_DELIVERY_ATTEMPTS, "outcome" => status)
+            .record(attempt as f64);
+    }
     if status == "delivered" {
         let e2e = (finished - claimed.created_at).num_milliseconds().max(0) as f64 / 1000.0;
         metrics::histogram!(telemetry::WEBHOOK_END_TO_END).record(e2e);
