@@ -29,6 +29,8 @@ async fn sim_for(env: &mut TestEnv) -> (SikkaSim, Vec<Practice>) {
     env.set("SWITCHYARD_SIKKA_POLL_MAX_MS", "400");
     env.set("SWITCHYARD_SIKKA_TIMEOUT_SECS", "5");
     env.set("SWITCHYARD_SIKKA_RETRY_MAX_SECS", "4");
+    // The tests poll the API quickly; its per-key limit is not what they are about.
+    env.set("SWITCHYARD_RATE_LIMIT_PER_MINUTE", "100000");
     (sim, practices)
 }
 
@@ -434,14 +436,16 @@ async fn stuck_offline_and_overloaded(mut env: TestEnv) {
     let (_, w) =
         create(&app.http, &app.base, "D1001", "book_appointment", None, &appointment()).await;
     assert_eq!(ended(&app.http, &app.base, w["id"].as_str().unwrap()).await["status"], "completed");
-    let statuses: Vec<u16> = sim
-        .requests()
-        .iter()
-        .filter(|r| r.path == "/writeback_status")
-        .skip(before)
-        .map(|r| r.status)
-        .collect();
+    let checks: Vec<_> =
+        sim.requests().into_iter().filter(|r| r.path == "/writeback_status").skip(before).collect();
+    let statuses: Vec<u16> = checks.iter().map(|r| r.status).collect();
     assert_eq!(&statuses[..3], [503, 504, 429]);
+    // A 503 or 504 is retried on the backoff schedule, not after the rate-limit window's
+    // reset (which every answer carries, and which only a 429 is about).
+    for pair in checks[..3].windows(2) {
+        assert!(pair[1].at - pair[0].at < Duration::from_secs(5), "{statuses:?}");
+    }
+    assert!(checks[3].at - checks[2].at >= Duration::from_millis(900), "the 429's reset: 1 s");
     let metrics =
         app.anonymous.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("switchyard_upstream_rate_limited_total{upstream=\"sikka\"}"));
@@ -639,3 +643,27 @@ async fn the_sweep_finds_writebacks_without_a_job(mut env: TestEnv) {
     app.stop().await;
 }
 both_backends!(the_sweep_finds_writebacks_without_a_job);
+
+/// Sikka says how many calls are left in its window (`X-Rate-Limit-Remaining`, `-Reset`): the
+/// client stops at zero until the window turns, so Sikka never has to answer 429.
+async fn the_rate_limit_window_is_honoured(mut env: TestEnv) {
+    let (sim, _practices) = sim_for(&mut env).await;
+    // Three calls per two seconds; a pull, a key and a submission are three already.
+    sim.set_rate_limit(3, Duration::from_secs(2));
+    let app = env.start_app().await;
+    pull(&app.http, &app.base).await;
+    let (_, w) =
+        create(&app.http, &app.base, "D1001", "book_appointment", None, &appointment()).await;
+    assert_eq!(ended(&app.http, &app.base, w["id"].as_str().unwrap()).await["status"], "completed");
+    let requests = sim.requests();
+    assert!(requests.len() >= 4, "{} requests", requests.len());
+    assert!(requests.iter().all(|r| r.status != 429), "a call went out with the window spent");
+    // No two-second span holds more than three calls.
+    for (i, r) in requests.iter().enumerate() {
+        let within =
+            requests[i..].iter().filter(|o| o.at - r.at < Duration::from_millis(1900)).count();
+        assert!(within <= 3, "{within} calls within 2 s of call {i}");
+    }
+    app.stop().await;
+}
+both_backends!(the_rate_limit_window_is_honoured);

@@ -105,6 +105,8 @@ struct State {
     outcomes: VecDeque<WritebackOutcome>,
     default_outcome: WritebackOutcome,
     rate_limit: u64,
+    /// The rate-limit window: 60 s, as Sikka's.
+    window: Duration,
     window_start: Instant,
     window_count: u64,
     failures: VecDeque<(Option<String>, SikkaFailure)>,
@@ -120,9 +122,6 @@ struct State {
 pub struct SikkaSim {
     state: Arc<Mutex<State>>,
 }
-
-/// 60 s, as Sikka's rate-limit window.
-const WINDOW: Duration = Duration::from_secs(60);
 
 impl SikkaSim {
     /// Accepts these app credentials; request keys last 24 h, writebacks settle after 3 s.
@@ -142,6 +141,7 @@ impl SikkaSim {
             outcomes: VecDeque::new(),
             default_outcome: WritebackOutcome::Completed,
             rate_limit: 10_000,
+            window: Duration::from_secs(60),
             window_start: Instant::now(),
             window_count: 0,
             failures: VecDeque::new(),
@@ -216,9 +216,14 @@ impl SikkaSim {
         self.with(|s| s.outcomes.push_back(outcome));
     }
 
-    /// Requests per 60 s window before 429 `API2011`.
-    pub fn set_rate_limit(&self, per_minute: u64) {
-        self.with(|s| s.rate_limit = per_minute);
+    /// Requests per window (Sikka's is 60 s; shorter in tests) before 429 `API2011`.
+    pub fn set_rate_limit(&self, per_window: u64, window: Duration) {
+        self.with(|s| {
+            s.rate_limit = per_window;
+            s.window = window;
+            s.window_start = Instant::now();
+            s.window_count = 0;
+        });
     }
 
     /// The next requests (to `path`, e.g. `/writeback_status`, or any) fail this way.
@@ -372,7 +377,7 @@ impl Gate {
                 Some((Some(p), _)) if *p == path => s.failures.pop_front().map(|f| f.1),
                 _ => None,
             };
-            if s.window_start.elapsed() >= WINDOW {
+            if s.window_start.elapsed() >= s.window {
                 s.window_start = Instant::now();
                 s.window_count = 0;
             }
@@ -425,7 +430,9 @@ impl Gate {
     /// Stamps the rate-limit headers and logs the status.
     fn leave(self, resp: Response) -> Response {
         let (limit, remaining, reset) = self.sim.with(|s| {
-            let reset = WINDOW.saturating_sub(s.window_start.elapsed()).as_secs().max(1);
+            // Whole seconds, rounded up: a client that waits this long finds a new window.
+            let left = s.window.saturating_sub(s.window_start.elapsed());
+            let reset = left.as_secs() + u64::from(left.subsec_nanos() > 0);
             (s.rate_limit, s.rate_limit.saturating_sub(s.window_count), reset)
         });
         let status = resp.status().as_u16();

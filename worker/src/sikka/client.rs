@@ -213,8 +213,14 @@ impl SikkaClient {
             "status_class" => telemetry::status_class(status))
         .increment(1);
         self.note_limits(resp.headers());
-        let reset = header_secs(resp.headers(), "x-rate-limit-reset")
-            .or_else(|| header_secs(resp.headers(), "retry-after"));
+        // After a 429 the wait is the window's reset; a 503/504 says nothing about the window
+        // (every answer carries its reset), so only its own Retry-After counts.
+        let retry_after = header_secs(resp.headers(), "retry-after");
+        let reset = if status == 429 {
+            header_secs(resp.headers(), "x-rate-limit-reset").or(retry_after)
+        } else {
+            retry_after
+        };
         let bytes = resp.bytes().await.map_err(|e| {
             backoff::Error::transient(SikkaError::Unavailable(describe(&e.without_url())))
         })?;
