@@ -238,20 +238,30 @@ async fn search_products_and_low_stock(mut env: TestEnv) {
     let keys: Vec<String> = (200..260).map(key).collect();
     let (status, _) = check(&app, &keys.join("\n"), 20).await;
     assert_eq!(status, 200);
+    // Three invalid keys (no product): they sort after every product, on both backends.
+    let invalid: Vec<String> = (0..3).map(invalid_key).collect();
+    let (status, _) = check(&app, &invalid.join("\n"), 20).await;
+    assert_eq!(status, 200);
 
     // Search: substring, case-insensitive; ordered by product then remaining desc.
     let (_, all) = app.get_json("/api/v1/pidms/keys?page_size=500").await;
     let items = all["items"].as_array().unwrap();
     assert_eq!(all["total"].as_i64(), Some(items.len() as i64));
-    let order: Vec<(String, i64)> = items
+    assert_eq!(items.len(), 63);
+    let order: Vec<(bool, String, i64)> = items
         .iter()
         .map(|k| {
-            (k["prd"].as_str().unwrap_or("").to_owned(), k["remaining"].as_i64().unwrap_or(-1))
+            (
+                k["prd"].is_null(),
+                k["prd"].as_str().unwrap_or("").to_owned(),
+                k["remaining"].as_i64().unwrap_or(-1),
+            )
         })
         .collect();
     let mut sorted = order.clone();
-    sorted.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    sorted.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)).then(b.2.cmp(&a.2)));
     assert_eq!(order, sorted);
+    assert!(order[60..].iter().all(|k| k.0), "keys without a product last");
     let product = items[0]["prd"].as_str().unwrap().to_owned();
     let (_, found) = app
         .get_json(&format!(

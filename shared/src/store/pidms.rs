@@ -245,6 +245,10 @@ fn product_deltas(
 /// the page: PostgreSQL does not carry the inner index order through a join over `IN
 /// (subquery)`, and otherwise fetched and sorted every key of the matching products
 /// (13k rows, ~20 ms at 100k keys). SQLite reads `IN` lists in index order by itself.
+///
+/// Keys without a product sort last on both backends: PostgreSQL sorts NULLs last; SQLite
+/// sorts them first, so without a product filter (the only case they can match) it orders
+/// by `prd IS NULL` first, which its `pidms_keys_order` indexes lead with.
 fn search_page_sql(s: &KeySearch, offset: i64, limit: i64, postgres: bool) -> (String, Vec<Arg>) {
     if let (true, Some(product)) = (postgres, &s.product) {
         let rest = KeySearch { product: None, ..s.clone() };
@@ -274,9 +278,10 @@ fn search_page_sql(s: &KeySearch, offset: i64, limit: i64, postgres: bool) -> (S
     args.push(Arg::Int(limit));
     args.push(Arg::Int(offset));
     let n = args.len();
+    let nulls_last = if postgres || s.product.is_some() { "" } else { "prd IS NULL, " };
     let sql = format!(
         "SELECT {KEY_COLUMNS} FROM pidms_keys {filter}
-         ORDER BY prd, remaining DESC, keyname LIMIT ${} OFFSET ${n}",
+         ORDER BY {nulls_last}prd, remaining DESC, keyname LIMIT ${} OFFSET ${n}",
         n - 1
     );
     (sql, args)
