@@ -199,7 +199,7 @@ fn describe() {
     describe_gauge!(
         SIKKA_TOKEN_EXPIRY,
         Unit::Seconds,
-        "The least time left on an active Sikka request key, across practices."
+        "The least time left on an active Sikka request key, across practices (+Inf: none)."
     );
     describe_counter!(
         SIKKA_WRITEBACKS,

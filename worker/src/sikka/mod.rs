@@ -112,8 +112,9 @@ async fn export_token_expiry(services: &Services) -> Result<(), BoxDynError> {
         .filter_map(|p| p.key_expires_at)
         .map(|t| (t - now).num_seconds())
         .min();
-    if let Some(secs) = least {
-        metrics::gauge!(telemetry::SIKKA_TOKEN_EXPIRY).set(secs as f64);
-    }
+    // With no active key nothing expires: +Inf, so a value left over from a practice that
+    // has since gone (or lost its key) cannot keep the expiry alert firing.
+    let value = least.map_or(f64::INFINITY, |secs| secs as f64);
+    metrics::gauge!(telemetry::SIKKA_TOKEN_EXPIRY).set(value);
     Ok(())
 }
