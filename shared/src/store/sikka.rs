@@ -109,12 +109,6 @@ pub struct SikkaWriteback {
     pub updated_at: DateTime<Utc>,
 }
 
-impl SikkaWriteback {
-    pub fn is_finished(&self) -> bool {
-        matches!(self.status.as_str(), "completed" | "failed")
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct NewWriteback<'a> {
     pub id: &'a str,

@@ -344,6 +344,26 @@ impl Store {
     /// Writes an event and one pending delivery per endpoint in one transaction.
     pub async fn insert_event_with_deliveries(&self, e: &NewEvent<'_>) -> Result<(), StoreError> {
         let NewEvent { event_id, event_type, payload, source, deliveries, max_attempts, now } = *e;
+        // The deliveries' multi-row INSERT, appended to a query builder of either backend.
+        macro_rules! push_deliveries {
+            ($qb:ident, $rows:expr) => {
+                $qb.push(
+                    "INSERT INTO webhook_deliveries (id, event_id, endpoint_id, status, attempts, \
+                     max_attempts, next_attempt_at, created_at, updated_at) ",
+                );
+                $qb.push_values($rows, |mut b, (id, endpoint)| {
+                    b.push_bind(id)
+                        .push_bind(event_id)
+                        .push_bind(endpoint)
+                        .push_bind("pending")
+                        .push_bind(0i64)
+                        .push_bind(max_attempts)
+                        .push_bind(now)
+                        .push_bind(now)
+                        .push_bind(now);
+                });
+            };
+        }
         macro_rules! body {
             ($db:ty, $tx:ident) => {{
                 sqlx::query(
@@ -358,21 +378,8 @@ impl Store {
                 .execute(&mut *$tx)
                 .await?;
                 for chunk in deliveries.chunks(500) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO webhook_deliveries (id, event_id, endpoint_id, status, \
-                         attempts, max_attempts, next_attempt_at, created_at, updated_at) ",
-                    );
-                    qb.push_values(chunk, |mut b, (id, endpoint)| {
-                        b.push_bind(id)
-                            .push_bind(event_id)
-                            .push_bind(endpoint)
-                            .push_bind("pending")
-                            .push_bind(0i64)
-                            .push_bind(max_attempts)
-                            .push_bind(now)
-                            .push_bind(now)
-                            .push_bind(now);
-                    });
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("");
+                    push_deliveries!(qb, chunk);
                     qb.build().execute(&mut *$tx).await?;
                 }
             }};
@@ -388,21 +395,7 @@ impl Store {
             );
             qb.push_bind(event_id).push(", ").push_bind(event_type).push(", ").push_bind(payload);
             qb.push(", ").push_bind(source).push(", ").push_bind(now).push(")) ");
-            qb.push(
-                "INSERT INTO webhook_deliveries (id, event_id, endpoint_id, status, attempts, \
-                 max_attempts, next_attempt_at, created_at, updated_at) ",
-            );
-            qb.push_values(deliveries, |mut b, (id, endpoint)| {
-                b.push_bind(id)
-                    .push_bind(event_id)
-                    .push_bind(endpoint)
-                    .push_bind("pending")
-                    .push_bind(0i64)
-                    .push_bind(max_attempts)
-                    .push_bind(now)
-                    .push_bind(now)
-                    .push_bind(now);
-            });
+            push_deliveries!(qb, deliveries);
             qb.build().execute(pool).await?;
             return Ok(());
         }
