@@ -309,19 +309,9 @@ async fn every_dashboard_and_alert_metric_is_in_a_live_scrape() {
     ] {
         env.set(k, v);
     }
-    let port = support::free_port();
-    env.set("SWITCHYARD_LISTEN", format!("127.0.0.1:{port}"));
-    let base = format!("http://127.0.0.1:{port}");
-    let (wport, sport) = (support::free_port(), support::free_port());
-    let api = env.spawn("api", &["api"]);
-    let worker =
-        env.spawn("worker", &["worker", "--metrics-listen", &format!("127.0.0.1:{wport}")]);
-    let scheduler =
-        env.spawn("scheduler", &["scheduler", "--metrics-listen", &format!("127.0.0.1:{sport}")]);
-    let (wbase, sbase) = (format!("http://127.0.0.1:{wport}"), format!("http://127.0.0.1:{sport}"));
-    support::wait_healthy(&base, &api).await;
-    support::wait_healthy(&wbase, &worker).await;
-    support::wait_healthy(&sbase, &scheduler).await;
+    let (api, base) = env.spawn_api().await;
+    let (worker, wbase) = env.spawn_role("worker", &[]).await;
+    let (scheduler, sbase) = env.spawn_role("scheduler", &[]).await;
     let http = support::http_with_key(env.admin_key());
 
     // Webhooks: one endpoint that answers, one that is gone (disabled), one that hangs (the

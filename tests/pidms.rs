@@ -461,21 +461,9 @@ async fn the_api_key_never_leaks(mut env: TestEnv) {
     env.set("SWITCHYARD_PIDKEY_BATCH_SIZE", "1");
     env.set("SWITCHYARD_PIDKEY_TIMEOUT_SECS", "1");
     env.set("SWITCHYARD_PIDKEY_RETRY_MAX_SECS", "2");
-    env.set(
-        "SWITCHYARD_LOG",
-        "debug,switchyard_worker=trace,switchyard_shared=trace,switchyard_api=trace",
-    );
-    let port = support::free_port();
-    env.set("SWITCHYARD_LISTEN", format!("127.0.0.1:{port}"));
-    let base = format!("http://127.0.0.1:{port}");
-    let metrics_port = support::free_port();
-    let api = env.spawn("api", &["api"]);
-    let worker = env.spawn(
-        "worker",
-        &["worker", "--queues", "pidms", "--metrics-listen", &format!("127.0.0.1:{metrics_port}")],
-    );
-    support::wait_healthy(&base, &api).await;
-    support::wait_healthy(&format!("http://127.0.0.1:{metrics_port}"), &worker).await;
+    env.set("SWITCHYARD_LOG", support::TRACE_LOG);
+    let (api, base) = env.spawn_api().await;
+    let (worker, worker_base) = env.spawn_role("worker", &["--queues", "pidms"]).await;
     let http = support::http_with_key(env.admin_key());
 
     // One key per batch, one failure per batch; the last two fail on every attempt, so they
@@ -544,12 +532,8 @@ async fn the_api_key_never_leaks(mut env: TestEnv) {
     ] {
         bodies.push(resp.text().await.unwrap());
     }
-    let worker_metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let worker_metrics =
+        reqwest::get(format!("{worker_base}/metrics")).await.unwrap().text().await.unwrap();
     assert!(
         worker_metrics.contains("switchyard_upstream_requests_total{"),
         "the worker counts upstream requests"

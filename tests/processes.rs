@@ -150,11 +150,7 @@ async fn store_dump(env: &TestEnv) -> String {
 
 async fn raw_keys_never_reach_the_store_or_the_logs(mut env: TestEnv) {
     env.set("SWITCHYARD_LOG", "debug");
-    let port = support::free_port();
-    env.set("SWITCHYARD_LISTEN", format!("127.0.0.1:{port}"));
-    let base = format!("http://127.0.0.1:{port}");
-    let api = env.spawn("api", &["api"]);
-    support::wait_healthy(&base, &api).await;
+    let (api, base) = env.spawn_api().await;
     let admin = support::http_with_key(env.admin_key());
     let resp = admin
         .post(format!("{base}/api/v1/api-keys"))

@@ -495,19 +495,9 @@ both_backends!(a_worker_killed_mid_poll_still_ends_the_writeback);
 /// log line, API body or metric.
 async fn no_secret_in_logs_or_bodies(mut env: TestEnv) {
     let (sim, practices) = sim_for(&mut env).await;
-    env.set(
-        "SWITCHYARD_LOG",
-        "debug,switchyard_worker=trace,switchyard_shared=trace,switchyard_api=trace",
-    );
-    let port = support::free_port();
-    env.set("SWITCHYARD_LISTEN", format!("127.0.0.1:{port}"));
-    let base = format!("http://127.0.0.1:{port}");
-    let metrics_port = support::free_port();
-    let api = env.spawn("api", &["api"]);
-    let worker =
-        env.spawn("worker", &["worker", "--metrics-listen", &format!("127.0.0.1:{metrics_port}")]);
-    support::wait_healthy(&base, &api).await;
-    support::wait_healthy(&format!("http://127.0.0.1:{metrics_port}"), &worker).await;
+    env.set("SWITCHYARD_LOG", support::TRACE_LOG);
+    let (api, base) = env.spawn_api().await;
+    let (worker, worker_base) = env.spawn_role("worker", &[]).await;
     let http = support::http_with_key(env.admin_key());
     pull(&http, &base).await;
     let mut bodies = Vec::new();
@@ -534,14 +524,8 @@ async fn no_secret_in_logs_or_bodies(mut env: TestEnv) {
     for path in ["/api/v1/sikka/practices", "/api/v1/sikka/writebacks?page_size=50"] {
         bodies.push(http.get(format!("{base}{path}")).send().await.unwrap().text().await.unwrap());
     }
-    bodies.push(
-        reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
+    bodies
+        .push(reqwest::get(format!("{worker_base}/metrics")).await.unwrap().text().await.unwrap());
     bodies.push(reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap());
     let (api_log, worker_log) = (api.log.clone(), worker.log.clone());
     api.signal("TERM");

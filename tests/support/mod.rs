@@ -232,6 +232,29 @@ impl TestEnv {
         app
     }
 
+    /// `switchyard api` as a child process on a free port, once it answers; with its base URL.
+    pub async fn spawn_api(&mut self) -> (ChildProcess, String) {
+        let port = free_port();
+        self.set("SWITCHYARD_LISTEN", format!("127.0.0.1:{port}"));
+        let base = format!("http://127.0.0.1:{port}");
+        let api = self.spawn("api", &["api"]);
+        wait_healthy(&base, &api).await;
+        (api, base)
+    }
+
+    /// A worker or scheduler child process (`args` after the role) on a free metrics port,
+    /// once it answers; with the base URL of its metrics and probes.
+    pub async fn spawn_role(&self, role: &str, args: &[&str]) -> (ChildProcess, String) {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut all = vec![role, "--metrics-listen", &listen];
+        all.extend_from_slice(args);
+        let child = self.spawn(role, &all);
+        let base = format!("http://{listen}");
+        wait_healthy(&base, &child).await;
+        (child, base)
+    }
+
     /// Spawns the real binary with this environment; stdout and stderr go to a log file.
     pub fn spawn(&self, name: &str, args: &[&str]) -> ChildProcess {
         let log = self.dir.join(format!("{name}-{}.log", unique("")));
@@ -515,6 +538,10 @@ pub async fn wait_healthy(base: &str, child: &ChildProcess) {
 pub async fn get_value(client: &reqwest::Client, url: &str) -> serde_json::Value {
     client.get(url).send().await.unwrap().json().await.unwrap()
 }
+
+/// The log filter of tests that search every line for secrets.
+pub const TRACE_LOG: &str =
+    "debug,switchyard_worker=trace,switchyard_shared=trace,switchyard_api=trace";
 
 /// A program on the PATH.
 pub fn which(program: &str) -> Option<PathBuf> {
