@@ -366,21 +366,22 @@ impl Store {
     }
 
     /// Upserts every answer of a batch, applies the per-product deltas, marks the batch done
-    /// and counts it on its run, in one transaction. `false` when the batch was already
-    /// finished (a repeated job).
+    /// and counts it on its run, in one transaction. The products whose counters moved (keys
+    /// gained, lost or changed stock; not '' for no product), or `None` when the batch was
+    /// already finished (a repeated job).
     pub async fn complete_pidms_batch(
         &self,
         batch: &PidmsBatch,
         answers: &[PidkeyAnswer],
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<Vec<String>>, StoreError> {
         // Sorted and deduplicated: one row per key, and every transaction takes its key
         // locks, then its product-row locks, in the same order (no deadlocks).
         let mut answers: Vec<&PidkeyAnswer> = answers.iter().collect();
         answers.sort_by(|a, b| a.keyname.cmp(&b.keyname));
         answers.dedup_by(|a, b| a.keyname == b.keyname);
         let names: Vec<String> = answers.iter().map(|a| a.keyname.clone()).collect();
-        let mut finished = false;
+        let mut finished = None;
         macro_rules! body {
             ($db:ty, $tx:ident) => {{
                 let n = sqlx::query(
@@ -430,7 +431,11 @@ impl Store {
                         );
                         qb.build().execute(&mut *$tx).await?;
                     }
+                    let mut moved = Vec::new();
                     for (prd, d) in product_deltas(&old, &answers) {
+                        if !prd.is_empty() {
+                            moved.push(prd.clone());
+                        }
                         sqlx::query(
                             "INSERT INTO pidms_products (prd, key_count, counted_keys,
                                total_remaining, blocked_keys, updated_at)
@@ -452,7 +457,7 @@ impl Store {
                     )
                     .bind(&batch.run_id).bind(answers.len() as i64)
                     .execute(&mut *$tx).await?;
-                    finished = true;
+                    finished = Some(moved);
                 }
             }};
         }
@@ -662,26 +667,21 @@ impl Store {
     }
 
     /// Total remaining of one product.
-    pub async fn pidms_product_total(&self, prd: &str) -> Result<i64, StoreError> {
-        let row: Option<(i64,)> = on_pool!(self, pool => sqlx::query_as(
-            "SELECT total_remaining FROM pidms_products WHERE prd = $1")
-            .bind(prd).fetch_optional(pool).await)?;
-        Ok(row.map_or(0, |(t,)| t))
-    }
-
-    /// Records whether a product is low; `true` only for the caller that changed the state,
-    /// so a crossing is announced once.
-    pub async fn set_pidms_product_low(
+    /// Sets a product's low-stock flag from its total against `threshold`, in one
+    /// conditional update: `Some((low, total))` only for the caller that changed the flag, so
+    /// a crossing is announced once; `None` when it already matched.
+    pub async fn update_pidms_product_low(
         &self,
         prd: &str,
-        low: bool,
+        threshold: i64,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let n = on_pool!(self, pool => sqlx::query(
-            "UPDATE pidms_products SET low = $2, updated_at = $3 WHERE prd = $1 AND low <> $2")
-            .bind(prd).bind(low).bind(now)
-            .execute(pool).await.map(|r| r.rows_affected()))?;
-        Ok(n == 1)
+    ) -> Result<Option<(bool, i64)>, StoreError> {
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, (bool, i64)>(
+            "UPDATE pidms_products SET low = (total_remaining < $2), updated_at = $3
+             WHERE prd = $1 AND low <> (total_remaining < $2)
+             RETURNING low, total_remaining")
+            .bind(prd).bind(threshold).bind(now)
+            .fetch_optional(pool).await)?)
     }
 
     pub async fn count_low_pidms_products(&self) -> Result<i64, StoreError> {

@@ -39,10 +39,15 @@ pub(crate) async fn run_batch(
     let keys: Vec<String> = batch.keys.split('\n').map(str::to_owned).collect();
     match client.check(&keys).await {
         Ok(answers) => {
-            if store.complete_pidms_batch(&batch, &answers, Utc::now()).await? {
+            if let Some(moved) = store.complete_pidms_batch(&batch, &answers, Utc::now()).await? {
                 metrics::counter!(telemetry::PIDMS_KEYS_CHECKED).increment(answers.len() as u64);
-                let mut products: Vec<&str> =
-                    answers.iter().filter_map(|a| a.prd.as_deref()).collect();
+                // The products answered (re-judged against the threshold as it is now) and
+                // those whose counters moved: one a key left can cross too.
+                let mut products: Vec<&str> = answers
+                    .iter()
+                    .filter_map(|a| a.prd.as_deref())
+                    .chain(moved.iter().map(String::as_str))
+                    .collect();
                 products.sort_unstable();
                 products.dedup();
                 for prd in products {
@@ -65,10 +70,12 @@ pub(crate) async fn run_batch(
 /// threshold: once per crossing (it re-arms when stock is back).
 async fn watch_stock(services: &Services, prd: &str) -> Result<(), BoxDynError> {
     let threshold = services.config.pidkey.low_inventory_threshold;
-    let total = services.store.pidms_product_total(prd).await?;
-    let low = total < threshold;
-    let changed = services.store.set_pidms_product_low(prd, low, Utc::now()).await?;
-    if changed && low {
+    let Some((low, total)) =
+        services.store.update_pidms_product_low(prd, threshold, Utc::now()).await?
+    else {
+        return Ok(()); // no crossing
+    };
+    if low {
         let data =
             serde_json::json!({"product": prd, "total_remaining": total, "threshold": threshold});
         events::publish(
@@ -81,7 +88,7 @@ async fn watch_stock(services: &Services, prd: &str) -> Result<(), BoxDynError> 
         .await?;
         tracing::info!(product = prd, total, threshold, "low inventory");
     }
-    if changed {
+    {
         let low_products = services.store.count_low_pidms_products().await?;
         metrics::gauge!(telemetry::PIDMS_LOW_INVENTORY_PRODUCTS).set(low_products as f64);
     }
