@@ -151,6 +151,14 @@ pub struct WebhookConfig {
     /// Deliveries in flight per endpoint per worker process.
     /// `SWITCHYARD_WEBHOOK_ENDPOINT_CONCURRENCY`.
     pub endpoint_concurrency: usize,
+    /// Deliveries per endpoint that wait in order in a worker process for one of its slots;
+    /// beyond that they wait in the store (parked) until the line is short again.
+    /// `SWITCHYARD_WEBHOOK_ENDPOINT_QUEUE`.
+    pub endpoint_queue: usize,
+    /// Deliveries a worker process holds waiting for their endpoint, over all endpoints
+    /// (room beyond `SWITCHYARD_WORKER_CONCURRENCY`; waiting costs no connection).
+    /// `SWITCHYARD_WEBHOOK_WAITING`.
+    pub waiting: usize,
     /// Consecutive failures at which `webhook-disable-failing` disables an endpoint that has
     /// not succeeded for a day. `SWITCHYARD_WEBHOOK_DISABLE_THRESHOLD`.
     pub disable_threshold: i64,
@@ -169,6 +177,8 @@ impl Default for WebhookConfig {
             allow_cidrs: None,
             require_https_for_live: true,
             endpoint_concurrency: 8,
+            endpoint_queue: 128,
+            waiting: 1024,
             disable_threshold: 10,
             retention_days: 30,
         }
@@ -272,7 +282,9 @@ pub struct WorkerConfig {
     pub queues: Vec<QueueName>,
     /// Jobs run at once per queue. `SWITCHYARD_WORKER_CONCURRENCY`.
     pub concurrency: usize,
-    /// How often an idle worker asks the queue for work. `SWITCHYARD_WORKER_POLL_INTERVAL_MS`.
+    /// Workers are woken by pushes (a Redis channel in a fleet, in process in `dev`); an idle
+    /// worker also asks the queue this often, as a safety net and for pushes from other
+    /// processes on the embedded queue. `SWITCHYARD_WORKER_POLL_INTERVAL_MS`.
     pub poll_interval_ms: u64,
     /// Jobs fetched per round trip. `SWITCHYARD_WORKER_BATCH_SIZE`.
     pub batch_size: usize,
@@ -337,7 +349,7 @@ impl Default for WorkerConfig {
         Self {
             queues: QueueName::ALL.to_vec(),
             concurrency: 64,
-            poll_interval_ms: 100,
+            poll_interval_ms: 1000,
             batch_size: 50,
             heartbeat_secs: 5,
             missed_heartbeats: 3,
@@ -471,6 +483,8 @@ impl Config {
             env,
         )?;
         set_from_env(&mut h.endpoint_concurrency, "SWITCHYARD_WEBHOOK_ENDPOINT_CONCURRENCY", env)?;
+        set_from_env(&mut h.endpoint_queue, "SWITCHYARD_WEBHOOK_ENDPOINT_QUEUE", env)?;
+        set_from_env(&mut h.waiting, "SWITCHYARD_WEBHOOK_WAITING", env)?;
         set_from_env(&mut h.disable_threshold, "SWITCHYARD_WEBHOOK_DISABLE_THRESHOLD", env)?;
         set_from_env(&mut h.retention_days, "SWITCHYARD_WEBHOOK_RETENTION_DAYS", env)?;
         let p = &mut self.pidkey;
@@ -584,6 +598,7 @@ impl Config {
                 .map_err(|e| ConfigError::invalid("SWITCHYARD_WEBHOOK_ALLOW_CIDRS", e))?;
         }
         positive("SWITCHYARD_WEBHOOK_ENDPOINT_CONCURRENCY", h.endpoint_concurrency as u64)?;
+        positive("SWITCHYARD_WEBHOOK_ENDPOINT_QUEUE", h.endpoint_queue as u64)?;
         positive("SWITCHYARD_WEBHOOK_DISABLE_THRESHOLD", h.disable_threshold.max(0) as u64)?;
         positive("SWITCHYARD_WEBHOOK_RETENTION_DAYS", h.retention_days)?;
         let p = &self.pidkey;

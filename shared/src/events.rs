@@ -1,16 +1,27 @@
-//! Publishing an event: the event and one delivery per subscribed endpoint are written in one
+//! Publishing events: each event and one delivery per subscribed endpoint are written in one
 //! transaction, then the deliveries are enqueued (write first, enqueue second: if the push
 //! is lost, `webhook-retry-sweep` finds the rows and enqueues them again). The API and the
 //! workers (Switchyard's own `pidms.*`, `sikka.*`, `webhook.*` events) use this one path.
+//!
+//! Group commit: publishes from concurrent requests queue up for one [`Publisher`] task,
+//! which writes all that are waiting in one transaction (one statement on PostgreSQL) and
+//! enqueues all their deliveries in one push. A request's events are always in the same
+//! transaction (a batch is all-or-nothing); if a shared write fails, each request is
+//! written again on its own, so one request's failure is not another's.
+
+use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     jobs::{DeliverWebhookJob, Job},
-    queue::QueueName,
+    queue::{Queue, QueueName},
     services::Services,
-    store::{NewEvent, StoreError},
+    store::{NewEvent, Store, StoreError},
     telemetry,
     webhook::{self, RetrySchedule},
 };
+
+/// Events written together at most (requests keep their events together beyond it).
+const MAX_GROUP_EVENTS: usize = 1_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -20,6 +31,8 @@ pub enum PublishError {
     TooLarge { size: usize, limit: usize },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the publisher stopped")]
+    Stopped,
 }
 
 #[derive(Debug, Clone)]
@@ -36,13 +49,25 @@ pub enum Audience<'a> {
     Endpoint(&'a str),
 }
 
-pub async fn publish(
+/// An event checked and rendered, ready to be written.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    event_type: String,
+    payload: String,
+    source: Option<String>,
+    /// `None`: the subscribers.
+    endpoint: Option<String>,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Checks an event (type, payload size) and renders its payload.
+pub fn prepare(
     services: &Services,
     event_type: &str,
     data: &serde_json::Value,
     source: Option<&str>,
     audience: Audience<'_>,
-) -> Result<Published, PublishError> {
+) -> Result<Prepared, PublishError> {
     if !webhook::valid_event_type(event_type) {
         return Err(PublishError::InvalidType(event_type.to_owned()));
     }
@@ -52,56 +77,214 @@ pub async fn publish(
     if payload.len() > limit {
         return Err(PublishError::TooLarge { size: payload.len(), limit });
     }
-    let endpoints: Vec<String> = match audience {
-        Audience::Endpoint(id) => vec![id.to_owned()],
-        Audience::Subscribers => services
-            .store
-            .enabled_endpoint_patterns()
-            .await?
-            .into_iter()
-            .filter(|(_, patterns)| {
-                let patterns: Vec<String> =
-                    patterns.split_whitespace().map(str::to_owned).collect();
-                webhook::subscribed(&patterns, event_type)
-            })
-            .map(|(id, _)| id)
-            .collect(),
-    };
-    let event_id = format!("evt_{}", ulid::Ulid::generate());
-    let deliveries: Vec<(String, String)> = endpoints
-        .into_iter()
-        .map(|endpoint| (format!("msg_{}", ulid::Ulid::generate()), endpoint))
-        .collect();
-    let max_attempts = RetrySchedule::parse(&services.config.webhooks.retry_schedule)
-        .map(|s| s.max_attempts())
-        .unwrap_or(1);
-    services
-        .store
-        .insert_event_with_deliveries(&NewEvent {
-            event_id: &event_id,
-            event_type,
-            payload: &payload,
-            source,
-            deliveries: &deliveries,
+    Ok(Prepared {
+        event_type: event_type.to_owned(),
+        payload,
+        source: source.map(str::to_owned),
+        endpoint: match audience {
+            Audience::Subscribers => None,
+            Audience::Endpoint(id) => Some(id.to_owned()),
+        },
+        created_at: now,
+    })
+}
+
+/// Publishes one event.
+pub async fn publish(
+    services: &Services,
+    event_type: &str,
+    data: &serde_json::Value,
+    source: Option<&str>,
+    audience: Audience<'_>,
+) -> Result<Published, PublishError> {
+    let event = prepare(services, event_type, data, source, audience)?;
+    let mut published = services.publisher.publish(vec![event]).await?;
+    published.pop().ok_or(PublishError::Stopped)
+}
+
+type Answer = Result<Vec<Published>, PublishError>;
+
+struct Request {
+    events: Vec<Prepared>,
+    done: oneshot::Sender<Answer>,
+}
+
+/// The handle to this process' group-commit publisher.
+#[derive(Clone, Debug)]
+pub struct Publisher {
+    tx: mpsc::Sender<Request>,
+}
+
+impl Publisher {
+    /// Starts the publisher task of a process.
+    pub fn start(store: Store, queue: Queue, retry_schedule: &str) -> Self {
+        let max_attempts =
+            RetrySchedule::parse(retry_schedule).map(|s| s.max_attempts()).unwrap_or(1);
+        let (tx, rx) = mpsc::channel(4_096);
+        let writer = Writer {
+            store,
+            queue,
             max_attempts: i64::from(max_attempts),
-            now,
-        })
-        .await?;
-    let jobs: Vec<Job> = deliveries
-        .iter()
-        .map(|(id, endpoint)| {
-            Job::DeliverWebhook(DeliverWebhookJob {
-                delivery_id: id.clone(),
-                endpoint_id: endpoint.clone(),
-                attempt: 1,
-            })
-        })
-        .collect();
-    if let Err(error) = services.queue.push_many(QueueName::Webhooks, jobs).await {
-        // The rows are written: the retry sweep will enqueue them.
-        tracing::warn!(%error, %event_id, "deliveries written but not enqueued; the sweep will");
+            ids: ulid::Generator::new(),
+        };
+        tokio::spawn(writer.run(rx));
+        Self { tx }
     }
-    metrics::counter!(telemetry::WEBHOOK_EVENTS, "source" => if source.is_some_and(|s| s == "system") { "system" } else { "api" })
-        .increment(1);
-    Ok(Published { event_id, delivery_ids: deliveries.into_iter().map(|(id, _)| id).collect() })
+
+    /// Writes `events` together (all or none) and enqueues their deliveries; answers each
+    /// event's id and deliveries, in order.
+    pub async fn publish(&self, events: Vec<Prepared>) -> Answer {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (done, answer) = oneshot::channel();
+        self.tx.send(Request { events, done }).await.map_err(|_| PublishError::Stopped)?;
+        answer.await.map_err(|_| PublishError::Stopped)?
+    }
+}
+
+struct Writer {
+    store: Store,
+    queue: Queue,
+    max_attempts: i64,
+    /// Monotonic ids: deliveries sort in the order they were published.
+    ids: ulid::Generator,
+}
+
+/// One event as written: ids chosen, audience resolved.
+struct Planned {
+    event_id: String,
+    deliveries: Vec<(String, String)>,
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+        let mut group: Vec<Request> = Vec::new();
+        while let Some(first) = rx.recv().await {
+            let mut events = first.events.len();
+            group.push(first);
+            while events < MAX_GROUP_EVENTS {
+                match rx.try_recv() {
+                    Ok(next) => {
+                        events += next.events.len();
+                        group.push(next);
+                    }
+                    Err(_) => break,
+                }
+            }
+            metrics::histogram!(telemetry::WEBHOOK_PUBLISH_BATCH).record(events as f64);
+            if group.len() == 1 {
+                let request = group.remove(0);
+                self.write_alone(request).await;
+                continue;
+            }
+            let refs: Vec<&Request> = group.iter().collect();
+            match self.write(&refs).await {
+                Ok(answers) => {
+                    for (request, answer) in group.drain(..).zip(answers) {
+                        let _ = request.done.send(Ok(answer));
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(%error, requests = group.len(), "group write failed; writing each request alone");
+                    for request in std::mem::take(&mut group) {
+                        self.write_alone(request).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn write_alone(&mut self, request: Request) {
+        let answer = self.write(&[&request]).await.map(|mut a| a.remove(0));
+        let _ = request.done.send(answer.map_err(PublishError::from));
+    }
+
+    fn id(&mut self, prefix: &str) -> String {
+        let id = self.ids.generate().unwrap_or_else(|_| ulid::Ulid::generate());
+        format!("{prefix}_{id}")
+    }
+
+    /// Writes the events of `requests` in one transaction and enqueues their deliveries;
+    /// answers per request, per event.
+    async fn write(&mut self, requests: &[&Request]) -> Result<Vec<Vec<Published>>, StoreError> {
+        let patterns = if requests.iter().flat_map(|r| &r.events).any(|e| e.endpoint.is_none()) {
+            self.store
+                .enabled_endpoint_patterns()
+                .await?
+                .into_iter()
+                .map(|(id, patterns)| {
+                    (id, patterns.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut plans: Vec<Vec<Planned>> = Vec::with_capacity(requests.len());
+        for request in requests {
+            let mut planned = Vec::with_capacity(request.events.len());
+            for event in &request.events {
+                let endpoints: Vec<&str> = match &event.endpoint {
+                    Some(id) => vec![id.as_str()],
+                    None => patterns
+                        .iter()
+                        .filter(|(_, p)| webhook::subscribed(p, &event.event_type))
+                        .map(|(id, _)| id.as_str())
+                        .collect(),
+                };
+                let event_id = self.id("evt");
+                let deliveries =
+                    endpoints.into_iter().map(|e| (self.id("msg"), e.to_owned())).collect();
+                planned.push(Planned { event_id, deliveries });
+            }
+            plans.push(planned);
+        }
+        let rows: Vec<NewEvent<'_>> = requests
+            .iter()
+            .zip(&plans)
+            .flat_map(|(request, planned)| request.events.iter().zip(planned))
+            .map(|(event, plan)| NewEvent {
+                event_id: &plan.event_id,
+                event_type: &event.event_type,
+                payload: &event.payload,
+                source: event.source.as_deref(),
+                deliveries: &plan.deliveries,
+                max_attempts: self.max_attempts,
+                now: event.created_at,
+            })
+            .collect();
+        self.store.insert_events_with_deliveries(&rows).await?;
+        let jobs: Vec<Job> = plans
+            .iter()
+            .flatten()
+            .flat_map(|plan| &plan.deliveries)
+            .map(|(id, endpoint)| {
+                Job::DeliverWebhook(DeliverWebhookJob {
+                    delivery_id: id.clone(),
+                    endpoint_id: endpoint.clone(),
+                    attempt: 1,
+                })
+            })
+            .collect();
+        if let Err(error) = self.queue.push_many(QueueName::Webhooks, jobs).await {
+            // The rows are written: the retry sweep will enqueue them.
+            tracing::warn!(%error, "deliveries written but not enqueued; the sweep will");
+        }
+        for event in requests.iter().flat_map(|r| &r.events) {
+            let source = if event.source.as_deref() == Some("system") { "system" } else { "api" };
+            metrics::counter!(telemetry::WEBHOOK_EVENTS, "source" => source).increment(1);
+        }
+        Ok(plans
+            .into_iter()
+            .map(|planned| {
+                planned
+                    .into_iter()
+                    .map(|p| Published {
+                        event_id: p.event_id,
+                        delivery_ids: p.deliveries.into_iter().map(|(id, _)| id).collect(),
+                    })
+                    .collect()
+            })
+            .collect())
+    }
 }

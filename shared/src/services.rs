@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::{
     config::Config,
     crypto::{Cipher, CryptoError},
+    events::Publisher,
     queue::{Queue, QueueError},
     secret::redact_url,
     store::{Store, StoreError},
@@ -29,6 +30,8 @@ pub struct Services {
     pub queue: Queue,
     /// Seals and opens secrets at rest.
     pub cipher: Arc<Cipher>,
+    /// Writes events in group commits (see `events`).
+    pub publisher: Publisher,
 }
 
 impl Services {
@@ -51,7 +54,9 @@ impl Services {
             data_dir = %config.data_dir.display(),
             "store and queue ready"
         );
-        Ok(Self { config: Arc::new(config), store, queue, cipher })
+        let publisher =
+            Publisher::start(store.clone(), queue.clone(), &config.webhooks.retry_schedule);
+        Ok(Self { config: Arc::new(config), store, queue, cipher, publisher })
     }
 }
 

@@ -33,6 +33,8 @@ pub const WEBHOOK_ENDPOINTS: &str = "switchyard_webhook_endpoints";
 pub const WEBHOOK_ENDPOINTS_DISABLED: &str = "switchyard_webhook_endpoints_disabled_total";
 pub const WEBHOOK_BLOCKED: &str = "switchyard_webhook_blocked_total";
 pub const WEBHOOK_DEFERRED: &str = "switchyard_webhook_deferred_total";
+pub const WEBHOOK_WAITING: &str = "switchyard_webhook_waiting";
+pub const WEBHOOK_PUBLISH_BATCH: &str = "switchyard_webhook_publish_batch_size";
 
 // Upstreams.
 pub const UPSTREAM_REQUESTS: &str = "switchyard_upstream_requests_total";
@@ -84,6 +86,12 @@ pub fn install() -> PrometheusHandle {
                 .set_buckets_for_metric(Matcher::Full(HTTP_REQUEST_DURATION.into()), HTTP_BUCKETS)
                 .and_then(|b| {
                     b.set_buckets_for_metric(Matcher::Full(JOB_ATTEMPTS.into()), ATTEMPT_BUCKETS)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(WEBHOOK_PUBLISH_BATCH.into()),
+                        &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0],
+                    )
                 })
                 .and_then(|b| {
                     b.set_buckets_for_metric(
@@ -177,7 +185,16 @@ fn describe() {
     describe_counter!(WEBHOOK_BLOCKED, "Delivery attempts refused by the SSRF guard.");
     describe_counter!(
         WEBHOOK_DEFERRED,
-        "Deliveries put back because their endpoint was at its concurrency or rate limit."
+        "Deliveries put off without an attempt, by reason: rate_limit and held (put back in \
+         the queue for later), parked (over their endpoint's line; the row waits in the store)."
+    );
+    describe_gauge!(
+        WEBHOOK_WAITING,
+        "Deliveries waiting in line in this worker process for their endpoint's slot."
+    );
+    describe_histogram!(
+        WEBHOOK_PUBLISH_BATCH,
+        "Events written per publish group commit (concurrent requests share one)."
     );
     describe_counter!(UPSTREAM_REQUESTS, "Requests to PIDKey and Sikka, by status class.");
     describe_histogram!(

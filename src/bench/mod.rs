@@ -89,7 +89,6 @@ impl Stack {
             ),
             ("SWITCHYARD_BOOTSTRAP_ADMIN_KEY".into(), admin.expose().to_owned()),
             ("SWITCHYARD_RATE_LIMIT_PER_MINUTE".into(), "100000000".into()),
-            ("SWITCHYARD_WORKER_POLL_INTERVAL_MS".into(), "10".into()),
             ("SWITCHYARD_SCHEDULE_CANARY".into(), "off".into()),
         ]);
         let mut fleet_db = None;
@@ -148,6 +147,12 @@ impl Stack {
 
     /// Migrates, then starts the API and waits until it answers.
     pub async fn start_api(&self) -> anyhow::Result<Child> {
+        self.start_main("api", &["api"]).await
+    }
+
+    /// Migrates, then starts the process that serves the API (`api` or `dev`) and waits
+    /// until it answers.
+    pub async fn start_main(&self, name: &str, args: &[&str]) -> anyhow::Result<Child> {
         let status = std::process::Command::new(&self.exe)
             .arg("migrate")
             .envs(&self.env)
@@ -156,22 +161,30 @@ impl Stack {
         if !status.success() {
             bail!("migrate failed");
         }
-        let api = self.spawn("api", &["api"])?;
+        let api = self.spawn(name, args)?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.http.get(self.url("/healthz")).send().await.is_err() {
             if Instant::now() > deadline {
-                bail!("the API did not start; see {}", self.dir.join("api.log").display());
+                bail!(
+                    "{name} did not start; see {}",
+                    self.dir.join(format!("{name}.log")).display()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Ok(api)
     }
 
-    /// Drops the fleet database and the logs (kept when the run failed or --keep-logs).
+    /// Drops the fleet database, its Redis key namespace and the logs (kept when the run
+    /// failed or --keep-logs).
     pub async fn finish(self, result: anyhow::Result<()>) -> anyhow::Result<()> {
         if let Some(db) = &self.fleet_db {
             let sql = format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)");
             let _ = admin_sql(&self.args.postgres, &sql).await;
+            match delete_namespace(&self.args.redis, db).await {
+                Ok(keys) => tracing::debug!(keys, "benchmark Redis keys removed"),
+                Err(error) => eprintln!("could not remove the Redis keys {db}:*: {error:#}"),
+            }
         }
         if result.is_err() || self.args.keep_logs {
             eprintln!("logs kept in {}", self.dir.display());
@@ -209,6 +222,32 @@ async fn admin_sql(url: &str, sql: &str) -> anyhow::Result<()> {
     let mut conn = sqlx::PgConnection::connect(url).await.context("connecting to PostgreSQL")?;
     sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut conn).await?;
     Ok(())
+}
+
+/// Deletes every key of a namespace (`ns:*`, and apalis' `tasks:ns:*` never holds keys);
+/// returns how many.
+async fn delete_namespace(url: &str, namespace: &str) -> anyhow::Result<u64> {
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut cursor: u64 = 0;
+    let mut deleted = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{namespace}:*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await?;
+        if !keys.is_empty() {
+            deleted += redis::cmd("UNLINK").arg(&keys).query_async::<u64>(&mut conn).await?;
+        }
+        if next == 0 {
+            return Ok(deleted);
+        }
+        cursor = next;
+    }
 }
 
 fn base64_std(bytes: &[u8]) -> String {

@@ -6,6 +6,7 @@ mod metrics_layer;
 mod monitor;
 mod pidkey;
 mod sikka;
+mod wake;
 mod webhooks;
 
 pub use handlers::Outcome;

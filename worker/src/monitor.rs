@@ -15,6 +15,7 @@ use switchyard_shared::{
 use crate::{
     handlers::{JobDeps, dispatch},
     metrics_layer::{Inflight, JobMetricsLayer},
+    wake::WakeStrategy,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,9 @@ pub struct WorkerOptions {
     pub queues: Vec<QueueName>,
     /// Jobs run at once, per queue.
     pub concurrency: usize,
+    /// Webhook deliveries that may wait for their endpoint's slot besides those running.
+    pub webhook_waiting: usize,
+    /// The safety-net poll: workers are woken by pushes, and ask anyway this often.
     pub poll_interval: Duration,
     pub job_timeout: Duration,
     pub grace: Duration,
@@ -41,10 +45,23 @@ impl WorkerOptions {
         Self {
             queues: w.queues.clone(),
             concurrency: w.concurrency,
+            webhook_waiting: config.webhooks.waiting,
             poll_interval: Duration::from_millis(w.poll_interval_ms),
             job_timeout: Duration::from_secs(w.job_timeout_secs),
             grace: config.shutdown_grace(),
             tuning: StorageTuning::from_config(config),
+        }
+    }
+}
+
+impl WorkerOptions {
+    /// Jobs a queue's worker holds at once. Webhook deliveries waiting in order for their
+    /// endpoint's slot hold a job but no connection: they get room of their own, so that
+    /// waiting never stops other endpoints' deliveries from being fetched.
+    fn room(&self, queue: QueueName) -> usize {
+        match queue {
+            QueueName::Webhooks => self.concurrency + self.webhook_waiting,
+            _ => self.concurrency,
         }
     }
 }
@@ -55,41 +72,17 @@ fn worker_name(queue: QueueName, restarts: usize, instance: &str) -> String {
     format!("{queue}-{instance}-r{restarts}")
 }
 
-/// Moves due delayed jobs onto the active list in chunks of 1000, as long as there are some,
-/// then rests for a poll interval (see `redis_push.lua` for why apalis' own promotion is not
-/// used).
-async fn promote_delayed(
-    redis: switchyard_shared::queue::RedisQueue,
-    queue: QueueName,
-    rest: Duration,
-) {
-    let mut failures = 0u32;
-    loop {
-        match redis.promote(queue, 1000).await {
-            Ok(1000) => {
-                failures = 0;
-                tokio::task::yield_now().await;
-                continue;
-            }
-            Ok(_) => failures = 0,
-            Err(error) => {
-                failures += 1;
-                if failures == 1 || failures.is_multiple_of(60) {
-                    tracing::warn!(%queue, %error, "cannot promote delayed jobs");
-                }
-            }
-        }
-        tokio::time::sleep(if failures > 0 { Duration::from_secs(1) } else { rest }).await;
-    }
-}
-
 /// Builds one worker over a backend. A macro rather than a function: the bounds apalis puts
 /// on a generic worker factory would be longer than the body.
 macro_rules! build_worker {
-    ($name:expr, $backend:expr, $opts:expr, $queue:expr, $inflight:expr, $deps:expr) => {
+    ($name:expr, $backend:expr, $wake:expr, $opts:expr, $queue:expr, $inflight:expr, $deps:expr) => {
         WorkerBuilder::new($name)
-            .backend($backend.poll_with_interval($opts.poll_interval))
-            .concurrency($opts.concurrency)
+            .backend($backend.poll_with_strategy(WakeStrategy::new(
+                Arc::clone($wake),
+                $queue,
+                $opts.poll_interval,
+            )))
+            .concurrency($opts.room($queue))
             .layer(JobMetricsLayer::new($queue, $inflight))
             .timeout($opts.job_timeout)
             .catch_panic()
@@ -134,11 +127,15 @@ pub async fn run(
 ) -> Result<(), WorkerError> {
     let deps = Arc::new(JobDeps {
         services: services.clone(),
-        webhooks: crate::webhooks::Webhooks::new(&services),
+        webhooks: crate::webhooks::Webhooks::new(&services, shutdown.clone()),
         pidkey: crate::pidkey::client(&services),
         sikka: crate::sikka::Sikka::new(&services),
     });
     register_counters();
+    let unparker = opts
+        .queues
+        .contains(&QueueName::Webhooks)
+        .then(|| tokio::spawn(crate::webhooks::unpark(Arc::clone(&deps))));
     let instance = format!("{}-{}", std::process::id(), &ulid::Ulid::generate().to_string()[20..]);
     let mut monitor = Monitor::new()
         .should_restart(|ctx, err| {
@@ -158,12 +155,14 @@ pub async fn run(
         let deps = Arc::clone(&deps);
         let opts = opts.clone();
         let instance = instance.clone();
+        let wake = Arc::clone(services.queue.wakeups());
         monitor = match services.queue.backend().clone() {
             QueueBackend::Sqlite(pool) => monitor.register(move |restarts| {
                 let storage = switchyard_shared::queue::sqlite_storage(&pool, queue, &opts.tuning);
                 build_worker!(
                     worker_name(queue, restarts, &instance),
                     storage,
+                    &wake,
                     opts,
                     queue,
                     Arc::clone(&inflight),
@@ -175,6 +174,7 @@ pub async fn run(
                 build_worker!(
                     worker_name(queue, restarts, &instance),
                     storage,
+                    &wake,
                     opts,
                     queue,
                     Arc::clone(&inflight),
@@ -184,12 +184,29 @@ pub async fn run(
         };
     }
 
+    let background = CancellationToken::new();
     let promoters: Vec<_> = match services.queue.backend() {
-        QueueBackend::Redis(redis) => opts
-            .queues
-            .iter()
-            .map(|q| tokio::spawn(promote_delayed(redis.clone(), *q, opts.poll_interval)))
-            .collect(),
+        QueueBackend::Redis(redis) => {
+            let mut tasks: Vec<_> = opts
+                .queues
+                .iter()
+                .map(|q| {
+                    tokio::spawn(crate::wake::promote_delayed(
+                        redis.clone(),
+                        Arc::clone(services.queue.wakeups()),
+                        *q,
+                        opts.poll_interval,
+                    ))
+                })
+                .collect();
+            tasks.push(tokio::spawn(crate::wake::subscribe(
+                redis.clone(),
+                Arc::clone(services.queue.wakeups()),
+                opts.queues.clone(),
+                background.clone(),
+            )));
+            tasks
+        }
         QueueBackend::Sqlite(_) => Vec::new(),
     };
     let sampler = tokio::spawn(async move {
@@ -218,6 +235,10 @@ pub async fn run(
         })
         .await;
     sampler.abort();
+    background.cancel();
+    if let Some(u) = unparker {
+        u.abort();
+    }
     for p in promoters {
         p.abort();
     }

@@ -136,6 +136,22 @@ struct EventAccepted {
     deliveries: Vec<String>,
 }
 
+/// Events published together: all are written or none.
+#[derive(Object)]
+struct PublishBatch {
+    /// 1 to 100 events.
+    events: Vec<PublishEvent>,
+}
+
+#[derive(Object)]
+struct BatchAccepted {
+    /// Each event's id and deliveries, in the order given.
+    events: Vec<EventAccepted>,
+}
+
+/// Events per `POST /events/batch`.
+pub const MAX_BATCH_EVENTS: usize = 100;
+
 #[derive(Object)]
 struct TestSent {
     event_id: String,
@@ -326,6 +342,7 @@ fn publish_error(e: PublishError) -> ApiError {
             e.to_string(),
         ))),
         PublishError::Store(e) => e.into(),
+        PublishError::Stopped => ApiError::unavailable("the publisher is shutting down"),
     }
 }
 
@@ -560,6 +577,67 @@ impl WebhooksApi {
         Ok(Accepted::Accepted(Json(EventAccepted {
             id: published.event_id,
             deliveries: published.delivery_ids,
+        })))
+    }
+
+    /// Publish up to 100 events in one request, all or nothing: every event is checked
+    /// first, and one bad event (its index and field named in the 422) means none is
+    /// written. Scope: `events:publish`; honours `Idempotency-Key` (per batch).
+    #[oai(
+        path = "/events/batch",
+        method = "post",
+        operation_id = "publishEventBatch",
+        transform = "events_publish_idempotent"
+    )]
+    async fn publish_batch(
+        &self,
+        auth: Auth,
+        body: Json<PublishBatch>,
+    ) -> Result<Accepted<BatchAccepted>, ApiError> {
+        let count = body.events.len();
+        if count > MAX_BATCH_EVENTS {
+            return Err(ApiError::PayloadTooLarge(Json(Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "batch-too-large",
+                format!("{count} events; a batch holds at most {MAX_BATCH_EVENTS}"),
+            ))));
+        }
+        if count == 0 {
+            return Err(ApiError::field("events", "at least one event"));
+        }
+        let source = auth.principal().key_id.to_string();
+        let mut prepared = Vec::with_capacity(count);
+        let mut errors = Vec::new();
+        for (i, event) in body.0.events.iter().enumerate() {
+            match events::prepare(
+                &self.services,
+                &event.event_type,
+                &event.data,
+                Some(&source),
+                Audience::Subscribers,
+            ) {
+                Ok(p) => prepared.push(p),
+                Err(e) => {
+                    let field = match e {
+                        PublishError::InvalidType(_) => "type",
+                        _ => "data",
+                    };
+                    errors.push(FieldError {
+                        field: format!("events[{i}].{field}"),
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ApiError::validation(errors));
+        }
+        let published = self.services.publisher.publish(prepared).await.map_err(publish_error)?;
+        Ok(Accepted::Accepted(Json(BatchAccepted {
+            events: published
+                .into_iter()
+                .map(|p| EventAccepted { id: p.event_id, deliveries: p.delivery_ids })
+                .collect(),
         })))
     }
 

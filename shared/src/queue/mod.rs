@@ -5,6 +5,7 @@
 
 mod redis;
 mod sqlite;
+pub mod wake;
 
 use std::{fmt, str::FromStr, time::Duration};
 
@@ -145,6 +146,7 @@ impl StorageTuning {
 #[derive(Clone)]
 pub struct Queue {
     backend: QueueBackend,
+    wake: std::sync::Arc<wake::Wakeups>,
 }
 
 impl fmt::Debug for Queue {
@@ -168,11 +170,16 @@ impl Queue {
             ),
             None => QueueBackend::Sqlite(sqlite::open(&config.data_dir).await?),
         };
-        Ok(Self { backend })
+        Ok(Self { backend, wake: Default::default() })
     }
 
     pub fn backend(&self) -> &QueueBackend {
         &self.backend
+    }
+
+    /// The wake-up signals workers of this queue wait on.
+    pub fn wakeups(&self) -> &std::sync::Arc<wake::Wakeups> {
+        &self.wake
     }
 
     pub fn kind(&self) -> &'static str {
@@ -228,6 +235,10 @@ impl Queue {
         messages: Vec<Message>,
     ) -> Result<Vec<String>, QueueError> {
         let count = messages.len();
+        let now = now_ms();
+        let due_now = messages.iter().any(|m| m.not_before_ms.is_none_or(|t| t <= now));
+        let earliest_later =
+            messages.iter().filter_map(|m| m.not_before_ms).filter(|t| *t > now).min();
         // Pushes fail transiently (SQLite busy under write contention between processes, a
         // Redis reconnect): try a few times before leaving the row to the sweeps.
         let mut wait = Duration::from_millis(50);
@@ -250,6 +261,19 @@ impl Queue {
         };
         metrics::counter!(crate::telemetry::JOBS_ENQUEUED, "queue" => queue.as_str())
             .increment(count as u64);
+        // A worker of this process (the embedded mode) hears of it at once; in a fleet the
+        // push script has announced it on Redis as well.
+        if due_now {
+            self.wake.notify(queue);
+        }
+        if let Some(at_ms) = earliest_later {
+            match &self.backend {
+                // apalis-sqlite makes a job fetchable from the whole second it is due in.
+                QueueBackend::Sqlite(_) => self.wake.notify_at(queue, at_ms / 1000 * 1000),
+                // Our promoter moves it; it may have to wake sooner than it planned.
+                QueueBackend::Redis(_) => self.wake.delayed(queue).notify(),
+            }
+        }
         Ok(ids)
     }
 
@@ -308,6 +332,14 @@ fn run_at_secs(m: &Message) -> Option<u64> {
     m.not_before_ms.map(|ms| (ms / 1000) as u64)
 }
 
+/// A job id: a ULID, monotonic within this process, so jobs pushed together are fetched in
+/// the order they were pushed (apalis-sqlite orders due jobs by second, then id).
+pub(crate) fn job_id() -> ulid::Ulid {
+    static IDS: std::sync::Mutex<ulid::Generator> = std::sync::Mutex::new(ulid::Generator::new());
+    let mut ids = IDS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    ids.generate().unwrap_or_else(|_| ulid::Ulid::generate())
+}
+
 /// apalis tasks for messages, with ids of our own (ULIDs, so `GET /jobs/{id}` can find them)
 /// and the same attempt limit on both backends.
 fn tasks(messages: Vec<Message>) -> (Vec<String>, Vec<apalis::prelude::Task<Message>>) {
@@ -315,7 +347,7 @@ fn tasks(messages: Vec<Message>) -> (Vec<String>, Vec<apalis::prelude::Task<Mess
     let tasks = messages
         .into_iter()
         .map(|m| {
-            let id = ulid::Ulid::generate();
+            let id = job_id();
             ids.push(id.to_string());
             let run_at = run_at_secs(&m);
             let mut b = apalis::prelude::TaskBuilder::new(m)

@@ -23,6 +23,7 @@ const FAILED_SCAN_LIMIT: usize = 5_000;
 
 #[derive(Clone)]
 pub struct RedisQueue {
+    client: redis::Client,
     conn: ConnectionManager,
     namespace: String,
 }
@@ -40,12 +41,28 @@ impl RedisQueue {
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(2));
         let conn = client.get_connection_manager_with_config(config).await?;
-        Ok(Self { conn, namespace: namespace.to_owned() })
+        Ok(Self { client, conn, namespace: namespace.to_owned() })
     }
 
     /// A multiplexed connection that reconnects by itself; share it for locks and limits.
     pub fn connection(&self) -> ConnectionManager {
         self.conn.clone()
+    }
+
+    /// The client, for connections of their own (subscriptions).
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    /// The channel a push of due work to `queue` is announced on: the one apalis' own
+    /// scripts publish (`tasks:<active list>:available`), so its releases wake us too.
+    pub fn wake_channel(&self, queue: QueueName) -> String {
+        format!("tasks:{}:available", self.storage_config(queue).active_jobs_list())
+    }
+
+    /// The queue a wake channel belongs to.
+    pub fn queue_of_channel(&self, channel: &str) -> Option<QueueName> {
+        QueueName::ALL.into_iter().find(|q| self.wake_channel(*q) == channel)
     }
 
     pub fn namespace(&self) -> &str {
@@ -96,9 +113,10 @@ impl RedisQueue {
                 .key(c.job_meta_hash())
                 .key(self.delayed_key(queue))
                 .arg(chrono::Utc::now().timestamp_millis())
-                .arg(MAX_ATTEMPTS);
+                .arg(MAX_ATTEMPTS)
+                .arg(self.wake_channel(queue));
             for m in chunk {
-                let id = ulid::Ulid::generate().to_string();
+                let id = super::job_id().to_string();
                 let data = serde_json::to_vec(m).map_err(|e| QueueError::Push(e.to_string()))?;
                 inv.arg(&id).arg(data).arg(m.not_before_ms.unwrap_or(0));
                 ids.push(id);
@@ -109,19 +127,25 @@ impl RedisQueue {
     }
 
     /// Moves due delayed tasks of a queue onto its active list, at most `max` of them;
-    /// returns how many. Workers call it in a loop.
-    pub async fn promote(&self, queue: QueueName, max: usize) -> Result<usize, QueueError> {
+    /// returns how many, and when the next delayed task is due (unix ms). Workers call it in
+    /// a loop.
+    pub async fn promote(
+        &self,
+        queue: QueueName,
+        max: usize,
+    ) -> Result<(usize, Option<i64>), QueueError> {
         let c = self.storage_config(queue);
         let mut conn = self.conn.clone();
-        let moved: usize = PROMOTE
+        let (moved, next): (usize, Option<String>) = PROMOTE
             .key(self.delayed_key(queue))
             .key(c.active_jobs_list())
             .key(c.signal_list())
             .arg(chrono::Utc::now().timestamp_millis())
             .arg(max)
+            .arg(self.wake_channel(queue))
             .invoke_async(&mut conn)
             .await?;
-        Ok(moved)
+        Ok((moved, next.and_then(|s| s.parse::<f64>().ok()).map(|ms| ms as i64)))
     }
 
     pub(super) async fn stats(&self, queue: QueueName) -> Result<QueueStats, QueueError> {
@@ -224,6 +248,7 @@ impl RedisQueue {
                 .key(format!("{}:{id}", c.job_meta_hash()))
                 .key(c.signal_list())
                 .arg(id)
+                .arg(self.wake_channel(queue))
                 .invoke_async(&mut conn)
                 .await?;
             return Ok(if moved == 1 {

@@ -341,45 +341,63 @@ impl Store {
         Ok((enabled, disabled))
     }
 
-    /// Writes an event and one pending delivery per endpoint in one transaction.
-    pub async fn insert_event_with_deliveries(&self, e: &NewEvent<'_>) -> Result<(), StoreError> {
-        let NewEvent { event_id, event_type, payload, source, deliveries, max_attempts, now } = *e;
-        // The deliveries' multi-row INSERT, appended to a query builder of either backend.
+    /// Writes events and one pending delivery per endpoint of each, in one transaction.
+    pub async fn insert_events_with_deliveries(
+        &self,
+        events: &[NewEvent<'_>],
+    ) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        // (event, delivery) pairs, so one multi-row INSERT covers many events.
+        let deliveries: Vec<(&NewEvent<'_>, &(String, String))> =
+            events.iter().flat_map(|e| e.deliveries.iter().map(move |d| (e, d))).collect();
+        macro_rules! push_events {
+            ($qb:ident, $rows:expr) => {
+                $qb.push(
+                    "INSERT INTO webhook_events (id, event_type, payload, source, created_at) ",
+                );
+                $qb.push_values($rows, |mut b, e: &NewEvent<'_>| {
+                    b.push_bind(e.event_id)
+                        .push_bind(e.event_type)
+                        .push_bind(e.payload)
+                        .push_bind(e.source)
+                        .push_bind(e.now);
+                });
+            };
+        }
         macro_rules! push_deliveries {
             ($qb:ident, $rows:expr) => {
                 $qb.push(
                     "INSERT INTO webhook_deliveries (id, event_id, endpoint_id, status, attempts, \
                      max_attempts, next_attempt_at, created_at, updated_at) ",
                 );
-                $qb.push_values($rows, |mut b, (id, endpoint)| {
-                    b.push_bind(id)
-                        .push_bind(event_id)
-                        .push_bind(endpoint)
-                        .push_bind("pending")
-                        .push_bind(0i64)
-                        .push_bind(max_attempts)
-                        .push_bind(now)
-                        .push_bind(now)
-                        .push_bind(now);
-                });
+                $qb.push_values(
+                    $rows,
+                    |mut b, (e, (id, endpoint)): &(&NewEvent<'_>, &(String, String))| {
+                        b.push_bind(id)
+                            .push_bind(e.event_id)
+                            .push_bind(endpoint)
+                            .push_bind("pending")
+                            .push_bind(0i64)
+                            .push_bind(e.max_attempts)
+                            .push_bind(e.now)
+                            .push_bind(e.now)
+                            .push_bind(e.now);
+                    },
+                );
             };
         }
         macro_rules! body {
             ($db:ty, $tx:ident) => {{
-                sqlx::query(
-                    "INSERT INTO webhook_events (id, event_type, payload, source, created_at)
-                     VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(event_id)
-                .bind(event_type)
-                .bind(payload)
-                .bind(source)
-                .bind(now)
-                .execute(&mut *$tx)
-                .await?;
+                for chunk in events.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("");
+                    push_events!(qb, chunk.iter());
+                    qb.build().execute(&mut *$tx).await?;
+                }
                 for chunk in deliveries.chunks(500) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new("");
-                    push_deliveries!(qb, chunk);
+                    push_deliveries!(qb, chunk.iter());
                     qb.build().execute(&mut *$tx).await?;
                 }
             }};
@@ -388,14 +406,13 @@ impl Store {
         // round trips of BEGIN and COMMIT on the publish path.
         if let Store::Postgres(pool) = self
             && !deliveries.is_empty()
-            && deliveries.len() <= 500
+            && events.len() <= 1_000
+            && deliveries.len() <= 5_000
         {
-            let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new(
-                "WITH ev AS (INSERT INTO webhook_events (id, event_type, payload, source, created_at) VALUES (",
-            );
-            qb.push_bind(event_id).push(", ").push_bind(event_type).push(", ").push_bind(payload);
-            qb.push(", ").push_bind(source).push(", ").push_bind(now).push(")) ");
-            push_deliveries!(qb, deliveries);
+            let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new("WITH ev AS (");
+            push_events!(qb, events.iter());
+            qb.push(") ");
+            push_deliveries!(qb, deliveries.iter());
             qb.build().execute(pool).await?;
             return Ok(());
         }
@@ -609,6 +626,22 @@ impl Store {
                 OR (status = 'delivering' AND claimed_until < $1)
              ORDER BY next_attempt_at LIMIT $2")
             .bind(cutoff).bind(limit).fetch_all(pool).await)?;
+        Ok(rows)
+    }
+
+    /// One endpoint's deliveries that are due now, oldest first: (id, next attempt number).
+    /// Parked deliveries are enqueued again from this when their endpoint's line empties.
+    pub async fn due_deliveries_of(
+        &self,
+        endpoint_id: &str,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = on_pool!(self, pool => sqlx::query_as(
+            "SELECT id, attempts + 1 FROM webhook_deliveries
+             WHERE endpoint_id = $1 AND status IN ('pending', 'retrying') AND next_attempt_at <= $2
+             ORDER BY id LIMIT $3")
+            .bind(endpoint_id).bind(now).bind(limit).fetch_all(pool).await)?;
         Ok(rows)
     }
 

@@ -2,6 +2,7 @@
 //! limit) → claim the attempt in the store → sign and send → classify the answer → record
 //! (group commit) → schedule the next attempt as a new delayed task.
 
+mod admission;
 mod claimer;
 mod client;
 mod endpoints;
@@ -9,13 +10,13 @@ mod maintenance;
 mod recorder;
 
 use std::{
-    collections::HashMap,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use apalis::prelude::BoxDynError;
 use chrono::Utc;
+use futures::{FutureExt, StreamExt, future::BoxFuture, stream::FuturesUnordered};
 use switchyard_shared::{
     events::{self, Audience},
     jobs::{DeliverWebhookJob, Job},
@@ -27,10 +28,16 @@ use switchyard_shared::{
     telemetry,
     webhook::{RetrySchedule, next_delay, signature_header},
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 
 pub(crate) use self::maintenance::{cleanup, disable_failing, retry_sweep};
-use self::{claimer::Claimer, endpoints::EndpointCache, recorder::Recorder};
+
+use self::{
+    admission::{Admission, Admitted, From},
+    claimer::Claimer,
+    endpoints::EndpointCache,
+    recorder::Recorder,
+};
 use crate::handlers::Outcome;
 
 /// Response bodies are kept up to this size (lossy UTF-8).
@@ -46,8 +53,11 @@ pub(crate) struct Webhooks {
     recorder: Recorder,
     claimer: Claimer,
     endpoints: EndpointCache,
-    slots: Mutex<HashMap<String, Arc<Semaphore>>>,
-    per_endpoint: usize,
+    admission: Admission,
+    /// Endpoints whose parked deliveries are to be read back (taken by [`unpark`]).
+    parked: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<String>>>,
+    /// Requests in flight from this process, over all endpoints.
+    sending: Arc<Semaphore>,
     limiter: RateLimiter,
     schedule: RetrySchedule,
     throttle_floor: Duration,
@@ -55,36 +65,32 @@ pub(crate) struct Webhooks {
 }
 
 impl Webhooks {
-    pub(crate) fn new(services: &Services) -> Self {
+    /// `stopping`: cancelled when the process shuts down.
+    pub(crate) fn new(services: &Services, stopping: switchyard_shared::CancellationToken) -> Self {
         let config = &services.config.webhooks;
         let guard = Arc::new(NetGuard::new(services.config.webhook_allowlist()));
         let timeout = Duration::from_millis(config.timeout_ms);
+        // A delivery waits in line at most this long, so that it ends within the job timeout.
+        let job_timeout = Duration::from_secs(services.config.worker.job_timeout_secs);
+        let max_wait =
+            job_timeout.saturating_sub(2 * timeout + LEASE_SLACK).max(Duration::from_secs(1));
+        let (admission, parked) =
+            Admission::new(config.endpoint_concurrency, config.endpoint_queue, max_wait, stopping);
         Self {
             client: client::build(Arc::clone(&guard), timeout),
             guard,
             recorder: Recorder::start(services.store.clone()),
             claimer: Claimer::start(services.store.clone(), timeout + LEASE_SLACK),
             endpoints: EndpointCache::new(services.store.clone(), Arc::clone(&services.cipher)),
-            slots: Mutex::new(HashMap::new()),
-            per_endpoint: config.endpoint_concurrency,
+            admission,
+            parked: Mutex::new(Some(parked)),
+            sending: Arc::new(Semaphore::new(services.config.worker.concurrency)),
             limiter: RateLimiter::for_queue(&services.queue),
             schedule: RetrySchedule::parse(&config.retry_schedule)
                 .unwrap_or(RetrySchedule { delays: vec![] }),
             throttle_floor: Duration::from_millis(config.throttle_floor_ms),
             timeout,
         }
-    }
-
-    fn slot(&self, endpoint_id: &str) -> Option<OwnedSemaphorePermit> {
-        let semaphore = {
-            let mut slots = self.slots.lock().expect("endpoint slots lock");
-            Arc::clone(
-                slots
-                    .entry(endpoint_id.to_owned())
-                    .or_insert_with(|| Arc::new(Semaphore::new(self.per_endpoint))),
-            )
-        };
-        semaphore.try_acquire_owned().ok()
     }
 }
 
@@ -200,16 +206,31 @@ async fn call(
     }
 }
 
-/// One attempt of one delivery.
+/// One attempt of one delivery, from its queue message.
 pub(crate) async fn deliver(
     services: &Services,
     hooks: &Webhooks,
     job: DeliverWebhookJob,
 ) -> Result<Outcome, BoxDynError> {
-    let store = &services.store;
-    let now = Utc::now();
+    attempt(services, hooks, job, From::Queue).await
+}
 
-    // Admit: the endpoint must exist and be enabled, and have room.
+async fn attempt(
+    services: &Services,
+    hooks: &Webhooks,
+    job: DeliverWebhookJob,
+    from: From,
+) -> Result<Outcome, BoxDynError> {
+    let store = &services.store;
+
+    // Admit: a slot of this endpoint, in line behind the deliveries that came before.
+    let slot = match hooks.admission.admit(&job.endpoint_id, from).await {
+        Admitted::Go(slot) => slot,
+        Admitted::Parked => return Ok(Outcome::Success),
+        Admitted::Stopping => return defer(services, job, Duration::ZERO, "stopping").await,
+    };
+    let now = Utc::now();
+    // The endpoint must exist and be enabled.
     let Some(endpoint) = hooks.endpoints.get(&job.endpoint_id).await? else {
         store.fail_delivery(&job.delivery_id, "the endpoint was deleted", now).await?;
         return Ok(Outcome::Success);
@@ -222,9 +243,6 @@ pub(crate) async fn deliver(
         store.fail_delivery(&job.delivery_id, &reason, now).await?;
         return Ok(Outcome::Success);
     }
-    let Some(_slot) = hooks.slot(&endpoint.id) else {
-        return defer(services, job, Duration::from_millis(500), "concurrency").await;
-    };
     if let Some(rps) = endpoint.rate_limit_per_second {
         let bucket = format!("webhook:{}", endpoint.id);
         match hooks
@@ -258,7 +276,8 @@ pub(crate) async fn deliver(
         return Ok(Outcome::Success);
     };
 
-    // Sign and send.
+    // Sign and send, within this process' connection budget.
+    let sending = Arc::clone(&hooks.sending).acquire_owned().await?;
     let timestamp = Utc::now().timestamp();
     let mut headers = reqwest::header::HeaderMap::new();
     let signature =
@@ -276,6 +295,8 @@ pub(crate) async fn deliver(
     let started = Instant::now();
     let answer = call(hooks, &endpoint.url, headers, payload).await;
     let elapsed = started.elapsed();
+    // The slots are for requests in flight; recording needs none.
+    drop((sending, slot));
 
     // Classify.
     let attempt = job.attempt;
@@ -359,6 +380,60 @@ async fn defer(
     let wait = switchyard_shared::webhook::jitter(wait.max(Duration::from_millis(50)), 0.5);
     services.queue.push_after(QueueName::Webhooks, Job::DeliverWebhook(job), wait).await?;
     Ok(Outcome::RetryScheduled)
+}
+
+/// Reads parked deliveries back into their endpoint's line when it has emptied: the oldest
+/// due ones, a line's worth at a time, each attempted in a task of its own (not a queue job:
+/// should this process die, their rows are still due and the retry sweep finds them).
+pub(crate) async fn unpark(deps: Arc<crate::handlers::JobDeps>) {
+    let Some(mut endpoints) = deps.webhooks.parked.lock().expect("parked lock").take() else {
+        return;
+    };
+    let line = deps.webhooks.admission.line();
+    while let Some(endpoint_id) = endpoints.recv().await {
+        let due =
+            deps.services.store.due_deliveries_of(&endpoint_id, Utc::now(), line as i64).await;
+        let due = match due {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::warn!(%error, endpoint_id, "parked deliveries not read back; trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                deps.webhooks.admission.unparked(&endpoint_id, false);
+                continue;
+            }
+        };
+        let drained = due.len() < line;
+        // One task drives them all: a `FuturesUnordered` polls new futures in the order they
+        // were pushed, so they take their places in line in publish order (separate tasks
+        // would start in any order). The last future says when all have.
+        let (joined, in_line) = tokio::sync::oneshot::channel::<()>();
+        let runner = Arc::clone(&deps);
+        let endpoint = endpoint_id.clone();
+        tokio::spawn(async move {
+            let deps = &runner;
+            let mut attempts: FuturesUnordered<BoxFuture<'_, ()>> = due
+                .into_iter()
+                .map(|(delivery_id, n)| {
+                    let job = DeliverWebhookJob { delivery_id, endpoint_id: endpoint.clone(), attempt: n };
+                    async move {
+                        if let Err(error) = attempt(&deps.services, &deps.webhooks, job, From::Store).await {
+                            tracing::warn!(%error, "a parked delivery's attempt failed; the retry sweep will");
+                        }
+                    }
+                    .boxed()
+                })
+                .collect();
+            attempts.push(
+                async move {
+                    let _ = joined.send(());
+                }
+                .boxed(),
+            );
+            while attempts.next().await.is_some() {}
+        });
+        let _ = in_line.await;
+        deps.webhooks.admission.unparked(&endpoint_id, drained);
+    }
 }
 
 /// Publishes `webhook.endpoint.disabled` to the endpoints subscribed to it.

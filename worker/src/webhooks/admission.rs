@@ -1,0 +1,266 @@
+//! Fair per-endpoint admission in a worker process. At most `cap` deliveries of an endpoint
+//! send at once; up to `line` more wait for a slot in arrival order (tokio's semaphore is
+//! FIFO), holding a job but no connection. When the line is full the endpoint's lane turns
+//! *parked*: every further delivery of it lets its message go (its row stays due in the
+//! store, costing nothing) until the line has emptied; then the oldest due deliveries are
+//! read back from the store, in publish order, into the line, and the lane leaves parked
+//! mode once the store has no more than a line's worth. Nothing circles through the queue
+//! while it waits, and order is kept: newer deliveries never pass parked ones.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use switchyard_shared::{CancellationToken, telemetry};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+/// One endpoint's slots and line in this process.
+struct Lane {
+    slots: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    /// Deliveries of this endpoint wait in the store: new ones park behind them.
+    parked: AtomicBool,
+    /// A read-back from the store is asked for or running.
+    unparking: AtomicBool,
+}
+
+pub(super) struct Admission {
+    lanes: Mutex<HashMap<String, Arc<Lane>>>,
+    cap: usize,
+    line: usize,
+    max_wait: Duration,
+    /// Endpoints whose parked deliveries should be read back into their line.
+    unpark: mpsc::UnboundedSender<String>,
+    /// Cancelled at shutdown: nobody waits in line through the grace period.
+    stopping: CancellationToken,
+}
+
+/// The right to send to an endpoint; gives the slot back (and reads parked work back when
+/// the line has emptied) on drop.
+pub(super) struct Slot {
+    _permit: OwnedSemaphorePermit,
+    lane: Arc<Lane>,
+    endpoint_id: String,
+    unpark: mpsc::UnboundedSender<String>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // The permit goes back after this body; the next in line (if any) gets it.
+        maybe_unpark(&self.lane, &self.endpoint_id, &self.unpark);
+    }
+}
+
+/// Asks for parked deliveries to be read back once the line is empty.
+fn maybe_unpark(lane: &Lane, endpoint_id: &str, unpark: &mpsc::UnboundedSender<String>) {
+    if lane.parked.load(Ordering::Acquire)
+        && lane.waiting.load(Ordering::Acquire) == 0
+        && !lane.unparking.swap(true, Ordering::AcqRel)
+    {
+        let _ = unpark.send(endpoint_id.to_owned());
+    }
+}
+
+pub(super) enum Admitted {
+    Go(Slot),
+    /// Parked: the message is let go, the row stays due and is read back in its turn.
+    Parked,
+    /// The process is stopping: put the message back for another worker.
+    Stopping,
+}
+
+/// Where a delivery comes from: its queue message, or a read-back of parked ones (which
+/// take their place in line however the lane stands).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum From {
+    Queue,
+    Store,
+}
+
+impl Admission {
+    /// `max_wait` keeps a waiting delivery well inside the job timeout.
+    pub(super) fn new(
+        cap: usize,
+        line: usize,
+        max_wait: Duration,
+        stopping: CancellationToken,
+    ) -> (Self, mpsc::UnboundedReceiver<String>) {
+        let (unpark, parked) = mpsc::unbounded_channel();
+        let lanes = Mutex::new(HashMap::new());
+        (Self { lanes, cap, line, max_wait, unpark, stopping }, parked)
+    }
+
+    /// How many deliveries a read-back takes from the store.
+    pub(super) fn line(&self) -> usize {
+        self.line
+    }
+
+    fn lane(&self, endpoint_id: &str) -> Arc<Lane> {
+        let mut lanes = self.lanes.lock().expect("admission lanes lock");
+        Arc::clone(lanes.entry(endpoint_id.to_owned()).or_insert_with(|| {
+            Arc::new(Lane {
+                slots: Arc::new(Semaphore::new(self.cap)),
+                waiting: AtomicUsize::new(0),
+                parked: AtomicBool::new(false),
+                unparking: AtomicBool::new(false),
+            })
+        }))
+    }
+
+    /// A read-back of `endpoint_id` is done: `drained` when the store had no more than a
+    /// line's worth (the lane leaves parked mode).
+    pub(super) fn unparked(&self, endpoint_id: &str, drained: bool) {
+        let lane = self.lane(endpoint_id);
+        if drained {
+            lane.parked.store(false, Ordering::Release);
+        }
+        lane.unparking.store(false, Ordering::Release);
+        maybe_unpark(&lane, endpoint_id, &self.unpark);
+    }
+
+    /// Waits in line for a slot of `endpoint_id`, or parks. The decision to queue is made
+    /// before the first await, so deliveries line up in the order their jobs started.
+    pub(super) async fn admit(&self, endpoint_id: &str, from: From) -> Admitted {
+        let lane = self.lane(endpoint_id);
+        if from == From::Queue && lane.parked.load(Ordering::Acquire) {
+            return self.park(&lane, endpoint_id);
+        }
+        let slot = |permit| Slot {
+            _permit: permit,
+            lane: Arc::clone(&lane),
+            endpoint_id: endpoint_id.to_owned(),
+            unpark: self.unpark.clone(),
+        };
+        // Nobody in line and a slot free: go at once (the common case).
+        if lane.waiting.load(Ordering::Acquire) == 0
+            && let Ok(permit) = Arc::clone(&lane.slots).try_acquire_owned()
+        {
+            return Admitted::Go(slot(permit));
+        }
+        if lane.waiting.fetch_add(1, Ordering::AcqRel) >= self.line && from == From::Queue {
+            lane.waiting.fetch_sub(1, Ordering::AcqRel);
+            return self.park(&lane, endpoint_id);
+        }
+        metrics::gauge!(telemetry::WEBHOOK_WAITING).increment(1.0);
+        let waited = tokio::select! {
+            waited = tokio::time::timeout(self.max_wait, Arc::clone(&lane.slots).acquire_owned()) => Some(waited),
+            () = self.stopping.cancelled() => None,
+        };
+        lane.waiting.fetch_sub(1, Ordering::AcqRel);
+        metrics::gauge!(telemetry::WEBHOOK_WAITING).decrement(1.0);
+        match waited {
+            Some(Ok(Ok(permit))) => Admitted::Go(slot(permit)),
+            Some(_) => self.park(&lane, endpoint_id),
+            None => Admitted::Stopping,
+        }
+    }
+
+    fn park(&self, lane: &Lane, endpoint_id: &str) -> Admitted {
+        lane.parked.store(true, Ordering::Release);
+        metrics::counter!(telemetry::WEBHOOK_DEFERRED, "reason" => "parked").increment(1);
+        // Nothing in line to empty it (say the wait ran out): read back now.
+        maybe_unpark(lane, endpoint_id, &self.unpark);
+        Admitted::Parked
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admission(cap: usize, line: usize) -> (Arc<Admission>, mpsc::UnboundedReceiver<String>) {
+        let (a, rx) = Admission::new(cap, line, Duration::from_secs(5), CancellationToken::new());
+        (Arc::new(a), rx)
+    }
+
+    #[tokio::test]
+    async fn waiters_get_slots_in_arrival_order() {
+        let (a, _rx) = admission(1, 10);
+        let Admitted::Go(first) = a.admit("ep", From::Queue).await else {
+            panic!("first should go")
+        };
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for i in 0..5 {
+            let (mine, order) = (Arc::clone(&a), Arc::clone(&order));
+            tasks.push(tokio::spawn(async move {
+                let Admitted::Go(slot) = mine.admit("ep", From::Queue).await else {
+                    panic!("should wait")
+                };
+                order.lock().unwrap().push(i);
+                drop(slot);
+            }));
+            // Each waiter is in line before the next one starts.
+            while a.lane("ep").waiting.load(Ordering::Acquire) < i + 1 {
+                tokio::task::yield_now().await;
+            }
+        }
+        drop(first);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3, 4]);
+    }
+
+    #[tokio::test]
+    async fn over_the_line_parks_and_the_empty_line_unparks() {
+        let (a, mut rx) = admission(1, 1);
+        let Admitted::Go(first) = a.admit("ep", From::Queue).await else {
+            panic!("first should go")
+        };
+        let waiter = {
+            let a = Arc::clone(&a);
+            tokio::spawn(async move { matches!(a.admit("ep", From::Queue).await, Admitted::Go(_)) })
+        };
+        while a.lane("ep").waiting.load(Ordering::Acquire) < 1 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            matches!(a.admit("ep", From::Queue).await, Admitted::Parked),
+            "third is over the line"
+        );
+        // Another endpoint is not held up.
+        assert!(matches!(a.admit("other", From::Queue).await, Admitted::Go(_)));
+        assert!(rx.try_recv().is_err(), "nothing to unpark while the line is busy");
+        drop(first);
+        assert!(waiter.await.unwrap(), "the waiter got the slot");
+        assert_eq!(rx.recv().await.as_deref(), Some("ep"), "the parked one is read back");
+        // Until the read-back has drained the store, new deliveries park behind it...
+        assert!(matches!(a.admit("ep", From::Queue).await, Admitted::Parked));
+        // ...while those read back take their place in line.
+        assert!(matches!(a.admit("ep", From::Store).await, Admitted::Go(_)));
+        a.unparked("ep", true);
+        assert!(matches!(a.admit("ep", From::Queue).await, Admitted::Go(_)));
+    }
+
+    #[tokio::test]
+    async fn a_wait_past_the_limit_parks() {
+        let (a, _rx) = Admission::new(1, 5, Duration::from_millis(20), CancellationToken::new());
+        let _held = a.admit("ep", From::Queue).await;
+        assert!(matches!(a.admit("ep", From::Queue).await, Admitted::Parked));
+    }
+
+    #[tokio::test]
+    async fn waiters_leave_the_line_at_shutdown() {
+        let stopping = CancellationToken::new();
+        let (a, _rx) = Admission::new(1, 5, Duration::from_secs(60), stopping.clone());
+        let _held = a.admit("ep", From::Queue).await;
+        let a = Arc::new(a);
+        let waiter = {
+            let a = Arc::clone(&a);
+            tokio::spawn(
+                async move { matches!(a.admit("ep", From::Queue).await, Admitted::Stopping) },
+            )
+        };
+        while a.lane("ep").waiting.load(Ordering::Acquire) < 1 {
+            tokio::task::yield_now().await;
+        }
+        stopping.cancel();
+        assert!(waiter.await.unwrap());
+    }
+}
