@@ -9,6 +9,8 @@
 //! transaction (a batch is all-or-nothing); if a shared write fails, each request is
 //! written again on its own, so one request's failure is not another's.
 
+use std::sync::Arc;
+
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
@@ -21,7 +23,9 @@ use crate::{
 };
 
 /// Events written together at most (requests keep their events together beyond it).
-const MAX_GROUP_EVENTS: usize = 1_000;
+const MAX_GROUP_EVENTS: usize = 500;
+/// Group writes in flight at once: one group is gathered while another is written.
+const WRITERS: usize = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -121,13 +125,17 @@ impl Publisher {
         let max_attempts =
             RetrySchedule::parse(retry_schedule).map(|s| s.max_attempts()).unwrap_or(1);
         let (tx, rx) = mpsc::channel(4_096);
-        let writer = Writer {
-            store,
-            queue,
-            max_attempts: i64::from(max_attempts),
-            ids: ulid::Generator::new(),
-        };
-        tokio::spawn(writer.run(rx));
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let ids = Arc::new(std::sync::Mutex::new(ulid::Generator::new()));
+        for _ in 0..WRITERS {
+            let writer = Writer {
+                store: store.clone(),
+                queue: queue.clone(),
+                max_attempts: i64::from(max_attempts),
+                ids: Arc::clone(&ids),
+            };
+            tokio::spawn(writer.run(Arc::clone(&rx)));
+        }
         Self { tx }
     }
 
@@ -148,7 +156,7 @@ struct Writer {
     queue: Queue,
     max_attempts: i64,
     /// Monotonic ids: deliveries sort in the order they were published.
-    ids: ulid::Generator,
+    ids: Arc<std::sync::Mutex<ulid::Generator>>,
 }
 
 /// One event as written: ids chosen, audience resolved.
@@ -158,20 +166,27 @@ struct Planned {
 }
 
 impl Writer {
-    async fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+    /// Takes what is waiting (a group), writes it, and again; the receiver is held only
+    /// while a group is taken, so another writer can gather the next one meanwhile.
+    async fn run(mut self, rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Request>>>) {
         let mut group: Vec<Request> = Vec::new();
-        while let Some(first) = rx.recv().await {
-            let mut events = first.events.len();
-            group.push(first);
-            while events < MAX_GROUP_EVENTS {
-                match rx.try_recv() {
-                    Ok(next) => {
-                        events += next.events.len();
-                        group.push(next);
+        loop {
+            let events = {
+                let mut rx = rx.lock().await;
+                let Some(first) = rx.recv().await else { return };
+                let mut events = first.events.len();
+                group.push(first);
+                while events < MAX_GROUP_EVENTS {
+                    match rx.try_recv() {
+                        Ok(next) => {
+                            events += next.events.len();
+                            group.push(next);
+                        }
+                        Err(_) => break,
                     }
-                    Err(_) => break,
                 }
-            }
+                events
+            };
             metrics::histogram!(telemetry::WEBHOOK_PUBLISH_BATCH).record(events as f64);
             if group.len() == 1 {
                 let request = group.remove(0);
@@ -201,7 +216,8 @@ impl Writer {
     }
 
     fn id(&mut self, prefix: &str) -> String {
-        let id = self.ids.generate().unwrap_or_else(|_| ulid::Ulid::generate());
+        let mut ids = self.ids.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let id = ids.generate().unwrap_or_else(|_| ulid::Ulid::generate());
         format!("{prefix}_{id}")
     }
 

@@ -36,6 +36,7 @@ pub struct WebhookBench {
     #[arg(long, default_value_t = 1)]
     batch: usize,
     /// Worker processes (with --fleet; embedded runs everything in one `dev` process).
+    /// 0: no workers, publishing alone is measured.
     #[arg(long, default_value_t = 2)]
     workers: usize,
     /// Jobs at once per worker (`SWITCHYARD_WORKER_CONCURRENCY`).
@@ -44,6 +45,12 @@ pub struct WebhookBench {
     /// Requests in flight per endpoint per worker (`SWITCHYARD_WEBHOOK_ENDPOINT_CONCURRENCY`).
     #[arg(long, default_value_t = 8)]
     endpoint_concurrency: usize,
+    /// Also subscribe this many misbehaving endpoints to the same events, on the built-in
+    /// receiver, cycling through: one that never answers, one that answers after 14 s, one
+    /// that closes the connection mid-answer, one that streams an endless body. Only the
+    /// healthy endpoints' deliveries are counted and timed.
+    #[arg(long, default_value_t = 0)]
+    misbehaving: usize,
     /// Deliver to this receiver instead of the built-in one (latency is then the
     /// receiver's to measure: each event's `data.sent_us` is when it was sent, in unix µs).
     #[arg(long)]
@@ -71,9 +78,43 @@ fn unix_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
+/// The misbehaving kinds, by path prefix.
+const MISBEHAVING: [&str; 4] = ["/hang", "/slow", "/close", "/endless"];
+
+async fn misbehave(path: &str) -> Response {
+    use futures::StreamExt;
+    if path.starts_with("/hang") {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    } else if path.starts_with("/slow") {
+        tokio::time::sleep(Duration::from_secs(14)).await;
+    } else if path.starts_with("/close") {
+        let chunks = futures::stream::iter([
+            Ok(bytes_of("partial answer")),
+            Err(std::io::Error::other("closed mid-answer")),
+        ]);
+        return Response::builder().body(poem::Body::from_bytes_stream(chunks));
+    } else {
+        let endless =
+            futures::stream::repeat_with(|| Ok::<_, std::io::Error>(bytes_of(&"x".repeat(8192))))
+                .then(|chunk| async move {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    chunk
+                });
+        return Response::builder().body(poem::Body::from_bytes_stream(endless));
+    }
+    Response::builder().body("late")
+}
+
+fn bytes_of(s: &str) -> Vec<u8> {
+    s.as_bytes().to_vec()
+}
+
 impl Endpoint for Sink {
     type Output = Response;
     async fn call(&self, mut req: Request) -> poem::Result<Response> {
+        if MISBEHAVING.iter().any(|p| req.uri().path().starts_with(p)) {
+            return Ok(misbehave(req.uri().path()).await);
+        }
         let body = req.take_body().into_vec().await.unwrap_or_default();
         let now = unix_us();
         let id =
@@ -202,7 +243,23 @@ async fn run_inner(
         let body: serde_json::Value = resp.json().await?;
         endpoint_ids.push(body["id"].as_str().unwrap_or_default().to_owned());
     }
+    for i in 0..opts.misbehaving {
+        if opts.sink.is_some() {
+            bail!("--misbehaving needs the built-in receiver");
+        }
+        let path = MISBEHAVING[i % MISBEHAVING.len()];
+        let resp = http
+            .post(stack.url("/api/v1/webhooks"))
+            .header("authorization", &auth)
+            .json(&serde_json::json!({"url": format!("{sink_url}{path}{i}"), "event_types": ["bench.tick"]}))
+            .send()
+            .await?;
+        if resp.status() != 201 {
+            bail!("creating an endpoint: {} {}", resp.status(), resp.text().await?);
+        }
+    }
 
+    let publish_only = procs.delivering.is_empty();
     // Warm up: every worker delivers at least one event before the clock starts.
     let warm_deadline = Instant::now() + Duration::from_secs(60);
     let mut warmups = 0usize;
@@ -231,7 +288,16 @@ async fn run_inner(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    if opts.sink.is_none() {
+    if publish_only {
+        // The API's own warm-up: its connections open, its key cached.
+        publish(
+            &http,
+            stack,
+            &auth,
+            vec![serde_json::json!({"type": "bench.warmup", "data": {}}); 20],
+        )
+        .await?;
+    } else if opts.sink.is_none() {
         let want = warmups * opts.endpoints;
         wait_until("the warm-up deliveries", Duration::from_secs(60), || {
             arrivals.lock().expect("arrivals lock").warmups >= want
@@ -294,6 +360,21 @@ async fn run_inner(
     // Wait for every delivery.
     let expected = opts.events * opts.endpoints;
     let wait = Duration::from_secs(opts.wait_secs);
+    if publish_only {
+        println!("switchyard publish benchmark ({}), no workers", opts.stack.label());
+        println!(
+            "  publish:     {:>9.0} requests/s = {:.0} events/s ({} publishers, {} a request); request p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; api CPU {:.3} ms per event",
+            requests as f64 / publish_secs,
+            opts.events as f64 / publish_secs,
+            opts.publishers,
+            opts.batch,
+            percentile(&sorted(&publish_ms), 0.5),
+            percentile(&sorted(&publish_ms), 0.99),
+            sorted(&publish_ms).last().copied().unwrap_or(0.0),
+            (proc_usage(procs.api.pid()).1 - api_cpu_before) * 1000.0 / opts.events as f64,
+        );
+        return Ok(());
+    }
     if opts.sink.is_none() {
         wait_until("every delivery", wait, || {
             arrivals.lock().expect("arrivals lock").ids.len() >= expected
@@ -319,8 +400,7 @@ async fn run_inner(
     let span = started.elapsed().as_secs_f64();
     let worker_cpu = procs.worker_cpu() - cpu_before;
     let api_cpu = proc_usage(procs.api.pid()).1 - api_cpu_before;
-    let mut pub_ms = publish_ms.lock().expect("publish latencies").clone();
-    pub_ms.sort_by(f64::total_cmp);
+    let pub_ms = sorted(&publish_ms);
 
     println!("switchyard webhook benchmark ({})", opts.stack.label());
     println!(
@@ -333,6 +413,12 @@ async fn run_inner(
         if opts.rate > 0 { format!(" paced at {}/s", opts.rate) } else { " as a burst".into() },
         if opts.batch > 1 { format!(", {} a batch", opts.batch) } else { String::new() },
     );
+    if opts.misbehaving > 0 {
+        println!(
+            "  + {} misbehaving endpoint(s) on the same events (not counted)",
+            opts.misbehaving
+        );
+    }
     println!(
         "  publish:     {:>9.0} requests/s = {:.0} events/s ({} publishers); request p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         requests as f64 / publish_secs,
@@ -386,6 +472,12 @@ async fn run_inner(
             .join(", ")
     );
     Ok(())
+}
+
+fn sorted(values: &Mutex<Vec<f64>>) -> Vec<f64> {
+    let mut v = values.lock().expect("publish latencies").clone();
+    v.sort_by(f64::total_cmp);
+    v
 }
 
 async fn publish(

@@ -227,13 +227,17 @@ pub async fn run(
         orphan_window_secs = (opts.tuning.heartbeat * opts.tuning.missed_heartbeats as u32).as_secs(),
         "workers starting"
     );
-    let result = monitor
-        .run_with_signal(async move {
-            shutdown.cancelled().await;
-            tracing::info!("shutdown: no new jobs; waiting for in-flight ones");
-            Ok(())
-        })
-        .await;
+    // On the runtime's workers, not in the caller's `block_on` (the main thread): there
+    // every I/O readiness and timer would be a cross-thread wake-up of a parked thread.
+    let running = tokio::spawn(monitor.run_with_signal(async move {
+        shutdown.cancelled().await;
+        tracing::info!("shutdown: no new jobs; waiting for in-flight ones");
+        Ok(())
+    }));
+    let result = match running.await {
+        Ok(result) => result.map_err(|e| WorkerError::Monitor(e.to_string())),
+        Err(join) => Err(WorkerError::Monitor(join.to_string())),
+    };
     sampler.abort();
     background.cancel();
     if let Some(u) = unparker {
@@ -243,5 +247,5 @@ pub async fn run(
         p.abort();
     }
     tracing::info!("workers stopped");
-    result.map_err(|e| WorkerError::Monitor(e.to_string()))
+    result
 }
