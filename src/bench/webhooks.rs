@@ -136,6 +136,17 @@ impl Endpoint for Sink {
     }
 }
 
+/// Starts a built-in receiver; its base URL.
+async fn serve_sink(arrivals: &Arc<Mutex<Arrivals>>) -> anyhow::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr: SocketAddr = listener.local_addr()?;
+    let sink = Sink(Arc::clone(arrivals));
+    tokio::spawn(async move {
+        Server::new_with_acceptor(TcpAcceptor::from_tokio(listener)?).run(sink).await
+    });
+    Ok(format!("http://{addr}"))
+}
+
 pub async fn run(opts: WebhookBench) -> anyhow::Result<()> {
     if opts.batch == 0 || opts.batch > 100 {
         bail!("--batch is 1 to 100 events a request");
@@ -143,16 +154,11 @@ pub async fn run(opts: WebhookBench) -> anyhow::Result<()> {
     let arrivals = Arc::new(Mutex::new(Arrivals::default()));
     let sink_url = match &opts.sink {
         Some(url) => url.trim_end_matches('/').to_owned(),
-        None => {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            let addr: SocketAddr = listener.local_addr()?;
-            let sink = Sink(Arc::clone(&arrivals));
-            tokio::spawn(async move {
-                Server::new_with_acceptor(TcpAcceptor::from_tokio(listener)?).run(sink).await
-            });
-            format!("http://{addr}")
-        }
+        None => serve_sink(&arrivals).await?,
     };
+    // Misbehaving endpoints get a server of their own, as another host would be: they do
+    // not share connections with the healthy ones.
+    let bad_url = serve_sink(&arrivals).await?;
     let stack = Stack::new(
         &opts.stack,
         &[
@@ -163,7 +169,7 @@ pub async fn run(opts: WebhookBench) -> anyhow::Result<()> {
         ],
     )
     .await?;
-    let result = run_inner(&opts, &stack, &sink_url, &arrivals).await;
+    let result = run_inner(&opts, &stack, (&sink_url, &bad_url), &arrivals).await;
     stack.finish(result).await
 }
 
@@ -222,7 +228,7 @@ async fn delivered_by(http: &reqwest::Client, metrics_url: &str) -> f64 {
 async fn run_inner(
     opts: &WebhookBench,
     stack: &Stack,
-    sink_url: &str,
+    (sink_url, bad_url): (&str, &str),
     arrivals: &Arc<Mutex<Arrivals>>,
 ) -> anyhow::Result<()> {
     let procs = start(opts, stack).await?;
@@ -251,7 +257,7 @@ async fn run_inner(
         let resp = http
             .post(stack.url("/api/v1/webhooks"))
             .header("authorization", &auth)
-            .json(&serde_json::json!({"url": format!("{sink_url}{path}{i}"), "event_types": ["bench.tick"]}))
+            .json(&serde_json::json!({"url": format!("{bad_url}{path}{i}"), "event_types": ["bench.tick"]}))
             .send()
             .await?;
         if resp.status() != 201 {

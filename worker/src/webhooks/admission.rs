@@ -21,7 +21,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 /// One endpoint's slots and line in this process.
 struct Lane {
+    /// Turns, taken in line order: at most `cap` deliveries are between the line and the
+    /// end of their request (claiming, or waiting for a request slot).
     slots: Arc<Semaphore>,
+    /// Requests in flight to the endpoint: at most `cap`. A delivery takes one after its
+    /// claim, so claiming the next ones overlaps with the requests of the previous ones.
+    requests: Arc<Semaphore>,
     waiting: AtomicUsize,
     /// Deliveries of this endpoint wait in the store: new ones park behind them.
     parked: AtomicBool,
@@ -40,13 +45,28 @@ pub(super) struct Admission {
     stopping: CancellationToken,
 }
 
-/// The right to send to an endpoint; gives the slot back (and reads parked work back when
-/// the line has emptied) on drop.
+/// A delivery's turn at an endpoint: first to claim its attempt, then (after
+/// [`Slot::request`]) to send; gives the turn back (and reads parked work back when the line
+/// has emptied) on drop.
 pub(super) struct Slot {
-    _permit: OwnedSemaphorePermit,
+    turn: Option<OwnedSemaphorePermit>,
+    request: Option<OwnedSemaphorePermit>,
     lane: Arc<Lane>,
     endpoint_id: String,
     unpark: mpsc::UnboundedSender<String>,
+}
+
+impl Slot {
+    /// Waits for one of the endpoint's request slots (FIFO), then lets the next delivery in
+    /// line start its claim.
+    pub(super) async fn request(&mut self) {
+        if self.request.is_none()
+            && let Ok(permit) = Arc::clone(&self.lane.requests).acquire_owned().await
+        {
+            self.request = Some(permit);
+        }
+        self.turn = None;
+    }
 }
 
 impl Drop for Slot {
@@ -105,6 +125,7 @@ impl Admission {
         Arc::clone(lanes.entry(endpoint_id.to_owned()).or_insert_with(|| {
             Arc::new(Lane {
                 slots: Arc::new(Semaphore::new(self.cap)),
+                requests: Arc::new(Semaphore::new(self.cap)),
                 waiting: AtomicUsize::new(0),
                 parked: AtomicBool::new(false),
                 unparking: AtomicBool::new(false),
@@ -131,7 +152,8 @@ impl Admission {
             return self.park(&lane, endpoint_id);
         }
         let slot = |permit| Slot {
-            _permit: permit,
+            turn: Some(permit),
+            request: None,
             lane: Arc::clone(&lane),
             endpoint_id: endpoint_id.to_owned(),
             unpark: self.unpark.clone(),
