@@ -24,6 +24,8 @@ use crate::{
 
 /// Events written together at most (requests keep their events together beyond it).
 const MAX_GROUP_EVENTS: usize = 500;
+/// How long a group waits for its queue push before answering anyway.
+const PUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// Group writes in flight at once: one group is gathered while another is written.
 const WRITERS: usize = 2;
 
@@ -282,9 +284,16 @@ impl Writer {
                 })
             })
             .collect();
-        if let Err(error) = self.queue.push_many(QueueName::Webhooks, jobs).await {
-            // The rows are written: the retry sweep will enqueue them.
-            tracing::warn!(%error, "deliveries written but not enqueued; the sweep will");
+        // The rows are written: a push that fails, or takes longer than a moment (the queue
+        // is down and the push retrying), is left to the retry sweep rather than holding up
+        // every publish waiting behind this group.
+        match tokio::time::timeout(PUSH_WAIT, self.queue.push_many(QueueName::Webhooks, jobs)).await
+        {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "deliveries written but not enqueued; the sweep will");
+            }
+            Err(_) => tracing::warn!("deliveries written, enqueueing is slow; the sweep will"),
         }
         for event in requests.iter().flat_map(|r| &r.events) {
             let source = if event.source.as_deref() == Some("system") { "system" } else { "api" };
