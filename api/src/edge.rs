@@ -139,7 +139,11 @@ pub async fn edge<E: Endpoint>(
     req.extensions_mut().insert(RequestId(id.clone()));
 
     async move {
-        let mut resp = match limit_body(&mut req, body_limit).await {
+        let checked = match limit_body(&mut req, body_limit).await {
+            Ok(()) => refuse_nul(&mut req).await,
+            Err(resp) => Err(resp),
+        };
+        let mut resp = match checked {
             Err(resp) => resp,
             Ok(()) => match next.call(req).await {
                 Ok(out) => out.into_response(),
@@ -168,6 +172,78 @@ pub async fn edge<E: Endpoint>(
     }
     .instrument(span)
     .await
+}
+
+/// A NUL character cannot be stored by PostgreSQL in text (SQLite would keep it), so it is
+/// refused here, the same on both backends: in the path (no id holds one) with 404, in a
+/// query parameter or a JSON body's string with 422 naming the field.
+async fn refuse_nul(req: &mut Request) -> Result<(), Response> {
+    const NUL_IN_URI: &str = "%00";
+    let nul_field = |field: String| {
+        let mut p = Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation",
+            format!("{field}: must not contain a NUL character"),
+        );
+        p.errors = vec![crate::problem::FieldError {
+            field,
+            message: "must not contain a NUL character".into(),
+        }];
+        problem_response(&p)
+    };
+    if req.uri().path().contains(NUL_IN_URI) {
+        return Err(problem_response(&Problem::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "no such resource",
+        )));
+    }
+    if let Some(query) = req.uri().query()
+        && query.contains(NUL_IN_URI)
+    {
+        let field = query
+            .split('&')
+            .find(|pair| pair.contains(NUL_IN_URI))
+            .map(|pair| pair.split('=').next().unwrap_or(pair).replace(NUL_IN_URI, ""))
+            .unwrap_or_default();
+        return Err(nul_field(field));
+    }
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !is_json {
+        return Ok(());
+    }
+    let bytes = req.take_body().into_bytes().await.unwrap_or_default();
+    // JSON can only carry a NUL escaped; look further only when the escape is there.
+    let found = bytes
+        .windows(6)
+        .any(|w| w == b"\\u0000")
+        .then(|| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .flatten()
+        .and_then(|v| nul_path(&v, String::new()));
+    req.set_body(Body::from_bytes(bytes));
+    match found {
+        Some(field) => Err(nul_field(field)),
+        None => Ok(()),
+    }
+}
+
+/// Where the first string (or key) holding a NUL is, as `a.b[2].c`.
+fn nul_path(value: &serde_json::Value, at: String) -> Option<String> {
+    let join = |key: &str| if at.is_empty() { key.to_owned() } else { format!("{at}.{key}") };
+    match value {
+        serde_json::Value::String(s) if s.contains('\0') => Some(at),
+        serde_json::Value::Array(items) => {
+            items.iter().enumerate().find_map(|(i, v)| nul_path(v, format!("{at}[{i}]")))
+        }
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') { Some(join(&k.replace('\0', ""))) } else { nul_path(v, join(k)) }
+        }),
+        _ => None,
+    }
 }
 
 /// Refuses bodies over `limit` with 413: at once when Content-Length says so, else by

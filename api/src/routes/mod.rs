@@ -43,14 +43,18 @@ pub(crate) struct Page<T: ParseFromJSON + ToJSON> {
 pub(crate) const MAX_PAGE_SIZE: i64 = 500;
 
 /// Validates `page`/`page_size` and returns (page, page_size, offset).
+/// The last page a list answers: bounds the offset (page × size stays far from overflow on
+/// either backend; PostgreSQL refuses a negative OFFSET, SQLite would wrap).
+pub(crate) const MAX_PAGE: i64 = 1_000_000;
+
 pub(crate) fn page_bounds(
     page: Option<i64>,
     size: Option<i64>,
 ) -> Result<(i64, i64, i64), ApiError> {
     let page = page.unwrap_or(1);
     let size = size.unwrap_or(50);
-    if page < 1 {
-        return Err(ApiError::field("page", "must be 1 or more"));
+    if !(1..=MAX_PAGE).contains(&page) {
+        return Err(ApiError::field("page", format!("must be between 1 and {MAX_PAGE}")));
     }
     if !(1..=MAX_PAGE_SIZE).contains(&size) {
         return Err(ApiError::field("page_size", "must be between 1 and 500"));

@@ -1,0 +1,87 @@
+//! Bad input gets a clear 4xx, the same on both backends: NUL characters (PostgreSQL cannot
+//! store them in text) in JSON strings, query parameters and path ids; pages past the end of
+//! what an offset can address.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::{TestApp, TestEnv};
+
+async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
+    let resp = app.http.post(app.url(path)).json(&body).send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn fields(problem: &Value) -> Vec<&str> {
+    problem["errors"]
+        .as_array()
+        .map(|e| e.iter().filter_map(|e| e["field"].as_str()).collect())
+        .unwrap_or_default()
+}
+
+async fn nul_characters_are_refused(env: TestEnv) {
+    let app = env.start_api_only().await;
+
+    let (status, problem) = post(
+        &app,
+        "/api/v1/webhooks",
+        json!({"url": "https://example.com/hook", "event_types": ["a.b"], "description": "a\u{0}b"}),
+    )
+    .await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(fields(&problem), ["description"]);
+
+    let (status, problem) =
+        post(&app, "/api/v1/api-keys", json!({"name": "x\u{0}", "scopes": ["webhooks:read"]}))
+            .await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(fields(&problem), ["name"]);
+
+    let (status, problem) = post(
+        &app,
+        "/api/v1/events/batch",
+        json!({"events": [{"type": "a.b", "data": {}}, {"type": "a.b", "data": {"k": ["ok", "\u{0}"]}}]}),
+    )
+    .await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(fields(&problem), ["events[1].data.k[1]"]);
+
+    let (status, problem) = app.get_json("/api/v1/pidms/keys?product=%00").await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(fields(&problem), ["product"]);
+
+    for path in ["/api/v1/webhooks/%00", "/api/v1/deliveries/%00", "/api/v1/jobs/a%00b"] {
+        let (status, problem) = app.get_json(path).await;
+        assert_eq!(status, 404, "{path}: {problem}");
+    }
+
+    // A backslash followed by "u0000" is text, not a NUL: accepted.
+    let (status, body) = post(
+        &app,
+        "/api/v1/webhooks",
+        json!({"url": "https://example.com/hook", "event_types": ["a.b"], "description": "\\u0000"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["description"], "\\u0000");
+    app.stop().await;
+}
+both_backends!(nul_characters_are_refused);
+
+async fn pages_past_the_last_are_refused(env: TestEnv) {
+    let app = env.start_api_only().await;
+    for query in
+        ["page=9223372036854775807", "page=4611686018427387905&page_size=2", "page=1000001"]
+    {
+        let (status, problem) = app.get_json(&format!("/api/v1/webhooks?{query}")).await;
+        assert_eq!(status, 422, "{query}: {problem}");
+        assert_eq!(fields(&problem), ["page"], "{query}");
+    }
+    let (status, page) = app.get_json("/api/v1/webhooks?page=1000000&page_size=500").await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(0));
+    assert_eq!(page["page"], 1_000_000);
+    app.stop().await;
+}
+both_backends!(pages_past_the_last_are_refused);
