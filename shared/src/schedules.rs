@@ -96,15 +96,57 @@ pub fn is_off(expr: &str) -> bool {
     matches!(expr.trim(), "" | "off" | "disabled" | "none")
 }
 
-/// Parses a cron expression of 5 fields (minute first, as crontab) or 6–7 fields
-/// (seconds first, as the `cron` crate).
+/// Parses a cron expression of 5 fields (minute first, with crontab's weekdays: 0 and 7 are
+/// Sunday, 1–5 Monday to Friday, names allowed) or 6–7 fields (seconds first, as the `cron`
+/// crate reads them, where Sunday is 1).
 pub fn parse_cron(expr: &str) -> Result<cron::Schedule, cron::error::Error> {
     let expr = expr.trim();
-    if expr.split_whitespace().count() == 5 {
-        cron::Schedule::from_str(&format!("0 {expr}"))
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    if let [minute, hour, dom, month, dow] = fields[..] {
+        let dow = crontab_weekdays(dow).unwrap_or_else(|| dow.to_owned());
+        cron::Schedule::from_str(&format!("0 {minute} {hour} {dom} {month} {dow}"))
     } else {
         cron::Schedule::from_str(expr)
     }
+}
+
+/// A crontab day-of-week field in the `cron` crate's numbering (Sunday = 1 … Saturday = 7),
+/// as an explicit list; `None` when it is not crontab syntax (left for the crate to judge).
+fn crontab_weekdays(field: &str) -> Option<String> {
+    const NAMES: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+    let day = |s: &str| -> Option<u32> {
+        let lower = s.to_ascii_lowercase();
+        match NAMES.iter().position(|n| *n == lower) {
+            Some(i) => Some(i as u32),
+            None => s.parse::<u32>().ok().filter(|d| *d <= 7),
+        }
+    };
+    if field == "*" || field == "?" {
+        return Some(field.to_owned());
+    }
+    let mut days = [false; 7];
+    for item in field.split(',') {
+        let (range, step) = match item.split_once('/') {
+            Some((r, s)) => (r, s.parse::<u32>().ok().filter(|s| *s > 0)?),
+            None => (item, 1),
+        };
+        let (from, to) = match range {
+            "*" | "?" => (0, 6),
+            r => match r.split_once('-') {
+                Some((a, b)) => (day(a)?, day(b)?),
+                None if step > 1 => (day(r)?, 6),
+                None => (day(r)?, day(r)?),
+            },
+        };
+        if from > to {
+            return None;
+        }
+        for d in (from..=to).step_by(step as usize) {
+            days[(d % 7) as usize] = true;
+        }
+    }
+    let list: Vec<String> = (0..7).filter(|d| days[*d]).map(|d| (d + 1).to_string()).collect();
+    (!list.is_empty()).then(|| list.join(","))
 }
 
 #[cfg(test)]
@@ -119,6 +161,34 @@ mod tests {
         }
         assert_eq!(ScheduleName::QueueVacuum.env_var(), "SWITCHYARD_SCHEDULE_QUEUE_VACUUM");
         assert!("nope".parse::<ScheduleName>().unwrap_err().contains("queue-vacuum"));
+    }
+
+    /// The next run after `at` (RFC 3339), as `Mon 09:00`.
+    fn next(expr: &str, at: &str) -> String {
+        let at = chrono::DateTime::parse_from_rfc3339(at).unwrap().with_timezone(&chrono::Utc);
+        parse_cron(expr).unwrap().after(&at).next().unwrap().format("%a %H:%M").to_string()
+    }
+
+    #[test]
+    fn crontab_weekdays_mean_what_crontab_means() {
+        // 2026-01-03 is a Saturday.
+        let saturday = "2026-01-03T12:00:00Z";
+        assert_eq!(next("0 9 * * 1-5", saturday), "Mon 09:00");
+        assert_eq!(next("0 9 * * mon-fri", saturday), "Mon 09:00");
+        assert_eq!(next("0 9 * * 0", saturday), "Sun 09:00");
+        assert_eq!(next("0 9 * * 7", saturday), "Sun 09:00");
+        assert_eq!(next("0 9 * * SUN", saturday), "Sun 09:00");
+        assert_eq!(next("0 9 * * 5", saturday), "Fri 09:00");
+        assert_eq!(next("0 9 * * 6", "2026-01-02T12:00:00Z"), "Sat 09:00");
+        assert_eq!(next("0 9 * * 5-7", "2026-01-01T12:00:00Z"), "Fri 09:00");
+        assert_eq!(next("0 9 * * 1,3", "2026-01-05T12:00:00Z"), "Wed 09:00");
+        // Every other day from Sunday: Sun, Tue, Thu, Sat.
+        assert_eq!(next("0 9 * * */2", "2026-01-04T12:00:00Z"), "Tue 09:00");
+        assert_eq!(next("0 9 * * *", saturday), "Sun 09:00");
+        assert!(parse_cron("0 9 * * 8").is_err());
+        assert!(parse_cron("0 9 * * 5-1").is_err());
+        // Six fields are the cron crate's own syntax: Sunday is 1 there.
+        assert_eq!(next("0 0 9 * * 1", saturday), "Sun 09:00");
     }
 
     #[test]
