@@ -59,6 +59,7 @@ pub const HTTP_REQUESTS: &str = "switchyard_http_requests_total";
 pub const HTTP_REQUEST_DURATION: &str = "switchyard_http_request_duration_seconds";
 pub const RATE_LIMITED: &str = "switchyard_rate_limited_total";
 pub const AUTH_FAILURES: &str = "switchyard_auth_failures_total";
+pub const AUTH_LOOKUPS: &str = "switchyard_auth_key_lookups_total";
 pub const RATE_LIMITER_ERRORS: &str = "switchyard_rate_limiter_errors_total";
 pub const USAGE_DROPPED: &str = "switchyard_usage_events_dropped_total";
 
@@ -251,6 +252,11 @@ fn describe() {
         "Requests refused with 429, by kind (key limit or auth failures)."
     );
     describe_counter!(AUTH_FAILURES, "Requests refused for want of a valid API key, by reason.");
+    describe_counter!(
+        AUTH_LOOKUPS,
+        "API keys missing from the cache, by source: store (looked up) or skipped (the \
+         address is over its failure limit)."
+    );
     describe_counter!(
         RATE_LIMITER_ERRORS,
         "Rate limiter checks that failed (the limiter then fails open)."

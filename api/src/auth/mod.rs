@@ -12,6 +12,7 @@ pub(crate) mod scopes;
 mod usage;
 
 use std::{
+    collections::HashMap,
     net::IpAddr,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -80,7 +81,13 @@ pub struct Authenticator {
     failure_quota: Quota,
     trust_forwarded_for: bool,
     last_limiter_error_log: Mutex<Option<Instant>>,
+    /// Addresses over their failure limit, until when: their keys that are not in the cache
+    /// are refused without a store lookup (a flood of guesses costs no transactions).
+    throttled: Mutex<HashMap<String, Instant>>,
 }
+
+/// Throttled addresses remembered at most (expired ones are dropped first).
+const MAX_THROTTLED: usize = 10_000;
 
 impl Authenticator {
     /// Starts the background parts (usage writer and counters, revocation listener). The
@@ -106,6 +113,7 @@ impl Authenticator {
             failure_quota: Quota::per_minute(config.auth_failure_limit_per_minute),
             trust_forwarded_for: config.trust_forwarded_for,
             last_limiter_error_log: Mutex::new(None),
+            throttled: Mutex::new(HashMap::new()),
         });
         if let Some(task) = auth.revocations.listen(Arc::clone(&auth), shutdown.clone()) {
             tasks.push(task);
@@ -156,12 +164,40 @@ impl Authenticator {
         req.remote_addr().as_socket_addr().map(|a| a.ip().to_string())
     }
 
-    /// `Err(None)`: the store did not answer, which is not the caller's fault.
-    async fn lookup(&self, presented: &str) -> Result<Arc<CachedKey>, Option<Failure>> {
+    fn is_throttled(&self, addr: Option<&str>) -> bool {
+        let throttled = self.throttled.lock().expect("throttled lock");
+        addr.and_then(|a| throttled.get(a)).is_some_and(|until| *until > Instant::now())
+    }
+
+    fn throttle(&self, addr: Option<&str>, wait: Duration) {
+        let Some(addr) = addr else { return };
+        let mut throttled = self.throttled.lock().expect("throttled lock");
+        if throttled.len() >= MAX_THROTTLED {
+            let now = Instant::now();
+            throttled.retain(|_, until| *until > now);
+            if throttled.len() >= MAX_THROTTLED {
+                throttled.clear();
+            }
+        }
+        throttled.insert(addr.to_owned(), Instant::now() + wait);
+    }
+
+    /// `Err(None)`: the store did not answer, which is not the caller's fault. An address
+    /// over its failure limit gets no store lookup: a key not in the cache is unknown to it.
+    async fn lookup(
+        &self,
+        presented: &str,
+        addr: Option<&str>,
+    ) -> Result<Arc<CachedKey>, Option<Failure>> {
         let digest = digest_bytes(presented);
         let key = match self.cache.get(&digest) {
             Some(hit) => hit,
+            None if self.is_throttled(addr) => {
+                metrics::counter!(telemetry::AUTH_LOOKUPS, "source" => "skipped").increment(1);
+                None
+            }
             None => {
+                metrics::counter!(telemetry::AUTH_LOOKUPS, "source" => "store").increment(1);
                 let row =
                     self.services.store.api_key_by_hash(&hex(&digest)).await.map_err(|e| {
                         tracing::warn!(error = %e, "key lookup failed");
@@ -209,6 +245,7 @@ impl Authenticator {
         let decision = self.check_rate(&bucket, self.failure_quota).await;
         if !decision.allowed {
             metrics::counter!(telemetry::RATE_LIMITED, "kind" => "auth_failures").increment(1);
+            self.throttle(addr, decision.retry_after.max(Duration::from_secs(1)));
             let mut resp = problem_response(&Problem::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too-many-auth-failures",
@@ -292,7 +329,7 @@ async fn authenticate<E: Endpoint>(
             }
         },
     };
-    let cached = match auth.lookup(presented).await {
+    let cached = match auth.lookup(presented, addr.as_deref()).await {
         Ok(k) => k,
         Err(None) => {
             return Ok(problem_response(&Problem::new(
