@@ -78,15 +78,19 @@ fn unix_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
+/// How long the slow misbehaving endpoint takes to answer (just under the default timeout).
+const SLOW_ANSWER: Duration = Duration::from_millis(14_000);
+
 /// The misbehaving kinds, by path prefix.
 const MISBEHAVING: [&str; 4] = ["/hang", "/slow", "/close", "/endless"];
 
 async fn misbehave(path: &str) -> Response {
     use futures::StreamExt;
     if path.starts_with("/hang") {
-        tokio::time::sleep(Duration::from_secs(3600)).await;
+        // Never answers: the worker's request timeout ends it.
+        std::future::pending::<()>().await;
     } else if path.starts_with("/slow") {
-        tokio::time::sleep(Duration::from_secs(14)).await;
+        tokio::time::sleep(SLOW_ANSWER).await;
     } else if path.starts_with("/close") {
         let chunks = futures::stream::iter([
             Ok(bytes_of("partial answer")),
