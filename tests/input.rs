@@ -1,6 +1,6 @@
 //! Bad input gets a clear 4xx, the same on both backends: NUL characters (PostgreSQL cannot
 //! store them in text) in JSON strings, query parameters and path ids; pages past the end of
-//! what an offset can address.
+//! what an offset can address; work whose upstream is not configured (409, not a 503).
 
 mod support;
 
@@ -85,3 +85,20 @@ async fn pages_past_the_last_are_refused(env: TestEnv) {
     app.stop().await;
 }
 both_backends!(pages_past_the_last_are_refused);
+
+async fn work_that_is_not_configured_is_a_conflict(mut env: TestEnv) {
+    env.unset("PIDKEY_API_KEY").unset("SIKKA_APP_ID").unset("SIKKA_APP_KEY");
+    let app = env.start_api_only().await;
+    for (path, body, missing) in [
+        ("/api/v1/sikka/practices/refresh", json!({}), "SIKKA_APP_ID and SIKKA_APP_KEY"),
+        ("/api/v1/pidms/check", json!({"keys": "VK7JG-NPHTM-C97JM-9MPGT-3V66T"}), "PIDKEY_API_KEY"),
+        ("/api/v1/pidms/sync", json!({}), "PIDKEY_API_KEY"),
+    ] {
+        let (status, problem) = post(&app, path, body).await;
+        assert_eq!(status, 409, "{path}: {problem}");
+        assert_eq!(problem["type"], "urn:switchyard:problem:not-configured", "{path}");
+        assert!(problem["detail"].as_str().unwrap().contains(missing), "{path}: {problem}");
+    }
+    app.stop().await;
+}
+both_backends!(work_that_is_not_configured_is_a_conflict);

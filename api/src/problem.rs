@@ -102,6 +102,16 @@ impl ApiError {
         Self::Conflict(Json(Problem::new(StatusCode::CONFLICT, "conflict", detail)))
     }
 
+    /// 409 `not-configured`: the work needs settings this deployment does not have (not a
+    /// passing outage, so not a 503).
+    pub fn not_configured(what: &str, missing: &[&str]) -> Self {
+        Self::Conflict(Json(Problem::new(
+            StatusCode::CONFLICT,
+            "not-configured",
+            format!("{what} is not configured: set {}", missing.join(" and ")),
+        )))
+    }
+
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::BadRequest(Json(Problem::new(StatusCode::BAD_REQUEST, "bad-request", detail)))
     }

@@ -193,6 +193,15 @@ enum CsvResponse {
 }
 
 impl PidmsApi {
+    /// PIDKey work needs its API key: without it, a 409 naming the setting (the check could
+    /// only fail in the worker).
+    fn configured(&self) -> Result<(), ApiError> {
+        match self.services.config.pidkey.api_key {
+            Some(_) => Ok(()),
+            None => Err(ApiError::not_configured("PIDKey", &["PIDKEY_API_KEY"])),
+        }
+    }
+
     async fn run_or_404(&self, id: &str) -> Result<PidmsRun, ApiError> {
         self.services
             .store
@@ -319,6 +328,7 @@ impl PidmsApi {
         wait: Query<Option<u64>>,
         body: Json<CheckRequest>,
     ) -> Result<CheckResponse, ApiError> {
+        self.configured()?;
         let wait = wait.0.unwrap_or(0);
         if wait > 30 {
             return Err(ApiError::field("wait", "at most 30 seconds"));
@@ -388,6 +398,7 @@ impl PidmsApi {
         transform = "pidms_write_idempotent"
     )]
     async fn sync(&self, auth: Auth, body: Json<SyncRequest>) -> Result<SyncResponse, ApiError> {
+        self.configured()?;
         let filter = body.product_filter.as_deref().filter(|f| !f.trim().is_empty());
         let keys = self.services.store.pidms_keynames(filter).await?;
         let caller = auth.principal().key_id.to_string();

@@ -171,10 +171,16 @@ impl SikkaApi {
         transform = "sikka_write_idempotent"
     )]
     async fn refresh_practices(&self, _auth: Auth) -> Result<PullResponse, ApiError> {
-        if !self.services.config.sikka.has_credentials() {
-            return Err(ApiError::unavailable(
-                "Sikka is not configured: set SIKKA_APP_ID and SIKKA_APP_KEY",
-            ));
+        let sikka = &self.services.config.sikka;
+        if !sikka.has_credentials() {
+            let missing: Vec<&str> = [
+                (sikka.app_id.is_none(), "SIKKA_APP_ID"),
+                (sikka.app_key.is_none(), "SIKKA_APP_KEY"),
+            ]
+            .into_iter()
+            .filter_map(|(absent, name)| absent.then_some(name))
+            .collect();
+            return Err(ApiError::not_configured("Sikka", &missing));
         }
         let job_id = self.services.queue.push(QueueName::Sikka, Job::SikkaPracticesPull).await?;
         Ok(PullResponse::Accepted(Json(PullAccepted { job_id })))
