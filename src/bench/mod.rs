@@ -181,7 +181,7 @@ impl Stack {
         if let Some(db) = &self.fleet_db {
             let sql = format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)");
             let _ = admin_sql(&self.args.postgres, &sql).await;
-            match delete_namespace(&self.args.redis, db).await {
+            match switchyard_shared::queue::delete_namespace(&self.args.redis, db).await {
                 Ok(keys) => tracing::debug!(keys, "benchmark Redis keys removed"),
                 Err(error) => eprintln!("could not remove the Redis keys {db}:*: {error:#}"),
             }
@@ -222,32 +222,6 @@ async fn admin_sql(url: &str, sql: &str) -> anyhow::Result<()> {
     let mut conn = sqlx::PgConnection::connect(url).await.context("connecting to PostgreSQL")?;
     sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut conn).await?;
     Ok(())
-}
-
-/// Deletes every key of a namespace (`ns:*`, and apalis' `tasks:ns:*` never holds keys);
-/// returns how many.
-async fn delete_namespace(url: &str, namespace: &str) -> anyhow::Result<u64> {
-    let client = redis::Client::open(url)?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
-    let mut cursor: u64 = 0;
-    let mut deleted = 0u64;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{namespace}:*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await?;
-        if !keys.is_empty() {
-            deleted += redis::cmd("UNLINK").arg(&keys).query_async::<u64>(&mut conn).await?;
-        }
-        if next == 0 {
-            return Ok(deleted);
-        }
-        cursor = next;
-    }
 }
 
 fn base64_std(bytes: &[u8]) -> String {

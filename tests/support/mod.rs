@@ -321,32 +321,7 @@ fn drop_database(name: String) {
 fn delete_namespace(namespace: String) {
     let _ = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async {
-            let Ok(client) = redis::Client::open(REDIS_URL) else { return };
-            let Ok(mut conn) = client.get_multiplexed_async_connection().await else { return };
-            let mut cursor: u64 = 0;
-            loop {
-                let Ok((next, keys)): Result<(u64, Vec<String>), _> = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(format!("{namespace}:*"))
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query_async(&mut conn)
-                    .await
-                else {
-                    return;
-                };
-                if !keys.is_empty() {
-                    let _: Result<(), _> =
-                        redis::cmd("DEL").arg(&keys).query_async(&mut conn).await;
-                }
-                if next == 0 {
-                    return;
-                }
-                cursor = next;
-            }
-        });
+        let _ = rt.block_on(switchyard_shared::queue::delete_namespace(REDIS_URL, &namespace));
     })
     .join();
 }

@@ -11,7 +11,10 @@ use std::{fmt, str::FromStr, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
-pub use self::{redis::RedisQueue, sqlite::sqlite_storage};
+pub use self::{
+    redis::{RedisQueue, delete_namespace},
+    sqlite::sqlite_storage,
+};
 use crate::{
     config::Config,
     jobs::{Job, Message, now_ms},

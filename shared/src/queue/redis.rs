@@ -21,6 +21,32 @@ static PROMOTE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("re
 /// Scheduled entries inspected when counting failed jobs: bounds the script's run time.
 const FAILED_SCAN_LIMIT: usize = 5_000;
 
+/// Deletes every key of a namespace (`<namespace>:*`, in slices of 1,000); returns how many.
+/// For throwaway namespaces (benchmarks, tests): it does not stop anything using them.
+pub async fn delete_namespace(url: &str, namespace: &str) -> Result<u64, QueueError> {
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut cursor: u64 = 0;
+    let mut deleted = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{namespace}:*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await?;
+        if !keys.is_empty() {
+            deleted += redis::cmd("UNLINK").arg(&keys).query_async::<u64>(&mut conn).await?;
+        }
+        if next == 0 {
+            return Ok(deleted);
+        }
+        cursor = next;
+    }
+}
+
 #[derive(Clone)]
 pub struct RedisQueue {
     client: redis::Client,
