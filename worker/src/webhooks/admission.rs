@@ -9,6 +9,8 @@
 
 use std::{
     collections::HashMap,
+    future::Future,
+    pin::Pin,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -51,6 +53,8 @@ pub(super) struct Admission {
 pub(super) struct Slot {
     turn: Option<OwnedSemaphorePermit>,
     request: Option<OwnedSemaphorePermit>,
+    /// In the request slots' queue since the turn was given, so requests go in turn order.
+    queued: Option<Pin<Box<dyn Future<Output = Option<OwnedSemaphorePermit>> + Send>>>,
     lane: Arc<Lane>,
     endpoint_id: String,
     unpark: mpsc::UnboundedSender<String>,
@@ -61,11 +65,24 @@ impl Slot {
     /// line start its claim.
     pub(super) async fn request(&mut self) {
         if self.request.is_none()
-            && let Ok(permit) = Arc::clone(&self.lane.requests).acquire_owned().await
+            && let Some(queued) = self.queued.take()
         {
-            self.request = Some(permit);
+            self.request = queued.await;
         }
         self.turn = None;
+    }
+
+    /// Takes a place in the request slots' queue now (a tokio semaphore queues a waiter on
+    /// its first poll), so that turns given in line order become requests in that order.
+    async fn queue_for_request(mut self) -> Self {
+        let requests = Arc::clone(&self.lane.requests);
+        let mut queued: Pin<Box<dyn Future<Output = Option<OwnedSemaphorePermit>> + Send>> =
+            Box::pin(async move { requests.acquire_owned().await.ok() });
+        match futures::poll!(queued.as_mut()) {
+            std::task::Poll::Ready(permit) => self.request = permit,
+            std::task::Poll::Pending => self.queued = Some(queued),
+        }
+        self
     }
 }
 
@@ -97,7 +114,7 @@ pub(super) enum Admitted {
 /// Where a delivery comes from: its queue message, or a read-back of parked ones (which
 /// take their place in line however the lane stands).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum From {
+pub(super) enum Source {
     Queue,
     Store,
 }
@@ -146,14 +163,15 @@ impl Admission {
 
     /// Waits in line for a slot of `endpoint_id`, or parks. The decision to queue is made
     /// before the first await, so deliveries line up in the order their jobs started.
-    pub(super) async fn admit(&self, endpoint_id: &str, from: From) -> Admitted {
+    pub(super) async fn admit(&self, endpoint_id: &str, from: Source) -> Admitted {
         let lane = self.lane(endpoint_id);
-        if from == From::Queue && lane.parked.load(Ordering::Acquire) {
+        if from == Source::Queue && lane.parked.load(Ordering::Acquire) {
             return self.park(&lane, endpoint_id);
         }
         let slot = |permit| Slot {
             turn: Some(permit),
             request: None,
+            queued: None,
             lane: Arc::clone(&lane),
             endpoint_id: endpoint_id.to_owned(),
             unpark: self.unpark.clone(),
@@ -162,9 +180,9 @@ impl Admission {
         if lane.waiting.load(Ordering::Acquire) == 0
             && let Ok(permit) = Arc::clone(&lane.slots).try_acquire_owned()
         {
-            return Admitted::Go(slot(permit));
+            return Admitted::Go(slot(permit).queue_for_request().await);
         }
-        if lane.waiting.fetch_add(1, Ordering::AcqRel) >= self.line && from == From::Queue {
+        if lane.waiting.fetch_add(1, Ordering::AcqRel) >= self.line && from == Source::Queue {
             lane.waiting.fetch_sub(1, Ordering::AcqRel);
             return self.park(&lane, endpoint_id);
         }
@@ -176,7 +194,7 @@ impl Admission {
         lane.waiting.fetch_sub(1, Ordering::AcqRel);
         metrics::gauge!(telemetry::WEBHOOK_WAITING).decrement(1.0);
         match waited {
-            Some(Ok(Ok(permit))) => Admitted::Go(slot(permit)),
+            Some(Ok(Ok(permit))) => Admitted::Go(slot(permit).queue_for_request().await),
             Some(_) => self.park(&lane, endpoint_id),
             None => Admitted::Stopping,
         }
@@ -203,7 +221,7 @@ mod tests {
     #[tokio::test]
     async fn waiters_get_slots_in_arrival_order() {
         let (a, _rx) = admission(1, 10);
-        let Admitted::Go(first) = a.admit("ep", From::Queue).await else {
+        let Admitted::Go(first) = a.admit("ep", Source::Queue).await else {
             panic!("first should go")
         };
         let order = Arc::new(Mutex::new(Vec::new()));
@@ -211,7 +229,7 @@ mod tests {
         for i in 0..5 {
             let (mine, order) = (Arc::clone(&a), Arc::clone(&order));
             tasks.push(tokio::spawn(async move {
-                let Admitted::Go(slot) = mine.admit("ep", From::Queue).await else {
+                let Admitted::Go(slot) = mine.admit("ep", Source::Queue).await else {
                     panic!("should wait")
                 };
                 order.lock().unwrap().push(i);
@@ -232,51 +250,53 @@ mod tests {
     #[tokio::test]
     async fn over_the_line_parks_and_the_empty_line_unparks() {
         let (a, mut rx) = admission(1, 1);
-        let Admitted::Go(first) = a.admit("ep", From::Queue).await else {
+        let Admitted::Go(first) = a.admit("ep", Source::Queue).await else {
             panic!("first should go")
         };
         let waiter = {
             let a = Arc::clone(&a);
-            tokio::spawn(async move { matches!(a.admit("ep", From::Queue).await, Admitted::Go(_)) })
+            tokio::spawn(
+                async move { matches!(a.admit("ep", Source::Queue).await, Admitted::Go(_)) },
+            )
         };
         while a.lane("ep").waiting.load(Ordering::Acquire) < 1 {
             tokio::task::yield_now().await;
         }
         assert!(
-            matches!(a.admit("ep", From::Queue).await, Admitted::Parked),
+            matches!(a.admit("ep", Source::Queue).await, Admitted::Parked),
             "third is over the line"
         );
         // Another endpoint is not held up.
-        assert!(matches!(a.admit("other", From::Queue).await, Admitted::Go(_)));
+        assert!(matches!(a.admit("other", Source::Queue).await, Admitted::Go(_)));
         assert!(rx.try_recv().is_err(), "nothing to unpark while the line is busy");
         drop(first);
         assert!(waiter.await.unwrap(), "the waiter got the slot");
         assert_eq!(rx.recv().await.as_deref(), Some("ep"), "the parked one is read back");
         // Until the read-back has drained the store, new deliveries park behind it...
-        assert!(matches!(a.admit("ep", From::Queue).await, Admitted::Parked));
+        assert!(matches!(a.admit("ep", Source::Queue).await, Admitted::Parked));
         // ...while those read back take their place in line.
-        assert!(matches!(a.admit("ep", From::Store).await, Admitted::Go(_)));
+        assert!(matches!(a.admit("ep", Source::Store).await, Admitted::Go(_)));
         a.unparked("ep", true);
-        assert!(matches!(a.admit("ep", From::Queue).await, Admitted::Go(_)));
+        assert!(matches!(a.admit("ep", Source::Queue).await, Admitted::Go(_)));
     }
 
     #[tokio::test]
     async fn a_wait_past_the_limit_parks() {
         let (a, _rx) = Admission::new(1, 5, Duration::from_millis(20), CancellationToken::new());
-        let _held = a.admit("ep", From::Queue).await;
-        assert!(matches!(a.admit("ep", From::Queue).await, Admitted::Parked));
+        let _held = a.admit("ep", Source::Queue).await;
+        assert!(matches!(a.admit("ep", Source::Queue).await, Admitted::Parked));
     }
 
     #[tokio::test]
     async fn waiters_leave_the_line_at_shutdown() {
         let stopping = CancellationToken::new();
         let (a, _rx) = Admission::new(1, 5, Duration::from_secs(60), stopping.clone());
-        let _held = a.admit("ep", From::Queue).await;
+        let _held = a.admit("ep", Source::Queue).await;
         let a = Arc::new(a);
         let waiter = {
             let a = Arc::clone(&a);
             tokio::spawn(
-                async move { matches!(a.admit("ep", From::Queue).await, Admitted::Stopping) },
+                async move { matches!(a.admit("ep", Source::Queue).await, Admitted::Stopping) },
             )
         };
         while a.lane("ep").waiting.load(Ordering::Acquire) < 1 {

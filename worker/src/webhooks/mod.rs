@@ -33,7 +33,7 @@ use tokio::sync::Semaphore;
 pub(crate) use self::maintenance::{cleanup, disable_failing, retry_sweep};
 
 use self::{
-    admission::{Admission, Admitted, From},
+    admission::{Admission, Admitted, Source},
     claimer::Claimer,
     endpoints::EndpointCache,
     recorder::Recorder,
@@ -212,14 +212,14 @@ pub(crate) async fn deliver(
     hooks: &Webhooks,
     job: DeliverWebhookJob,
 ) -> Result<Outcome, BoxDynError> {
-    attempt(services, hooks, job, From::Queue).await
+    attempt(services, hooks, job, Source::Queue).await
 }
 
 async fn attempt(
     services: &Services,
     hooks: &Webhooks,
     job: DeliverWebhookJob,
-    from: From,
+    from: Source,
 ) -> Result<Outcome, BoxDynError> {
     let store = &services.store;
 
@@ -417,7 +417,7 @@ pub(crate) async fn unpark(deps: Arc<crate::handlers::JobDeps>) {
                 .map(|(delivery_id, n)| {
                     let job = DeliverWebhookJob { delivery_id, endpoint_id: endpoint.clone(), attempt: n };
                     async move {
-                        if let Err(error) = attempt(&deps.services, &deps.webhooks, job, From::Store).await {
+                        if let Err(error) = attempt(&deps.services, &deps.webhooks, job, Source::Store).await {
                             tracing::warn!(%error, "a parked delivery's attempt failed; the retry sweep will");
                         }
                     }
