@@ -9,8 +9,6 @@
 
 use std::{
     collections::HashMap,
-    future::Future,
-    pin::Pin,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -23,12 +21,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 /// One endpoint's slots and line in this process.
 struct Lane {
-    /// Turns, taken in line order: at most `cap` deliveries are between the line and the
-    /// end of their request (claiming, or waiting for a request slot).
     slots: Arc<Semaphore>,
-    /// Requests in flight to the endpoint: at most `cap`. A delivery takes one after its
-    /// claim, so claiming the next ones overlaps with the requests of the previous ones.
-    requests: Arc<Semaphore>,
     waiting: AtomicUsize,
     /// Deliveries of this endpoint wait in the store: new ones park behind them.
     parked: AtomicBool,
@@ -47,43 +40,13 @@ pub(super) struct Admission {
     stopping: CancellationToken,
 }
 
-/// A delivery's turn at an endpoint: first to claim its attempt, then (after
-/// [`Slot::request`]) to send; gives the turn back (and reads parked work back when the line
-/// has emptied) on drop.
+/// The right to send to an endpoint; gives the slot back (and reads parked work back when
+/// the line has emptied) on drop.
 pub(super) struct Slot {
-    turn: Option<OwnedSemaphorePermit>,
-    request: Option<OwnedSemaphorePermit>,
-    /// In the request slots' queue since the turn was given, so requests go in turn order.
-    queued: Option<Pin<Box<dyn Future<Output = Option<OwnedSemaphorePermit>> + Send>>>,
+    _permit: OwnedSemaphorePermit,
     lane: Arc<Lane>,
     endpoint_id: String,
     unpark: mpsc::UnboundedSender<String>,
-}
-
-impl Slot {
-    /// Waits for one of the endpoint's request slots (FIFO), then lets the next delivery in
-    /// line start its claim.
-    pub(super) async fn request(&mut self) {
-        if self.request.is_none()
-            && let Some(queued) = self.queued.take()
-        {
-            self.request = queued.await;
-        }
-        self.turn = None;
-    }
-
-    /// Takes a place in the request slots' queue now (a tokio semaphore queues a waiter on
-    /// its first poll), so that turns given in line order become requests in that order.
-    async fn queue_for_request(mut self) -> Self {
-        let requests = Arc::clone(&self.lane.requests);
-        let mut queued: Pin<Box<dyn Future<Output = Option<OwnedSemaphorePermit>> + Send>> =
-            Box::pin(async move { requests.acquire_owned().await.ok() });
-        match futures::poll!(queued.as_mut()) {
-            std::task::Poll::Ready(permit) => self.request = permit,
-            std::task::Poll::Pending => self.queued = Some(queued),
-        }
-        self
-    }
 }
 
 impl Drop for Slot {
@@ -142,7 +105,6 @@ impl Admission {
         Arc::clone(lanes.entry(endpoint_id.to_owned()).or_insert_with(|| {
             Arc::new(Lane {
                 slots: Arc::new(Semaphore::new(self.cap)),
-                requests: Arc::new(Semaphore::new(self.cap)),
                 waiting: AtomicUsize::new(0),
                 parked: AtomicBool::new(false),
                 unparking: AtomicBool::new(false),
@@ -169,9 +131,7 @@ impl Admission {
             return self.park(&lane, endpoint_id);
         }
         let slot = |permit| Slot {
-            turn: Some(permit),
-            request: None,
-            queued: None,
+            _permit: permit,
             lane: Arc::clone(&lane),
             endpoint_id: endpoint_id.to_owned(),
             unpark: self.unpark.clone(),
@@ -180,7 +140,7 @@ impl Admission {
         if lane.waiting.load(Ordering::Acquire) == 0
             && let Ok(permit) = Arc::clone(&lane.slots).try_acquire_owned()
         {
-            return Admitted::Go(slot(permit).queue_for_request().await);
+            return Admitted::Go(slot(permit));
         }
         if lane.waiting.fetch_add(1, Ordering::AcqRel) >= self.line && from == Source::Queue {
             lane.waiting.fetch_sub(1, Ordering::AcqRel);
@@ -194,7 +154,7 @@ impl Admission {
         lane.waiting.fetch_sub(1, Ordering::AcqRel);
         metrics::gauge!(telemetry::WEBHOOK_WAITING).decrement(1.0);
         match waited {
-            Some(Ok(Ok(permit))) => Admitted::Go(slot(permit).queue_for_request().await),
+            Some(Ok(Ok(permit))) => Admitted::Go(slot(permit)),
             Some(_) => self.park(&lane, endpoint_id),
             None => Admitted::Stopping,
         }

@@ -224,7 +224,7 @@ async fn attempt(
     let store = &services.store;
 
     // Admit: a slot of this endpoint, in line behind the deliveries that came before.
-    let mut slot = match hooks.admission.admit(&job.endpoint_id, from).await {
+    let slot = match hooks.admission.admit(&job.endpoint_id, from).await {
         Admitted::Go(slot) => slot,
         Admitted::Parked => return Ok(Outcome::Success),
         Admitted::Stopping => return defer(services, job, Duration::ZERO, "stopping").await,
@@ -276,8 +276,7 @@ async fn attempt(
         return Ok(Outcome::Success);
     };
 
-    // Sign and send, within the endpoint's request slots and this process' budget.
-    slot.request().await;
+    // Sign and send, within this process' connection budget.
     let sending = Arc::clone(&hooks.sending).acquire_owned().await?;
     let timestamp = Utc::now().timestamp();
     let mut headers = reqwest::header::HeaderMap::new();
