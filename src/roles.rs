@@ -113,8 +113,8 @@ async fn probe_server(
         .with_context(|| format!("binding SWITCHYARD_METRICS_LISTEN={addr}"))?;
     tracing::info!(%addr, "metrics and health listening");
     let app = switchyard_api::probe_app(services.clone());
-    let grace = services.config.shutdown_grace();
-    Ok(tokio::spawn(switchyard_api::serve(app, listener, shutdown, grace)))
+    let limits = switchyard_api::ServeLimits::of(&services.config);
+    Ok(tokio::spawn(switchyard_api::serve(app, listener, shutdown, limits)))
 }
 
 async fn worker(services: Services, shutdown: CancellationToken) -> anyhow::Result<()> {

@@ -7,15 +7,17 @@ mod edge;
 mod health;
 mod problem;
 mod routes;
+mod server;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use poem::{Endpoint, EndpointExt, Route, Server, listener::TcpAcceptor, middleware::CatchPanic};
+use poem::{Endpoint, EndpointExt, Route, middleware::CatchPanic};
 use switchyard_shared::{CancellationToken, services::Services, store::StoreError};
 
 pub use auth::{Authenticator, Principal, bootstrap_admin_key};
 pub use edge::RequestId;
 pub use problem::{ApiError, FieldError, Problem};
+pub use server::{ServeLimits, serve};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiRunError {
@@ -73,9 +75,9 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ApiRunError> {
     bootstrap_admin_key(&services).await?;
-    let grace = services.config.shutdown_grace();
+    let limits = ServeLimits::of(&services.config);
     let (auth, tasks) = Authenticator::start(&services, &shutdown);
-    serve(app(services, Arc::clone(&auth)), listener, shutdown, grace).await?;
+    serve(app(services, Arc::clone(&auth)), listener, shutdown, limits).await?;
     auth.finish().await;
     drop(auth);
     for task in tasks {
@@ -84,22 +86,4 @@ pub async fn run(
         }
     }
     Ok(())
-}
-
-/// Serves `endpoint` until `shutdown` is cancelled, then lets requests in flight finish
-/// within `grace`.
-pub async fn serve(
-    endpoint: impl Endpoint + 'static,
-    listener: tokio::net::TcpListener,
-    shutdown: CancellationToken,
-    grace: Duration,
-) -> std::io::Result<()> {
-    let acceptor = TcpAcceptor::from_tokio(listener)?;
-    Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(
-            endpoint,
-            async move { shutdown.cancelled().await },
-            Some(grace),
-        )
-        .await
 }

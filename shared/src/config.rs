@@ -89,6 +89,13 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     /// Largest request body the API accepts (413 beyond). `SWITCHYARD_HTTP_BODY_LIMIT_BYTES`.
     pub http_body_limit_bytes: usize,
+    /// How long a client has to send a request's head, on every HTTP port; on HTTP/1.1 it
+    /// also bounds the wait for the next request on a kept-alive connection (hyper counts
+    /// that wait as header reading). `SWITCHYARD_HTTP_HEADER_TIMEOUT_MS`.
+    pub http_header_timeout_ms: u64,
+    /// A connection with no request in flight and no byte read or written for this long is
+    /// closed (HTTP/2 included). `SWITCHYARD_HTTP_IDLE_TIMEOUT_MS`.
+    pub http_idle_timeout_ms: u64,
     /// Connections in the store pool. `SWITCHYARD_DATABASE_MAX_CONNECTIONS`.
     pub database_max_connections: u32,
     /// Redis response timeout (redis-rs defaults to 500 ms, which apalis turns into a fatal
@@ -323,6 +330,8 @@ impl Default for Config {
             log: "info".to_owned(),
             shutdown_grace_secs: 30,
             http_body_limit_bytes: 1024 * 1024,
+            http_header_timeout_ms: 10_000,
+            http_idle_timeout_ms: 60_000,
             database_max_connections: 16,
             redis_response_timeout_ms: 5_000,
             queue_depth_sample_secs: 5,
@@ -443,6 +452,8 @@ impl Config {
         set_from_env(&mut self.log, "SWITCHYARD_LOG", env)?;
         set_from_env(&mut self.shutdown_grace_secs, "SWITCHYARD_SHUTDOWN_GRACE_SECS", env)?;
         set_from_env(&mut self.http_body_limit_bytes, "SWITCHYARD_HTTP_BODY_LIMIT_BYTES", env)?;
+        set_from_env(&mut self.http_header_timeout_ms, "SWITCHYARD_HTTP_HEADER_TIMEOUT_MS", env)?;
+        set_from_env(&mut self.http_idle_timeout_ms, "SWITCHYARD_HTTP_IDLE_TIMEOUT_MS", env)?;
         set_from_env(
             &mut self.database_max_connections,
             "SWITCHYARD_DATABASE_MAX_CONNECTIONS",
@@ -566,6 +577,8 @@ impl Config {
             ));
         }
         positive("SWITCHYARD_HTTP_BODY_LIMIT_BYTES", self.http_body_limit_bytes as u64)?;
+        positive("SWITCHYARD_HTTP_HEADER_TIMEOUT_MS", self.http_header_timeout_ms)?;
+        positive("SWITCHYARD_HTTP_IDLE_TIMEOUT_MS", self.http_idle_timeout_ms)?;
         positive("SWITCHYARD_DATABASE_MAX_CONNECTIONS", self.database_max_connections.into())?;
         positive("SWITCHYARD_REDIS_RESPONSE_TIMEOUT_MS", self.redis_response_timeout_ms)?;
         positive("SWITCHYARD_QUEUE_DEPTH_SAMPLE_SECS", self.queue_depth_sample_secs)?;

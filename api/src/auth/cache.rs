@@ -1,10 +1,11 @@
 //! Validated keys cached in process for a short TTL, so a hot key costs no store query per
 //! request. Unknown keys are cached too (as absent), so a well-formed but wrong key cannot
-//! make every request hit the store.
+//! make every request hit the store. The cache is bounded ([`CAPACITY`] entries, S3-FIFO
+//! eviction by `quick_cache`): a flood of distinct well-formed keys evicts old guesses, not
+//! memory, and no insert scans the map.
 
 use std::{
-    collections::HashMap,
-    sync::{Arc, RwLock},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -51,43 +52,105 @@ impl CachedKey {
     }
 }
 
+#[derive(Clone)]
 struct Entry {
     at: Instant,
     key: Option<Arc<CachedKey>>,
 }
 
+/// Entries kept at most: far more live keys than any deployment has, few enough that a
+/// flood of guesses costs a few MiB.
+pub(crate) const CAPACITY: usize = 50_000;
+
 /// Keyed by the SHA-256 digest of the presented key.
 pub(crate) struct KeyCache {
     ttl: Duration,
-    entries: RwLock<HashMap<[u8; 32], Entry>>,
+    entries: quick_cache::sync::Cache<[u8; 32], Entry>,
 }
-
-/// Beyond this many entries, expired ones are swept before inserting.
-const SWEEP_AT: usize = 50_000;
 
 impl KeyCache {
     pub(crate) fn new(ttl: Duration) -> Self {
-        Self { ttl, entries: RwLock::new(HashMap::new()) }
+        Self::with_capacity(ttl, CAPACITY)
+    }
+
+    pub(crate) fn with_capacity(ttl: Duration, capacity: usize) -> Self {
+        Self { ttl, entries: quick_cache::sync::Cache::new(capacity) }
     }
 
     /// `Some(entry)` on a fresh hit (the entry itself may say "no such key").
     pub(crate) fn get(&self, digest: &[u8; 32]) -> Option<Option<Arc<CachedKey>>> {
-        let entries = self.entries.read().expect("key cache lock");
-        entries.get(digest).filter(|e| e.at.elapsed() < self.ttl).map(|e| e.key.clone())
+        let entry = self.entries.get(digest)?;
+        if entry.at.elapsed() < self.ttl {
+            Some(entry.key)
+        } else {
+            self.entries.remove(digest);
+            None
+        }
     }
 
     pub(crate) fn put(&self, digest: [u8; 32], key: Option<Arc<CachedKey>>) {
-        let mut entries = self.entries.write().expect("key cache lock");
-        if entries.len() >= SWEEP_AT {
-            let ttl = self.ttl;
-            entries.retain(|_, e| e.at.elapsed() < ttl);
-        }
-        entries.insert(digest, Entry { at: Instant::now(), key });
+        self.entries.insert(digest, Entry { at: Instant::now(), key });
     }
 
     /// Drops every entry of a key (revoked, re-scoped, deleted).
     pub(crate) fn invalidate_id(&self, id: &str) {
-        let mut entries = self.entries.write().expect("key cache lock");
-        entries.retain(|_, e| e.key.as_ref().is_none_or(|k| &*k.id != id));
+        self.entries.retain(|_, e| e.key.as_ref().is_none_or(|k| &*k.id != id));
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(n: u64) -> [u8; 32] {
+        let mut d = [0u8; 32];
+        d[..8].copy_from_slice(&n.to_le_bytes());
+        d
+    }
+
+    #[test]
+    fn a_flood_of_distinct_keys_stays_within_capacity() {
+        let cache = KeyCache::with_capacity(Duration::from_secs(60), 1_000);
+        for n in 0..100_000 {
+            cache.put(digest(n), None);
+        }
+        assert!(cache.len() <= 1_000, "{} entries kept", cache.len());
+        // The newest guesses are still answered from the cache.
+        assert!(matches!(cache.get(&digest(99_999)), Some(None)));
+    }
+
+    #[test]
+    fn a_hot_key_survives_a_flood_of_one_time_guesses() {
+        let cache = KeyCache::with_capacity(Duration::from_secs(60), 1_000);
+        let hot = Arc::new(CachedKey {
+            id: Arc::from("key_hot"),
+            scopes: Arc::from(Vec::new()),
+            bucket: Arc::from("key:key_hot"),
+            environment: Environment::Live,
+            rate_limit_per_minute: None,
+            expires_at: None,
+            revoked: false,
+        });
+        cache.put(digest(u64::MAX), Some(Arc::clone(&hot)));
+        for n in 0..50_000 {
+            cache.put(digest(n), None);
+            if n % 100 == 0 {
+                assert!(cache.get(&digest(u64::MAX)).is_some_and(|k| k.is_some()), "at {n}");
+            }
+        }
+        cache.invalidate_id("key_hot");
+        assert!(cache.get(&digest(u64::MAX)).is_none(), "invalidated");
+    }
+
+    #[test]
+    fn an_entry_older_than_the_ttl_is_a_miss() {
+        let cache = KeyCache::with_capacity(Duration::ZERO, 10);
+        cache.put(digest(1), None);
+        assert!(cache.get(&digest(1)).is_none());
     }
 }
