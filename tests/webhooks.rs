@@ -602,3 +602,95 @@ print("verified")
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "verified");
     app.stop().await;
 }
+
+/// A loopback server that reads a request head and answers `reply` raw (then closes), or
+/// never answers when `reply` is `None`.
+async fn raw_server(reply: Option<&'static [u8]>) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { return };
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                // TLS clients send a ClientHello, not a head: answer after the first read.
+                while let Ok(n) = stream.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    if seen.windows(4).any(|w| w == b"\r\n\r\n") || !seen.starts_with(b"POST") {
+                        break;
+                    }
+                }
+                match reply {
+                    Some(bytes) => {
+                        let _ = stream.write_all(bytes).await;
+                        let _ = stream.shutdown().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            });
+        }
+    });
+    addr
+}
+
+async fn attempt_errors_name_their_cause(mut env: TestEnv) {
+    env.set("SWITCHYARD_WEBHOOK_TIMEOUT_MS", "1000");
+    let app = env.start_app().await;
+    let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed = raw_server(Some(b"HTTP/1.1 200 OK\r\nContent-Le")).await;
+    let invalid = raw_server(Some(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")).await;
+    let plain = raw_server(Some(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")).await;
+    let silent = raw_server(None).await;
+    // (url, outcome, a word the recorded error must contain)
+    let cases = [
+        (format!("http://{refused}/x"), "connect_refused", "refused"),
+        (format!("http://{closed}/x"), "closed_mid_answer", "closed"),
+        (format!("http://{invalid}/x"), "invalid_answer", "invalid"),
+        (format!("https://{plain}/x"), "tls_error", "message"),
+        (format!("http://{silent}/x"), "timeout", "1000 ms"),
+    ];
+    for (url, _, _) in &cases {
+        create_endpoint(&app, url, &["cause.*"]).await;
+    }
+    let accepted = publish(&app, "cause.check", json!({})).await;
+    let ids = accepted["deliveries"].as_array().unwrap().clone();
+    assert_eq!(ids.len(), cases.len());
+    let mut seen = Vec::new();
+    for id in &ids {
+        let d = wait_for("a first attempt", Duration::from_secs(20), || async {
+            let d = delivery(&app, id.as_str().unwrap()).await;
+            d["attempts"][0]["outcome"].is_string().then_some(d)
+        })
+        .await;
+        let attempt = &d["attempts"][0];
+        let url = d["url"].as_str().or(d["endpoint_url"].as_str()).map(str::to_owned);
+        seen.push((
+            attempt["outcome"].as_str().unwrap().to_owned(),
+            attempt["error"].as_str().unwrap_or_default().to_owned(),
+            url,
+        ));
+    }
+    for (_, outcome, word) in &cases {
+        let found = seen.iter().find(|(o, _, _)| o == outcome);
+        let (_, error, _) =
+            found.unwrap_or_else(|| panic!("no attempt recorded {outcome}: {seen:?}"));
+        assert!(error.to_lowercase().contains(word), "{outcome}: {error}");
+        assert!(!error.contains("127.0.0.1"), "the error names no URL: {error}");
+    }
+    let metrics =
+        app.anonymous.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    for (_, outcome, _) in &cases {
+        let label = format!("status_class=\"{outcome}\"");
+        assert!(
+            metrics.lines().any(|l| l.starts_with("switchyard_webhook_deliveries_total") && l.contains(&label)),
+            "no delivery counted with {label}"
+        );
+    }
+    app.stop().await;
+}
+both_backends!(attempt_errors_name_their_cause);

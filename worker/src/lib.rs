@@ -6,6 +6,7 @@ mod metrics_layer;
 mod monitor;
 mod pidkey;
 mod sikka;
+mod transport;
 mod wake;
 mod webhooks;
 

@@ -164,7 +164,10 @@ struct AttemptView {
     at: DateTime<Utc>,
     status_code: Option<i32>,
     duration_ms: f64,
-    /// http_status, timeout, connect_error, blocked or redirect.
+    /// http_status or redirect (an answer came), blocked (the SSRF guard), or why no answer
+    /// came: timeout, connect_refused, dns_error, tls_error, closed_mid_answer,
+    /// invalid_answer, connect_error (another connect failure) or request_error. `error`
+    /// carries the underlying message.
     outcome: String,
     error: Option<String>,
     /// The first 4 KiB of the answer.

@@ -201,7 +201,7 @@ impl SikkaClient {
         let resp = match sent {
             Ok(r) => r,
             Err(e) => {
-                let class = if e.is_timeout() { "timeout" } else { "connect_error" };
+                let class = crate::transport::classify(&e).0.as_str();
                 metrics::counter!(telemetry::UPSTREAM_REQUESTS, "upstream" => UPSTREAM, "status_class" => class).increment(1);
                 return Err(backoff::Error::transient(SikkaError::Unavailable(describe(
                     &e.without_url(),

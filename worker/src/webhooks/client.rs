@@ -7,6 +7,8 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use switchyard_shared::netguard::NetGuard;
 
+use crate::transport::DnsFailure;
+
 /// The resolver's refusal; found again in the error chain to record the attempt as blocked.
 #[derive(Debug, thiserror::Error)]
 #[error("blocked by the SSRF guard: {host} resolves only to forbidden addresses ({reason})")]
@@ -14,6 +16,8 @@ pub(crate) struct Blocked {
     pub host: String,
     pub reason: &'static str,
 }
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 struct GuardedResolver {
     guard: Arc<NetGuard>,
@@ -24,8 +28,12 @@ impl Resolve for GuardedResolver {
         let guard = Arc::clone(&self.guard);
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let resolved: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let looked_up: std::io::Result<Vec<SocketAddr>> =
+                tokio::net::lookup_host((host.clone(), 0)).await.map(Iterator::collect);
+            let resolved = match looked_up {
+                Ok(addrs) => addrs,
+                Err(source) => return Err(Box::new(DnsFailure { host, source }) as BoxError),
+            };
             let mut reason = "no address";
             let allowed: Vec<SocketAddr> = resolved
                 .into_iter()
@@ -38,9 +46,7 @@ impl Resolve for GuardedResolver {
                 })
                 .collect();
             if allowed.is_empty() {
-                return Err(
-                    Box::new(Blocked { host, reason }) as Box<dyn std::error::Error + Send + Sync>
-                );
+                return Err(Box::new(Blocked { host, reason }) as BoxError);
             }
             Ok(Box::new(allowed.into_iter()) as Addrs)
         })

@@ -38,7 +38,7 @@ use self::{
     endpoints::EndpointCache,
     recorder::Recorder,
 };
-use crate::handlers::Outcome;
+use crate::{handlers::Outcome, transport::Failure};
 
 /// Response bodies are kept up to this size (lossy UTF-8).
 const BODY_LIMIT: usize = 4096;
@@ -97,9 +97,9 @@ impl Webhooks {
 /// How an attempt ended, before it is turned into a delivery state.
 struct Answer {
     status_code: Option<u16>,
-    /// `status_class` label: 2xx…5xx, timeout, connect_error, blocked.
+    /// `status_class` label: 2xx…5xx, blocked, or a [`Failure`] (timeout, connect_refused, …).
     class: &'static str,
-    /// The `outcome` column: http_status, timeout, connect_error, blocked, redirect.
+    /// The `outcome` column: http_status, redirect, blocked, or a [`Failure`].
     kind: &'static str,
     error: Option<String>,
     body: Option<String>,
@@ -188,11 +188,15 @@ async fn call(
         Err(e) => {
             let (class, kind, message) = if let Some(reason) = client::blocked_reason(&e) {
                 ("blocked", "blocked", reason)
-            } else if e.is_timeout() {
-                ("timeout", "timeout", format!("no answer within {} ms", hooks.timeout.as_millis()))
             } else {
-                // Without the URL: it can carry credentials in its user info or query.
-                ("connect_error", "connect_error", format!("{}", e.without_url()))
+                let (failure, message) = crate::transport::classify(&e);
+                let message = match failure {
+                    Failure::Timeout => {
+                        format!("no answer within {} ms", hooks.timeout.as_millis())
+                    }
+                    _ => message,
+                };
+                (failure.as_str(), failure.as_str(), message)
             };
             Answer {
                 status_code: None,
