@@ -694,3 +694,96 @@ async fn attempt_errors_name_their_cause(mut env: TestEnv) {
     app.stop().await;
 }
 both_backends!(attempt_errors_name_their_cause);
+
+/// A loopback "HTTP proxy" that answers every request itself (200) and records its request
+/// lines (absolute-form `POST http://host:port/path HTTP/1.1`, or `CONNECT host:port`).
+async fn recording_proxy() -> (std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<String>>>)
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&seen);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { return };
+            let log = std::sync::Arc::clone(&log);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&head);
+                log.lock().unwrap().push(text.lines().next().unwrap_or_default().to_owned());
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// `HTTP_PROXY` and friends in a worker's environment used to send every delivery to that
+/// proxy, which resolved the name itself: the guard never saw the address.
+async fn proxies_from_the_environment_are_ignored(mut env: TestEnv) {
+    let (proxy, proxied) = recording_proxy().await;
+    let proxy_url = format!("http://{proxy}");
+    for var in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"]
+    {
+        env.set(var, proxy_url.clone());
+    }
+    env.set("SWITCHYARD_WEBHOOK_ALLOW_CIDRS", "");
+    let app = env.start_api_only().await;
+    let (_worker, _) = env.spawn_role("worker", &["--queues", "webhooks"]).await;
+    let rx = Receiver::start().await;
+    insert_endpoint(&app, &format!("http://localhost:{}/private", rx.addr.port())).await;
+    let accepted = publish(&app, "guard.check", json!({})).await;
+    let id = accepted["deliveries"][0].as_str().unwrap().to_owned();
+    let d = wait_delivery_status(&app, &id, "failed", Duration::from_secs(20)).await;
+    assert_eq!(d["attempts"][0]["outcome"], "blocked", "{d}");
+    assert_eq!(proxied.lock().unwrap().len(), 0, "nothing went to the proxy");
+    assert_eq!(rx.count(), 0);
+    app.stop().await;
+}
+both_backends!(proxies_from_the_environment_are_ignored);
+
+/// With `SWITCHYARD_WEBHOOK_PROXY`, deliveries go through it, but only once the destination
+/// has been resolved and checked here.
+async fn a_configured_proxy_gets_only_checked_destinations(mut env: TestEnv) {
+    let (proxy, proxied) = recording_proxy().await;
+    env.set("SWITCHYARD_WEBHOOK_PROXY", format!("http://{proxy}"));
+    // 127.0.0.2 may be reached; localhost (127.0.0.1, ::1) may not.
+    env.set("SWITCHYARD_WEBHOOK_ALLOW_CIDRS", "127.0.0.2/32");
+    let app = env.start_app().await;
+    insert_endpoint(&app, "http://localhost:9/private").await;
+    insert_endpoint(&app, "http://127.0.0.2:9/allowed").await;
+    insert_endpoint(&app, "http://127.0.0.3:9/literal").await;
+    let accepted = publish(&app, "guard.check", json!({})).await;
+    let mut outcomes = Vec::new();
+    for id in accepted["deliveries"].as_array().unwrap() {
+        let d = wait_for("an outcome", Duration::from_secs(20), || async {
+            let d = delivery(&app, id.as_str().unwrap()).await;
+            (d["status"] == "delivered" || d["status"] == "failed").then_some(d)
+        })
+        .await;
+        outcomes
+            .push((d["status"].as_str().unwrap().to_owned(), d["attempts"][0]["outcome"].clone()));
+    }
+    outcomes.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        outcomes,
+        [
+            ("delivered".to_owned(), json!("http_status")),
+            ("failed".to_owned(), json!("blocked")),
+            ("failed".to_owned(), json!("blocked")),
+        ]
+    );
+    let seen = proxied.lock().unwrap().clone();
+    assert_eq!(seen, ["POST http://127.0.0.2:9/allowed HTTP/1.1"], "only the allowed one went out");
+    app.stop().await;
+}
+both_backends!(a_configured_proxy_gets_only_checked_destinations);

@@ -152,6 +152,12 @@ pub struct WebhookConfig {
     /// CIDRs webhooks may reach although private or loopback. Unset: loopback in `dev`,
     /// nothing otherwise. `SWITCHYARD_WEBHOOK_ALLOW_CIDRS`.
     pub allow_cidrs: Option<String>,
+    /// The HTTP proxy deliveries go through (`http://[user:pass@]host:port`). Unset: none,
+    /// whatever `HTTP_PROXY`, `HTTPS_PROXY` or `ALL_PROXY` say (a proxy resolves names
+    /// itself, past the SSRF guard). With one, each destination is still resolved here and
+    /// every address it has must pass the guard before the request is handed over.
+    /// `SWITCHYARD_WEBHOOK_PROXY`.
+    pub proxy: Option<Secret<String>>,
     /// Refuse plain-http URLs for endpoints created with live keys.
     /// `SWITCHYARD_WEBHOOK_REQUIRE_HTTPS_FOR_LIVE`.
     pub require_https_for_live: bool,
@@ -182,6 +188,7 @@ impl Default for WebhookConfig {
             throttle_floor_ms: 60_000,
             max_payload_bytes: 256 * 1024,
             allow_cidrs: None,
+            proxy: None,
             require_https_for_live: true,
             endpoint_concurrency: 8,
             endpoint_queue: 128,
@@ -488,6 +495,7 @@ impl Config {
         if let Some(raw) = env("SWITCHYARD_WEBHOOK_ALLOW_CIDRS") {
             h.allow_cidrs = Some(raw.trim().to_owned());
         }
+        set_secret_from_env(&mut h.proxy, "SWITCHYARD_WEBHOOK_PROXY", env);
         set_from_env(
             &mut h.require_https_for_live,
             "SWITCHYARD_WEBHOOK_REQUIRE_HTTPS_FOR_LIVE",
@@ -609,6 +617,19 @@ impl Config {
         if let Some(cidrs) = &h.allow_cidrs {
             crate::netguard::parse_cidrs(cidrs)
                 .map_err(|e| ConfigError::invalid("SWITCHYARD_WEBHOOK_ALLOW_CIDRS", e))?;
+        }
+        if let Some(proxy) = &h.proxy {
+            // The message never repeats the value: it can carry the proxy's password.
+            let ok = url::Url::parse(proxy.expose()).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some_and(|h| !h.is_empty())
+            });
+            if !ok {
+                return Err(ConfigError::invalid(
+                    "SWITCHYARD_WEBHOOK_PROXY",
+                    "must be an http(s) URL with a host, such as http://proxy.internal:3128",
+                ));
+            }
         }
         positive("SWITCHYARD_WEBHOOK_ENDPOINT_CONCURRENCY", h.endpoint_concurrency as u64)?;
         positive("SWITCHYARD_WEBHOOK_ENDPOINT_QUEUE", h.endpoint_queue as u64)?;
@@ -799,6 +820,23 @@ mod tests {
         let err =
             Config::load_with(None, &env_of(&[("SWITCHYARD_WORKER_QUEUES", "email")])).unwrap_err();
         assert!(err.to_string().contains("unknown queue"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_webhook_proxy_is_refused_without_echoing_it() {
+        for bad in ["socks5://user:hunter2@proxy:1080", "proxy:3128", "http://"] {
+            let c = Config::load_with(None, &env_of(&[("SWITCHYARD_WEBHOOK_PROXY", bad)])).unwrap();
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.starts_with("SWITCHYARD_WEBHOOK_PROXY:"), "{err}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+        let c = Config::load_with(
+            None,
+            &env_of(&[("SWITCHYARD_WEBHOOK_PROXY", "http://user:pw@proxy.internal:3128")]),
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(format!("{:?}", c.webhooks.proxy), "Some([redacted])");
     }
 
     #[test]

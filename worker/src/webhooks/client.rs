@@ -1,6 +1,8 @@
 //! The one HTTP client every delivery uses: pooled and kept alive, no redirects followed,
 //! and a DNS resolver that applies the SSRF guard to the addresses it returns — checked on
-//! the resolved IP at connect time, so DNS rebinding does not get past it.
+//! the resolved IP at connect time, so DNS rebinding does not get past it. Proxies from the
+//! environment are ignored (a proxy resolves names itself, past the guard); a configured
+//! one (`SWITCHYARD_WEBHOOK_PROXY`) gets only destinations [`check_destination`] passed.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -21,12 +23,15 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 struct GuardedResolver {
     guard: Arc<NetGuard>,
+    /// The configured proxy's host name: the operator's choice, resolved without the guard.
+    proxy_host: Option<String>,
 }
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let guard = Arc::clone(&self.guard);
         let host = name.as_str().to_owned();
+        let exempt = self.proxy_host.as_deref() == Some(host.as_str());
         Box::pin(async move {
             let looked_up: std::io::Result<Vec<SocketAddr>> =
                 tokio::net::lookup_host((host.clone(), 0)).await.map(Iterator::collect);
@@ -34,6 +39,9 @@ impl Resolve for GuardedResolver {
                 Ok(addrs) => addrs,
                 Err(source) => return Err(Box::new(DnsFailure { host, source }) as BoxError),
             };
+            if exempt {
+                return Ok(Box::new(resolved.into_iter()) as Addrs);
+            }
             let mut reason = "no address";
             let allowed: Vec<SocketAddr> = resolved
                 .into_iter()
@@ -53,8 +61,21 @@ impl Resolve for GuardedResolver {
     }
 }
 
-pub(crate) fn build(guard: Arc<NetGuard>, timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
+/// The client; `proxy` is the validated `SWITCHYARD_WEBHOOK_PROXY`.
+pub(crate) fn build(
+    guard: Arc<NetGuard>,
+    timeout: Duration,
+    proxy: Option<&str>,
+) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder().no_proxy();
+    let mut proxy_host = None;
+    if let Some(url) = proxy {
+        proxy_host = reqwest::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_owned));
+        builder = builder.proxy(
+            reqwest::Proxy::all(url).expect("SWITCHYARD_WEBHOOK_PROXY is validated at start"),
+        );
+    }
+    builder
         .user_agent(concat!("Switchyard-Webhooks/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
@@ -62,7 +83,7 @@ pub(crate) fn build(guard: Arc<NetGuard>, timeout: Duration) -> reqwest::Client 
         .pool_max_idle_per_host(256)
         .pool_idle_timeout(Duration::from_secs(90))
         .tcp_nodelay(true)
-        .dns_resolver(Arc::new(GuardedResolver { guard }))
+        .dns_resolver(Arc::new(GuardedResolver { guard, proxy_host }))
         .build()
         .expect("the webhook HTTP client builds")
 }
@@ -77,4 +98,31 @@ pub(crate) fn blocked_reason(error: &reqwest::Error) -> Option<String> {
         source = e.source();
     }
     None
+}
+
+/// Through a proxy, the guard cannot check the address actually connected to: the
+/// destination's name is resolved here and every address it has must be allowed.
+/// `Err((is_dns_failure, message))` says why the request must not be handed over.
+pub(crate) async fn check_destination(
+    guard: &NetGuard,
+    host: &str,
+    port: u16,
+) -> Result<(), (bool, String)> {
+    let resolved: Vec<SocketAddr> = match tokio::net::lookup_host((host, port)).await {
+        Ok(addrs) => addrs.collect(),
+        Err(e) => return Err((true, format!("could not resolve {host}: {e}"))),
+    };
+    if resolved.is_empty() {
+        return Err((true, format!("could not resolve {host}: no address")));
+    }
+    for addr in resolved {
+        if let Err(reason) = guard.check(addr.ip()) {
+            let blocked = Blocked { host: host.to_owned(), reason };
+            return Err((
+                false,
+                format!("{blocked} (via the proxy: {} is not allowed)", addr.ip()),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -49,6 +49,8 @@ const LEASE_SLACK: Duration = Duration::from_secs(5);
 /// What delivery needs, shared by every delivery job of a worker process.
 pub(crate) struct Webhooks {
     client: reqwest::Client,
+    /// Requests go through `SWITCHYARD_WEBHOOK_PROXY`: names are checked before sending.
+    proxied: bool,
     guard: Arc<NetGuard>,
     recorder: Recorder,
     claimer: Claimer,
@@ -77,7 +79,12 @@ impl Webhooks {
         let (admission, parked) =
             Admission::new(config.endpoint_concurrency, config.endpoint_queue, max_wait, stopping);
         Self {
-            client: client::build(Arc::clone(&guard), timeout),
+            client: client::build(
+                Arc::clone(&guard),
+                timeout,
+                config.proxy.as_ref().map(|p| p.expose().as_str()),
+            ),
+            proxied: config.proxy.is_some(),
             guard,
             recorder: Recorder::start(services.store.clone()),
             claimer: Claimer::start(services.store.clone(), timeout + LEASE_SLACK),
@@ -162,6 +169,28 @@ async fn call(
             class: "blocked",
             kind: "blocked",
             error: Some(format!("blocked by the SSRF guard: {ip} is a {reason} address")),
+            body: None,
+            retry_after: None,
+        };
+    }
+    if hooks.proxied
+        && let Ok(parsed) = reqwest::Url::parse(url)
+        && let Some(host) = parsed.host_str()
+        && host.parse::<std::net::IpAddr>().is_err()
+        && !host.starts_with('[')
+        && let Err((dns, message)) = client::check_destination(
+            &hooks.guard,
+            host,
+            parsed.port_or_known_default().unwrap_or(443),
+        )
+        .await
+    {
+        let kind = if dns { Failure::Dns.as_str() } else { "blocked" };
+        return Answer {
+            status_code: None,
+            class: kind,
+            kind,
+            error: Some(message),
             body: None,
             retry_after: None,
         };
