@@ -154,6 +154,13 @@ pub async fn edge<E: Endpoint>(
             resp.headers_mut().insert(REQUEST_ID, value);
         }
         let status = resp.status().as_u16();
+        // Every 503 says when to come back (probes and middleware answers included).
+        if status == 503 && !resp.headers().contains_key(poem::http::header::RETRY_AFTER) {
+            resp.headers_mut().insert(
+                poem::http::header::RETRY_AFTER,
+                poem::http::HeaderValue::from(crate::problem::UNAVAILABLE_RETRY_AFTER_SECS),
+            );
+        }
         let route = route_label(&mut resp);
         let elapsed = started.elapsed().as_secs_f64();
         let method = method.as_str().to_owned();

@@ -88,9 +88,9 @@ pub enum ApiError {
     /// Something failed on our side; the detail carries no internals.
     #[oai(status = 500, content_type = "application/problem+json")]
     Internal(Json<Problem>),
-    /// A dependency (store or queue) is not answering.
+    /// A dependency (store or queue) is not answering; retry after `Retry-After` seconds.
     #[oai(status = 503, content_type = "application/problem+json")]
-    Unavailable(Json<Problem>),
+    Unavailable(Json<Problem>, #[oai(header = "Retry-After")] u64),
 }
 
 impl ApiError {
@@ -131,11 +131,10 @@ impl ApiError {
     }
 
     pub fn unavailable(detail: impl Into<String>) -> Self {
-        Self::Unavailable(Json(Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            detail,
-        )))
+        Self::Unavailable(
+            Json(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)),
+            UNAVAILABLE_RETRY_AFTER_SECS,
+        )
     }
 
     /// Logs the cause (never sent to the client) and answers an opaque 500.
@@ -149,14 +148,17 @@ impl ApiError {
     }
 }
 
+/// The `Retry-After` of a 503: an outage is retried soon (the store's pool gives up waiting
+/// for a connection after `SWITCHYARD_DATABASE_ACQUIRE_TIMEOUT_MS`).
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 1;
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        match &e {
-            StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
-                tracing::warn!(error = %e, "store unavailable");
-                Self::unavailable("the store is not answering; try again shortly")
-            }
-            _ => Self::internal(&e),
+        if e.is_unavailable() {
+            tracing::warn!(error = %e, "store unavailable");
+            Self::unavailable("the store is not answering; try again shortly")
+        } else {
+            Self::internal(&e)
         }
     }
 }

@@ -98,6 +98,10 @@ pub struct Config {
     pub http_idle_timeout_ms: u64,
     /// Connections in the store pool. `SWITCHYARD_DATABASE_MAX_CONNECTIONS`.
     pub database_max_connections: u32,
+    /// How long work waits for a store connection before giving up (the API then answers
+    /// 503 with `Retry-After`): while the database is down, every request fails this fast.
+    /// `SWITCHYARD_DATABASE_ACQUIRE_TIMEOUT_MS`.
+    pub database_acquire_timeout_ms: u64,
     /// Redis response timeout (redis-rs defaults to 500 ms, which apalis turns into a fatal
     /// worker error under load). `SWITCHYARD_REDIS_RESPONSE_TIMEOUT_MS`.
     pub redis_response_timeout_ms: u64,
@@ -340,6 +344,7 @@ impl Default for Config {
             http_header_timeout_ms: 10_000,
             http_idle_timeout_ms: 60_000,
             database_max_connections: 16,
+            database_acquire_timeout_ms: 1_000,
             redis_response_timeout_ms: 5_000,
             queue_depth_sample_secs: 5,
             bootstrap_admin_key: None,
@@ -467,6 +472,11 @@ impl Config {
             env,
         )?;
         set_from_env(
+            &mut self.database_acquire_timeout_ms,
+            "SWITCHYARD_DATABASE_ACQUIRE_TIMEOUT_MS",
+            env,
+        )?;
+        set_from_env(
             &mut self.redis_response_timeout_ms,
             "SWITCHYARD_REDIS_RESPONSE_TIMEOUT_MS",
             env,
@@ -588,6 +598,7 @@ impl Config {
         positive("SWITCHYARD_HTTP_HEADER_TIMEOUT_MS", self.http_header_timeout_ms)?;
         positive("SWITCHYARD_HTTP_IDLE_TIMEOUT_MS", self.http_idle_timeout_ms)?;
         positive("SWITCHYARD_DATABASE_MAX_CONNECTIONS", self.database_max_connections.into())?;
+        positive("SWITCHYARD_DATABASE_ACQUIRE_TIMEOUT_MS", self.database_acquire_timeout_ms)?;
         positive("SWITCHYARD_REDIS_RESPONSE_TIMEOUT_MS", self.redis_response_timeout_ms)?;
         positive("SWITCHYARD_QUEUE_DEPTH_SAMPLE_SECS", self.queue_depth_sample_secs)?;
         if let Some(key) = &self.bootstrap_admin_key {

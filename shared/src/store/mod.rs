@@ -51,6 +51,31 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The store cannot be reached or is going away (no connection, connection lost, server
+    /// shutting down or starting, too many connections, SQLite busy): a passing outage, not a
+    /// fault of the request. The API answers these 503 with `Retry-After`, never 500.
+    pub fn is_unavailable(&self) -> bool {
+        let StoreError::Database(e) = self else { return false };
+        match e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                // SQLSTATE class 08: connection exception; 57P01–57P03: admin shutdown,
+                // crash shutdown, cannot connect now; 53300: too many connections.
+                // SQLite: 5 SQLITE_BUSY, 6 SQLITE_LOCKED (primary result codes).
+                code.starts_with("08")
+                    || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
+                    || (db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+                        && matches!(&*code, "5" | "6" | "261" | "517"))
+            }),
+            _ => false,
+        }
+    }
+
     /// A unique or primary-key constraint refused the write (on either backend).
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.is_unique_violation())
@@ -103,12 +128,14 @@ impl Store {
     /// Opens the store the configuration names (without migrating).
     pub async fn connect(config: &Config) -> Result<Self, StoreError> {
         let max = config.database_max_connections;
+        // How long a request waits for a connection: bounded, so an outage answers fast.
+        let acquire = Duration::from_millis(config.database_acquire_timeout_ms);
         match config.store_kind() {
             StoreKind::Postgres => {
                 let url = config.database_url.as_ref().map(|u| u.expose().as_str()).unwrap_or("");
                 let pool = PgPoolOptions::new()
                     .max_connections(max)
-                    .acquire_timeout(Duration::from_secs(5))
+                    .acquire_timeout(acquire)
                     .connect(url)
                     .await?;
                 Ok(Store::Postgres(pool))
@@ -135,7 +162,7 @@ impl Store {
                     .foreign_keys(true);
                 let pool = SqlitePoolOptions::new()
                     .max_connections(max)
-                    .acquire_timeout(Duration::from_secs(5))
+                    .acquire_timeout(acquire)
                     .connect_with(options)
                     .await?;
                 Ok(Store::Sqlite(pool))

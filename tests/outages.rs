@@ -1,0 +1,105 @@
+//! A dependency stops answering while events are published (fleet: PostgreSQL and Redis
+//! behind a loopback proxy the test cuts off). The store down: every answer is a fast 503
+//! with `Retry-After` (never a 500, never a 5 s wait), `/readyz` names the store, and
+//! publishing works again once it is back. The queue down: `POST /events` still accepts
+//! within about a second (the store is the source of truth; the sweep enqueues later).
+
+mod support;
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+use support::{Backend, TestApp, TestEnv, proxy::Proxy, wait_for};
+
+const PG: &str = "127.0.0.1:5432";
+const REDIS: &str = "127.0.0.1:6379";
+
+async fn publish(app: &TestApp, i: usize) -> (u16, Option<String>, Value, Duration) {
+    let started = Instant::now();
+    let resp = app
+        .http
+        .post(app.url("/api/v1/events"))
+        .json(&json!({"type": "outage.test", "data": {"i": i}}))
+        .send()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    let status = resp.status().as_u16();
+    let retry_after =
+        resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    (status, retry_after, resp.json().await.unwrap_or(Value::Null), took)
+}
+
+async fn fleet_behind_proxy(var: &str, target: &str) -> Option<(TestEnv, Proxy)> {
+    let mut env = TestEnv::new(Backend::Fleet).await?;
+    let proxy = Proxy::start(target.parse::<SocketAddr>().unwrap()).await;
+    let url = env.var(var).unwrap().replace(target, &proxy.addr.to_string());
+    env.set(var, url);
+    Some((env, proxy))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_down_answers_503_with_retry_after_at_once() {
+    let Some((env, proxy)) = fleet_behind_proxy("DATABASE_URL", PG).await else { return };
+    let app = env.start_api_only().await;
+    support::insert_endpoint(&app.services, "http://127.0.0.1:9/x", "outage.*").await;
+    let (status, _, body, _) = publish(&app, 0).await;
+    assert_eq!(status, 202, "{body}");
+
+    proxy.cut();
+    let mut slowest = Duration::ZERO;
+    for i in 1..=20 {
+        let (status, retry_after, body, took) = publish(&app, i).await;
+        assert_eq!(status, 503, "publish {i} while the store is down: {body}");
+        assert_eq!(body["type"], "urn:switchyard:problem:unavailable", "{body}");
+        let secs: u64 = retry_after.expect("a 503 carries Retry-After").parse().unwrap();
+        assert!((1..=30).contains(&secs), "Retry-After {secs}");
+        slowest = slowest.max(took);
+    }
+    // The pool waits SWITCHYARD_DATABASE_ACQUIRE_TIMEOUT_MS (1 s) for a connection.
+    eprintln!("store down: 20 answers 503, slowest {slowest:?}");
+    assert!(slowest < Duration::from_millis(2_500), "slowest 503 took {slowest:?}");
+    let resp = app.anonymous.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    let body: Value = resp.json().await.unwrap();
+    assert!(body["detail"].as_str().unwrap().contains("store (postgres)"), "{body}");
+
+    proxy.restore();
+    wait_for("publishing to work again", Duration::from_secs(20), || async {
+        (publish(&app, 99).await.0 == 202).then_some(())
+    })
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_down_still_accepts_within_a_second() {
+    let Some((env, proxy)) = fleet_behind_proxy("REDIS_URL", REDIS).await else { return };
+    let app = env.start_api_only().await;
+    support::insert_endpoint(&app.services, "http://127.0.0.1:9/x", "outage.*").await;
+    let (status, _, body, _) = publish(&app, 0).await;
+    assert_eq!(status, 202, "{body}");
+
+    proxy.cut();
+    let mut slowest = Duration::ZERO;
+    let mut accepted = Vec::new();
+    for i in 1..=10 {
+        let (status, _, body, took) = publish(&app, i).await;
+        assert_eq!(status, 202, "publish {i} while Redis is down: {body}");
+        accepted.push(body["deliveries"][0].as_str().unwrap().to_owned());
+        slowest = slowest.max(took);
+    }
+    eprintln!("queue down: 10 answers 202, slowest {slowest:?}");
+    assert!(slowest < Duration::from_millis(1_800), "slowest accept took {slowest:?}");
+    // Accepted means stored: each delivery is there, due, for the sweep to enqueue.
+    for id in &accepted {
+        let d = app.services.store.delivery(id).await.unwrap().expect("stored");
+        assert_eq!(d.status, "pending", "{d:?}");
+    }
+    proxy.restore();
+    app.stop().await;
+}
