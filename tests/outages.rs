@@ -41,13 +41,19 @@ async fn fleet_behind_proxy(var: &str, target: &str) -> Option<(TestEnv, Proxy)>
     Some((env, proxy))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_store_down_answers_503_with_retry_after_at_once() {
-    let Some((env, proxy)) = fleet_behind_proxy("DATABASE_URL", PG).await else { return };
+/// The API with an endpoint, once a first event has been accepted.
+async fn started_and_publishing(env: &TestEnv) -> TestApp {
     let app = env.start_api_only().await;
     support::insert_endpoint(&app.services, "http://127.0.0.1:9/x", "outage.*").await;
     let (status, _, body, _) = publish(&app, 0).await;
     assert_eq!(status, 202, "{body}");
+    app
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_down_answers_503_with_retry_after_at_once() {
+    let Some((env, proxy)) = fleet_behind_proxy("DATABASE_URL", PG).await else { return };
+    let app = started_and_publishing(&env).await;
 
     proxy.cut();
     let mut slowest = Duration::ZERO;
@@ -79,10 +85,7 @@ async fn the_store_down_answers_503_with_retry_after_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_queue_down_still_accepts_within_a_second() {
     let Some((env, proxy)) = fleet_behind_proxy("REDIS_URL", REDIS).await else { return };
-    let app = env.start_api_only().await;
-    support::insert_endpoint(&app.services, "http://127.0.0.1:9/x", "outage.*").await;
-    let (status, _, body, _) = publish(&app, 0).await;
-    assert_eq!(status, 202, "{body}");
+    let app = started_and_publishing(&env).await;
 
     proxy.cut();
     let mut slowest = Duration::ZERO;
