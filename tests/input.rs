@@ -1,6 +1,7 @@
 //! Bad input gets a clear 4xx, the same on both backends: NUL characters (PostgreSQL cannot
 //! store them in text) in JSON strings, query parameters and path ids; pages past the end of
-//! what an offset can address; work whose upstream is not configured (409, not a 503).
+//! what an offset can address; work whose upstream is not configured (409, not a 503);
+//! bodies held to the OpenAPI document (unknown fields, wrong types, bounded lists).
 
 mod support;
 
@@ -102,3 +103,85 @@ async fn work_that_is_not_configured_is_a_conflict(mut env: TestEnv) {
     app.stop().await;
 }
 both_backends!(work_that_is_not_configured_is_a_conflict);
+
+fn field_messages(problem: &Value) -> Vec<(String, String)> {
+    problem["errors"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .map(|e| {
+                    (
+                        e["field"].as_str().unwrap().to_owned(),
+                        e["message"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn bodies_are_held_to_the_document(env: TestEnv) {
+    let app = env.start_api_only().await;
+    let hook = |extra: Value| {
+        let mut body = json!({"url": "https://example.com/hook", "event_types": ["a.b"]});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body
+    };
+
+    let (status, problem) = post(&app, "/api/v1/webhooks", hook(json!({"urll": "x"}))).await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(field_messages(&problem), [("urll".to_owned(), "unknown field".to_owned())]);
+
+    let (status, problem) = post(&app, "/api/v1/events", json!({"type": 42, "data": {}})).await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(field_messages(&problem), [("type".to_owned(), "must be a string".to_owned())]);
+
+    let (status, problem) = post(
+        &app,
+        "/api/v1/webhooks",
+        hook(json!({"description": true, "rate_limit_per_second": "5"})),
+    )
+    .await;
+    assert_eq!(status, 422, "{problem}");
+    let mut got = fields(&problem);
+    got.sort();
+    assert_eq!(got, ["description", "rate_limit_per_second"]);
+
+    let many: Vec<String> = (0..257).map(|i| format!("t.e{i}")).collect();
+    let (status, problem) =
+        post(&app, "/api/v1/webhooks", hook(json!({"event_types": many}))).await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(fields(&problem), ["event_types"]);
+    // 256 are fine.
+    let (status, body) =
+        post(&app, "/api/v1/webhooks", hook(json!({"event_types": &many[..256]}))).await;
+    assert_eq!(status, 201, "{body}");
+
+    let (status, problem) = post(
+        &app,
+        "/api/v1/events/batch",
+        json!({"events": [{"type": "a.b", "data": {"free": "form"}}, {"type": "a.b", "data": {}, "extra": 1}]}),
+    )
+    .await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(fields(&problem), ["events[1].extra"]);
+
+    // A key without the scope is refused for that, whatever its body says.
+    let (_, reader) = app.create_key(json!({"name": "reader", "scopes": ["webhooks:read"]})).await;
+    let resp = support::http_with_key(&reader)
+        .post(app.url("/api/v1/webhooks"))
+        .json(&hook(json!({"urll": "x"})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+
+    // The document says so.
+    let (_, spec) = app.get_json("/openapi.json").await;
+    let create = &spec["components"]["schemas"]["CreateEndpoint"];
+    assert_eq!(create["additionalProperties"], false, "{create}");
+    assert_eq!(create["properties"]["event_types"]["maxItems"], 256, "{create}");
+    assert_eq!(spec["components"]["schemas"]["PublishEvent"]["additionalProperties"], false);
+    app.stop().await;
+}
+both_backends!(bodies_are_held_to_the_document);

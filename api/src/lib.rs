@@ -8,6 +8,7 @@ mod health;
 mod problem;
 mod routes;
 mod server;
+mod strict;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -30,12 +31,16 @@ pub enum ApiRunError {
 /// The whole API: `/api/v1/…` (authenticated), `/openapi.json`, `/docs`, and the probes.
 fn app(services: Services, auth: Arc<Authenticator>) -> impl Endpoint {
     let api = routes::openapi(&services, &auth);
-    if let Ok(spec) = serde_json::from_str::<serde_json::Value>(&api.spec())
-        && let Some(paths) = spec["paths"].as_object()
-    {
+    let mut spec: serde_json::Value =
+        serde_json::from_str(&api.spec()).expect("poem-openapi writes valid JSON");
+    if let Some(paths) = spec["paths"].as_object() {
         edge::set_route_templates(paths.keys().map(|p| format!("/api/v1{p}")).collect());
     }
-    let spec = api.spec_endpoint();
+    strict::install(&mut spec, "/api/v1");
+    let spec_text = spec.to_string();
+    let spec = poem::endpoint::make_sync(move |_| {
+        poem::Response::builder().content_type("application/json").body(spec_text.clone())
+    });
     let docs = api.swagger_ui();
     let body_limit = services.config.http_body_limit_bytes;
     let authenticated = api.with(auth::Authenticate(auth));

@@ -90,6 +90,11 @@ impl<E: Endpoint> Endpoint for RequireScopeEndpoint<E> {
                 format!("this API key lacks the scope `{}`", self.scope),
             )));
         }
+        // The key may do this: now its body is checked against the document.
+        let mut req = req;
+        if let Err(resp) = crate::strict::check_request(&mut req).await {
+            return Ok(resp);
+        }
         self.inner.call(req).await.map(IntoResponse::into_response)
     }
 }

@@ -33,6 +33,7 @@ struct CreateKey {
     /// What the key is for (1–100 characters).
     name: String,
     /// Scopes to grant; a key can grant only scopes it holds itself.
+    #[oai(validator(max_items = 64))]
     scopes: Vec<String>,
     /// `live` or `test` (default: the environment of the creating key).
     environment: Option<String>,
@@ -45,6 +46,7 @@ struct CreateKey {
 #[derive(Object)]
 struct UpdateKey {
     name: Option<String>,
+    #[oai(validator(max_items = 64))]
     scopes: Option<Vec<String>>,
     rate_limit_per_minute: Option<i64>,
     /// `false` revokes the key; `true` re-activates a revoked (not deleted) key.

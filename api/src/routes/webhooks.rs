@@ -40,7 +40,9 @@ const DELIVERY_STATUSES: [&str; 5] = ["pending", "delivering", "retrying", "deli
 struct CreateEndpoint {
     /// Where to POST events. `https` is required for endpoints created with live keys.
     url: String,
-    /// Event types to receive: exact (`pidms.sync.completed`), `*`, or a prefix (`pidms.*`).
+    /// Event types to receive: exact (`pidms.sync.completed`), `*`, or a prefix (`pidms.*`);
+    /// at most 256.
+    #[oai(validator(max_items = 256))]
     event_types: Vec<String>,
     description: Option<String>,
     /// At most this many deliveries per second to this endpoint, across the fleet.
@@ -50,6 +52,7 @@ struct CreateEndpoint {
 #[derive(Object)]
 struct UpdateEndpoint {
     url: Option<String>,
+    #[oai(validator(max_items = 256))]
     event_types: Option<Vec<String>>,
     description: Option<String>,
     rate_limit_per_second: Option<i64>,
