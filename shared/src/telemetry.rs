@@ -35,6 +35,7 @@ pub const WEBHOOK_BLOCKED: &str = "switchyard_webhook_blocked_total";
 pub const WEBHOOK_DEFERRED: &str = "switchyard_webhook_deferred_total";
 pub const WEBHOOK_WAITING: &str = "switchyard_webhook_waiting";
 pub const WEBHOOK_PUBLISH_BATCH: &str = "switchyard_webhook_publish_batch_size";
+pub const WEBHOOK_REQUEUED: &str = "switchyard_webhook_requeued_after_broker_loss_total";
 
 // Upstreams.
 pub const UPSTREAM_REQUESTS: &str = "switchyard_upstream_requests_total";
@@ -192,6 +193,11 @@ fn describe() {
     describe_gauge!(
         WEBHOOK_WAITING,
         "Deliveries waiting in line in this worker process for their endpoint's slot."
+    );
+    describe_counter!(
+        WEBHOOK_REQUEUED,
+        "Deliveries enqueued again when a worker's Redis connection came back after a loss, by \
+         when (due: at once; later: a scheduled retry, when Redis came back empty)."
     );
     describe_histogram!(
         WEBHOOK_PUBLISH_BATCH,

@@ -20,6 +20,8 @@ pub enum Reply {
     Redirect(&'static str),
     /// Never answers (a blackholed endpoint).
     Hang,
+    /// Answers the status after a delay (a slow endpoint: requests stay in flight).
+    Slow(u16, Duration),
 }
 
 #[derive(Debug, Clone)]
@@ -77,6 +79,10 @@ impl Endpoint for Handler {
                 .body("slow down"),
             Reply::Redirect(to) => {
                 Response::builder().status(StatusCode::FOUND).header("location", to).body("moved")
+            }
+            Reply::Slow(code, delay) => {
+                tokio::time::sleep(delay).await;
+                Response::builder().status(StatusCode::from_u16(code).unwrap()).body("slow")
             }
             Reply::Hang => {
                 tokio::time::sleep(Duration::from_secs(3600)).await;

@@ -199,12 +199,21 @@ pub async fn run(
                     ))
                 })
                 .collect();
+            let back = Arc::new(tokio::sync::Notify::new());
             tasks.push(tokio::spawn(crate::wake::subscribe(
                 redis.clone(),
                 Arc::clone(services.queue.wakeups()),
                 opts.queues.clone(),
+                Arc::clone(&back),
                 background.clone(),
             )));
+            if opts.queues.contains(&QueueName::Webhooks) {
+                tasks.push(tokio::spawn(crate::webhooks::requeue_when_back(
+                    services.clone(),
+                    redis.clone(),
+                    back,
+                )));
+            }
             tasks
         }
         QueueBackend::Sqlite(_) => Vec::new(),

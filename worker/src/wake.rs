@@ -65,11 +65,13 @@ impl PollStrategy for WakeStrategy {
 
 /// Subscribes to the wake channels of `queues` and bumps the local signals; reconnects after
 /// a lost connection (a Redis restart) and then wakes every queue, since pushes made while
-/// it was away were not heard.
+/// it was away were not heard, and tells `back` (pushes may have been lost, not only
+/// notices: see `webhooks::requeue_after_broker_loss`).
 pub(crate) async fn subscribe(
     redis: RedisQueue,
     wake: Arc<Wakeups>,
     queues: Vec<QueueName>,
+    back: Arc<tokio::sync::Notify>,
     stop: CancellationToken,
 ) {
     let channels: Vec<String> = queues.iter().map(|q| redis.wake_channel(*q)).collect();
@@ -82,6 +84,7 @@ pub(crate) async fn subscribe(
             }
             if failures > 0 {
                 tracing::info!("wake-up subscription is back");
+                back.notify_one();
             }
             failures = 0;
             wake.notify_all();

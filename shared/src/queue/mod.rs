@@ -232,6 +232,19 @@ impl Queue {
         self.push_messages(queue, jobs.into_iter().map(|j| message(j, Some(delay))).collect()).await
     }
 
+    /// Enqueues many jobs, each after its own delay, in one round trip per thousand.
+    pub async fn push_each_after(
+        &self,
+        queue: QueueName,
+        jobs: Vec<(Job, Duration)>,
+    ) -> Result<Vec<String>, QueueError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.push_messages(queue, jobs.into_iter().map(|(j, d)| message(j, Some(d))).collect())
+            .await
+    }
+
     async fn push_messages(
         &self,
         queue: QueueName,

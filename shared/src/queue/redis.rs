@@ -75,6 +75,33 @@ impl RedisQueue {
         self.conn.clone()
     }
 
+    /// Sets this deployment's marker key if it is missing; `true` when it was: this Redis is
+    /// new to the deployment or came back empty, and whatever was queued went with it.
+    pub async fn mark_present(&self) -> Result<bool, QueueError> {
+        let mut conn = self.conn.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(format!("{}:present", self.namespace))
+            .arg(ulid::Ulid::generate().to_string())
+            .arg("NX")
+            .query_async(&mut conn)
+            .await?;
+        Ok(set.is_some())
+    }
+
+    /// A lease on `name` for `ttl`, for one process of the fleet; `true` if this one got it.
+    pub async fn try_lease(&self, name: &str, ttl: Duration) -> Result<bool, QueueError> {
+        let mut conn = self.conn.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(format!("{}:lease:{name}", self.namespace))
+            .arg(std::process::id())
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl.as_millis() as u64)
+            .query_async(&mut conn)
+            .await?;
+        Ok(set.is_some())
+    }
+
     /// The client, for connections of their own (subscriptions).
     pub fn client(&self) -> &redis::Client {
         &self.client

@@ -629,6 +629,21 @@ impl Store {
         Ok(rows)
     }
 
+    /// Deliveries waiting for a later attempt (`retrying`, due after `now`): (id, endpoint,
+    /// next attempt number, when), soonest first. Re-enqueued after the queue lost them.
+    pub async fn scheduled_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<(String, String, i64, DateTime<Utc>)>, StoreError> {
+        let rows = on_pool!(self, pool => sqlx::query_as(
+            "SELECT id, endpoint_id, attempts + 1, next_attempt_at FROM webhook_deliveries
+             WHERE status = 'retrying' AND next_attempt_at >= $1
+             ORDER BY next_attempt_at LIMIT $2")
+            .bind(now).bind(limit).fetch_all(pool).await)?;
+        Ok(rows)
+    }
+
     /// One endpoint's deliveries that are due now, oldest first: (id, next attempt number).
     /// Parked deliveries are enqueued again from this when their endpoint's line empties.
     pub async fn due_deliveries_of(

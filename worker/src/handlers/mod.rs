@@ -41,7 +41,7 @@ pub(crate) async fn dispatch(
         Job::Canary(job) => canary::run(&deps, job).await,
         Job::QueueVacuum(job) => maintenance::queue_vacuum(&deps, job).await,
         Job::UsageRetention(job) => maintenance::usage_retention(&deps, job).await,
-        Job::DeliverWebhook(job) => webhooks::deliver(&deps.services, &deps.webhooks, job).await,
+        Job::DeliverWebhook(job) => webhooks::deliver(&deps, job).await,
         Job::WebhookRetrySweep => webhooks::retry_sweep(&deps.services).await,
         Job::WebhookCleanup => webhooks::cleanup(&deps.services).await,
         Job::WebhookDisableFailing => webhooks::disable_failing(&deps.services).await,

@@ -5,7 +5,7 @@ use apalis::prelude::BoxDynError;
 use chrono::{Duration, Utc};
 use switchyard_shared::{
     jobs::{DeliverWebhookJob, Job, PidmsBatchJob},
-    queue::QueueName,
+    queue::{QueueName, RedisQueue},
     services::Services,
     telemetry,
 };
@@ -13,9 +13,16 @@ use switchyard_shared::{
 use super::announce_disabled;
 use crate::handlers::Outcome;
 
-/// A due delivery not started this long after its time is presumed lost from the queue.
+/// A due delivery not started this long after its time is presumed lost from the queue (a
+/// shorter grace would enqueue a second message for every delivery of a backlog that is
+/// merely waiting its turn). A lost broker does not wait for it: see
+/// [`requeue_after_broker_loss`].
 const SWEEP_GRACE: Duration = Duration::minutes(2);
 const SWEEP_PAGE: i64 = 5_000;
+/// Deliveries enqueued again at most, per broker loss; beyond, the sweep finds the rest.
+const REQUEUE_LIMIT: i64 = 100_000;
+/// One worker of the fleet re-enqueues per broker loss; the others see the lease and skip.
+const REQUEUE_LEASE: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Enqueues deliveries that are due (or whose attempt's lease ran out) but not in the queue,
 /// and PIDKey batches left pending.
@@ -49,6 +56,66 @@ pub(crate) async fn retry_sweep(services: &Services) -> Result<Outcome, BoxDynEr
         services.queue.push_many(QueueName::Pidms, jobs).await?;
     }
     Ok(Outcome::Success)
+}
+
+/// Run when a worker's Redis connection is back after a loss. Pushes made while Redis was
+/// away (the API leaves them to the sweep) and, if Redis came back empty, everything it held
+/// (queued, delayed, in flight) are gone from the queue though their rows are due: enqueue
+/// them now instead of after the sweep's grace. Due deliveries go at once; if Redis came back
+/// empty, scheduled retries go back as delayed jobs. A message that was not lost is simply
+/// there twice: the claim in the store makes it one attempt.
+pub(crate) async fn requeue_after_broker_loss(
+    services: &Services,
+    redis: &RedisQueue,
+) -> Result<(), BoxDynError> {
+    let emptied = redis.mark_present().await?;
+    if !redis.try_lease("requeue-after-broker-loss", REQUEUE_LEASE).await? {
+        return Ok(());
+    }
+    let now = Utc::now();
+    let due = services.store.overdue_deliveries(now, REQUEUE_LIMIT).await?;
+    let due_count = due.len();
+    for chunk in due.chunks(1_000) {
+        let jobs = chunk
+            .iter()
+            .map(|(delivery_id, endpoint_id, attempt)| {
+                Job::DeliverWebhook(DeliverWebhookJob {
+                    delivery_id: delivery_id.clone(),
+                    endpoint_id: endpoint_id.clone(),
+                    attempt: *attempt,
+                })
+            })
+            .collect();
+        services.queue.push_many(QueueName::Webhooks, jobs).await?;
+    }
+    let mut later_count = 0;
+    if emptied {
+        let later = services.store.scheduled_deliveries(now, REQUEUE_LIMIT).await?;
+        later_count = later.len();
+        for chunk in later.chunks(1_000) {
+            let jobs = chunk
+                .iter()
+                .map(|(delivery_id, endpoint_id, attempt, at)| {
+                    let job = Job::DeliverWebhook(DeliverWebhookJob {
+                        delivery_id: delivery_id.clone(),
+                        endpoint_id: endpoint_id.clone(),
+                        attempt: *attempt,
+                    });
+                    (job, (*at - now).to_std().unwrap_or_default())
+                })
+                .collect();
+            services.queue.push_each_after(QueueName::Webhooks, jobs).await?;
+        }
+    }
+    metrics::counter!(telemetry::WEBHOOK_REQUEUED, "when" => "due").increment(due_count as u64);
+    metrics::counter!(telemetry::WEBHOOK_REQUEUED, "when" => "later").increment(later_count as u64);
+    tracing::warn!(
+        due = due_count,
+        later = later_count,
+        emptied,
+        "Redis is back after a loss: re-enqueued the deliveries it may have lost"
+    );
+    Ok(())
 }
 
 pub(crate) async fn cleanup(services: &Services) -> Result<Outcome, BoxDynError> {

@@ -24,7 +24,7 @@ use switchyard_shared::{
     queue::QueueName,
     ratelimit::{Quota, RateLimiter},
     services::Services,
-    store::{AttemptRecord, DeliveryClaim},
+    store::{AttemptRecord, ClaimedDelivery, DeliveryClaim},
     telemetry,
     webhook::{RetrySchedule, next_delay, signature_header},
 };
@@ -38,7 +38,10 @@ use self::{
     endpoints::EndpointCache,
     recorder::Recorder,
 };
-use crate::{handlers::Outcome, transport::Failure};
+use crate::{
+    handlers::{JobDeps, Outcome},
+    transport::Failure,
+};
 
 /// Response bodies are kept up to this size (lossy UTF-8).
 const BODY_LIMIT: usize = 4096;
@@ -241,19 +244,18 @@ async fn call(
 
 /// One attempt of one delivery, from its queue message.
 pub(crate) async fn deliver(
-    services: &Services,
-    hooks: &Webhooks,
+    deps: &Arc<JobDeps>,
     job: DeliverWebhookJob,
 ) -> Result<Outcome, BoxDynError> {
-    attempt(services, hooks, job, Source::Queue).await
+    attempt(deps, job, Source::Queue).await
 }
 
 async fn attempt(
-    services: &Services,
-    hooks: &Webhooks,
+    deps: &Arc<JobDeps>,
     job: DeliverWebhookJob,
     from: Source,
 ) -> Result<Outcome, BoxDynError> {
+    let (services, hooks) = (&deps.services, &deps.webhooks);
     let store = &services.store;
 
     // Admit: a slot of this endpoint, in line behind the deliveries that came before.
@@ -309,6 +311,24 @@ async fn attempt(
         return Ok(Outcome::Success);
     };
 
+    // From here the request goes out. This part runs in a task of its own: apalis drops the
+    // futures of a worker it stops on a backend error (a Redis reconnect), and a delivery
+    // cancelled between its request and its record was sent again once its claim ran out.
+    let sent =
+        tokio::spawn(send_and_record(Arc::clone(deps), job, endpoint, claimed, payload, slot));
+    sent.await.map_err(|e| Box::new(e) as BoxDynError)?
+}
+
+/// Signs and sends one claimed attempt, records it, and schedules the next.
+async fn send_and_record(
+    deps: Arc<JobDeps>,
+    job: DeliverWebhookJob,
+    endpoint: Arc<endpoints::Endpoint>,
+    claimed: ClaimedDelivery,
+    payload: String,
+    slot: admission::Slot,
+) -> Result<Outcome, BoxDynError> {
+    let (services, hooks) = (&deps.services, &deps.webhooks);
     // Sign and send, within this process' connection budget.
     let sending = Arc::clone(&hooks.sending).acquire_owned().await?;
     let timestamp = Utc::now().timestamp();
@@ -449,7 +469,7 @@ pub(crate) async fn unpark(deps: Arc<crate::handlers::JobDeps>) {
                 .map(|(delivery_id, n)| {
                     let job = DeliverWebhookJob { delivery_id, endpoint_id: endpoint.clone(), attempt: n };
                     async move {
-                        if let Err(error) = attempt(&deps.services, &deps.webhooks, job, Source::Store).await {
+                        if let Err(error) = attempt(deps, job, Source::Store).await {
                             tracing::warn!(%error, "a parked delivery's attempt failed; the retry sweep will");
                         }
                     }
@@ -466,6 +486,24 @@ pub(crate) async fn unpark(deps: Arc<crate::handlers::JobDeps>) {
         });
         let _ = in_line.await;
         deps.webhooks.admission.unparked(&endpoint_id, drained);
+    }
+}
+
+/// Marks this deployment present in Redis, then, each time the connection is back after a
+/// loss, re-enqueues what the broker may have lost (one worker of the fleet per loss).
+pub(crate) async fn requeue_when_back(
+    services: Services,
+    redis: switchyard_shared::queue::RedisQueue,
+    back: Arc<tokio::sync::Notify>,
+) {
+    if let Err(error) = redis.mark_present().await {
+        tracing::warn!(%error, "could not mark this deployment present in Redis");
+    }
+    loop {
+        back.notified().await;
+        if let Err(error) = maintenance::requeue_after_broker_loss(&services, &redis).await {
+            tracing::warn!(%error, "re-enqueueing after a broker loss failed; the retry sweep will");
+        }
     }
 }
 
