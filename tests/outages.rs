@@ -2,7 +2,8 @@
 //! behind a loopback proxy the test cuts off). The store down: every answer is a fast 503
 //! with `Retry-After` (never a 500, never a 5 s wait), `/readyz` names the store, and
 //! publishing works again once it is back. The queue down: `POST /events` still accepts
-//! within about a second (the store is the source of truth; the sweep enqueues later).
+//! within about a second (the store is the source of truth; the sweep enqueues later). The
+//! store down under a backlog of 10,000 jobs: every one fails, and the workers do not wedge.
 
 mod support;
 
@@ -13,6 +14,10 @@ use std::{
 
 use serde_json::{Value, json};
 use support::{Backend, TestApp, TestEnv, proxy::Proxy, wait_for};
+use switchyard_shared::{
+    jobs::{DeliverWebhookJob, Job},
+    queue::{QueueBackend, QueueName},
+};
 
 const PG: &str = "127.0.0.1:5432";
 const REDIS: &str = "127.0.0.1:6379";
@@ -105,4 +110,72 @@ async fn the_queue_down_still_accepts_within_a_second() {
     }
     proxy.restore();
     app.stop().await;
+}
+
+/// The store fails while 10,000 jobs are queued: every one of them fails, some several times,
+/// and all of them run once the store is back. On Redis, apalis parked failed jobs in its
+/// `scheduled` set, which its fetch script promotes with one `unpack()` that fails past ~8,000
+/// due ids — every worker then stopped for good. Failed jobs now come back through our own
+/// delayed set, promoted in bounded chunks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_do_not_wedge_when_the_store_fails_under_a_backlog() {
+    const JOBS: usize = 10_000;
+    let Some((mut env, proxy)) = fleet_behind_proxy("DATABASE_URL", PG).await else { return };
+    env.set("SWITCHYARD_WORKER_CONCURRENCY", "64");
+    let app = env.start_app().await;
+    proxy.cut();
+    // Each delivery names an endpoint of its own (no line to wait in) that the store, once
+    // back, says does not exist: the job then finishes. While it is down, each one fails.
+    let jobs: Vec<Job> = (0..JOBS)
+        .map(|i| {
+            Job::DeliverWebhook(DeliverWebhookJob {
+                delivery_id: format!("msg_backlog{i}"),
+                endpoint_id: format!("ep_backlog{i}"),
+                attempt: 1,
+            })
+        })
+        .collect();
+    app.services.queue.push_many(QueueName::Webhooks, jobs).await.unwrap();
+    wait_for("every job to have failed", Duration::from_secs(60), || async {
+        (completed(&app, "failed").await >= JOBS as f64).then_some(())
+    })
+    .await;
+    // The failures wait in our delayed set, not in apalis' `scheduled` set (where thousands
+    // falling due in the same second wedge every worker).
+    let QueueBackend::Redis(redis) = app.services.queue.backend() else { unreachable!() };
+    let mut conn = redis.connection();
+    let parked_by_apalis: u64 = redis::cmd("ZCARD")
+        .arg(redis.storage_config(QueueName::Webhooks).scheduled_jobs_set())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(parked_by_apalis, 0, "failed jobs went to apalis' scheduled set");
+
+    proxy.restore();
+    let started = Instant::now();
+    // Every job succeeded and the queue is empty: nothing wedged, nothing left behind.
+    let s = wait_for("every job to finish", Duration::from_secs(120), || async {
+        let s = app.services.queue.stats(QueueName::Webhooks).await.ok()?;
+        let drained = s.pending + s.scheduled + s.running + s.failed == 0;
+        (drained && completed(&app, "success").await >= JOBS as f64).then_some(s)
+    })
+    .await;
+    eprintln!("{JOBS} failed jobs all ran {:?} after the store was back", started.elapsed());
+    assert_eq!(s.dead, 0, "{s:?}");
+    app.stop().await;
+}
+
+/// `switchyard_jobs_completed_total` of webhook deliveries with `outcome`, from /metrics.
+async fn completed(app: &TestApp, outcome: &str) -> f64 {
+    let Ok(resp) = app.anonymous.get(app.url("/metrics")).send().await else { return 0.0 };
+    let text = resp.text().await.unwrap_or_default();
+    let label = format!("outcome=\"{outcome}\"");
+    text.lines()
+        .filter(|l| {
+            l.starts_with("switchyard_jobs_completed_total{")
+                && l.contains("job=\"webhook_deliver\"")
+                && l.contains(&label)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }

@@ -137,6 +137,14 @@ pub struct Message {
     /// seconds; the worker waits out the rest, so delays keep millisecond precision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before_ms: Option<i64>,
+    /// Times the job failed before this message: a failed job is pushed again (on Redis)
+    /// as a new message carrying its count, so its attempts add up across messages.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failures: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Message {
@@ -160,6 +168,7 @@ mod tests {
             job: Job::Canary(CanaryJob { run_id: "01J".into(), hold_ms: 0 }),
             enqueued_at_ms: 1,
             not_before_ms: None,
+            failures: 0,
         };
         let json = serde_json::to_value(&m).unwrap();
         assert_eq!(

@@ -112,7 +112,7 @@ where
         let inflight = Arc::clone(&self.inflight);
         let job = task.args.job.kind();
         let due_ms = task.args.due_at_ms();
-        let attempt = task.attempt() + 1;
+        let attempt = task.attempt() + 1 + task.args.failures as usize;
         let job_id = task.task_id().map(ToString::to_string).unwrap_or_default();
         let span = tracing::info_span!("job", job_id = %job_id, queue = %queue, job, attempt);
         async move {
@@ -131,6 +131,7 @@ where
             let outcome = match &result {
                 Ok(Outcome::Success) => "success",
                 Ok(Outcome::RetryScheduled) => "retry",
+                Ok(Outcome::Failed) => "failed",
                 Err(e) if e.downcast_ref::<AbortError>().is_some() => "dead",
                 Err(_) if attempt >= MAX_ATTEMPTS => "dead",
                 Err(_) => "failed",

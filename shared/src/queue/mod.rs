@@ -232,6 +232,18 @@ impl Queue {
         self.push_messages(queue, jobs.into_iter().map(|j| message(j, Some(delay))).collect()).await
     }
 
+    /// Enqueues a failed job's retry after `delay`, carrying its failure count.
+    pub async fn push_retry(
+        &self,
+        queue: QueueName,
+        failed: &Message,
+        delay: Duration,
+    ) -> Result<String, QueueError> {
+        let mut retry = message(failed.job.clone(), Some(delay));
+        retry.failures = failed.failures + 1;
+        Ok(self.push_messages(queue, vec![retry]).await?.remove(0))
+    }
+
     /// Enqueues many jobs, each after its own delay, in one round trip per thousand.
     pub async fn push_each_after(
         &self,
@@ -339,7 +351,12 @@ impl Queue {
 
 fn message(job: Job, delay: Option<Duration>) -> Message {
     let now = now_ms();
-    Message { job, enqueued_at_ms: now, not_before_ms: delay.map(|d| now + d.as_millis() as i64) }
+    Message {
+        job,
+        enqueued_at_ms: now,
+        not_before_ms: delay.map(|d| now + d.as_millis() as i64),
+        failures: 0,
+    }
 }
 
 /// apalis schedules in whole seconds; round the delay down so that the job is fetched no

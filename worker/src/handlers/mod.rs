@@ -4,13 +4,14 @@
 mod canary;
 mod maintenance;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use crate::{pidkey, sikka, webhooks};
-use apalis::prelude::{AbortError, BoxDynError, Data};
+use apalis::prelude::{AbortError, Attempt, BoxDynError, Data};
 use serde::{Deserialize, Serialize};
 use switchyard_shared::{
     jobs::{Job, Message},
+    queue::{MAX_ATTEMPTS, Queue, QueueBackend, QueueName},
     services::Services,
 };
 
@@ -22,6 +23,8 @@ pub enum Outcome {
     Success,
     /// The handler recorded a failed attempt and pushed its own delayed retry.
     RetryScheduled,
+    /// The job failed and the metrics layer pushed its retry (Redis: see `metrics_layer`).
+    Failed,
 }
 
 /// What every handler may use; shared by all jobs of a worker process.
@@ -32,16 +35,33 @@ pub(crate) struct JobDeps {
     pub sikka: crate::sikka::Sikka,
 }
 
-/// The one apalis handler: routes a message to the handler of its kind.
+/// The one apalis handler: routes a message to the handler of its kind. On Redis a failure
+/// is retried here, not by apalis: see [`retry_failed`].
 pub(crate) async fn dispatch(
     message: Message,
     deps: Data<Arc<JobDeps>>,
+    queue: Data<QueueName>,
+    attempt: Attempt,
 ) -> Result<Outcome, BoxDynError> {
-    match message.job {
-        Job::Canary(job) => canary::run(&deps, job).await,
-        Job::QueueVacuum(job) => maintenance::queue_vacuum(&deps, job).await,
-        Job::UsageRetention(job) => maintenance::usage_retention(&deps, job).await,
-        Job::DeliverWebhook(job) => webhooks::deliver(&deps, job).await,
+    let result = run(message.job.clone(), &deps).await;
+    match result {
+        Err(error)
+            if error.downcast_ref::<AbortError>().is_none()
+                && matches!(deps.services.queue.backend(), QueueBackend::Redis(_)) =>
+        {
+            let attempts = attempt.current() + message.failures as usize;
+            retry_failed(&deps.services.queue, *queue, &message, attempts, error).await
+        }
+        result => result,
+    }
+}
+
+async fn run(job: Job, deps: &Arc<JobDeps>) -> Result<Outcome, BoxDynError> {
+    match job {
+        Job::Canary(job) => canary::run(deps, job).await,
+        Job::QueueVacuum(job) => maintenance::queue_vacuum(deps, job).await,
+        Job::UsageRetention(job) => maintenance::usage_retention(deps, job).await,
+        Job::DeliverWebhook(job) => webhooks::deliver(deps, job).await,
         Job::WebhookRetrySweep => webhooks::retry_sweep(&deps.services).await,
         Job::WebhookCleanup => webhooks::cleanup(&deps.services).await,
         Job::WebhookDisableFailing => webhooks::disable_failing(&deps.services).await,
@@ -55,8 +75,56 @@ pub(crate) async fn dispatch(
     }
 }
 
+/// When a failed job runs again: 1 s after its first failure, doubling up to a minute, with
+/// ±20 % jitter so that jobs that failed together do not come back together.
+fn retry_delay(failures: u32) -> Duration {
+    let base = Duration::from_secs(1u64 << failures.min(6)).min(Duration::from_secs(60));
+    switchyard_shared::webhook::jitter(base, 0.2)
+}
+
+/// A failed job on Redis: pushed again through our own delayed set (which workers promote in
+/// bounded chunks) carrying its failure count, and this message acknowledged; past
+/// `MAX_ATTEMPTS` it goes to the dead set. apalis-redis would park it in its `scheduled`
+/// set, whose fetch script promotes every due id with one `unpack()`: past ~8,000 falling
+/// due in the same second (the store failing under a backlog) every fetch fails, and every
+/// worker stops for good. Should the push fail too, apalis' own retry is the fallback.
+async fn retry_failed(
+    queue_handle: &Queue,
+    queue: QueueName,
+    message: &Message,
+    attempts: usize,
+    error: BoxDynError,
+) -> Result<Outcome, BoxDynError> {
+    if attempts >= MAX_ATTEMPTS {
+        return Err(permanent(error));
+    }
+    let delay = retry_delay(message.failures);
+    match queue_handle.push_retry(queue, message, delay).await {
+        Ok(_) => {
+            tracing::warn!(%error, attempts, retry_in_ms = delay.as_millis() as u64, "job failed; retrying");
+            Ok(Outcome::Failed)
+        }
+        Err(push) => {
+            tracing::warn!(error = %push, "could not enqueue the retry of a failed job");
+            Err(error)
+        }
+    }
+}
+
 /// A failure that retrying cannot fix: the job goes to the dead set.
-#[allow(dead_code)]
 pub(crate) fn permanent(error: impl Into<BoxDynError>) -> BoxDynError {
     Box::new(AbortError::new(error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_double_up_to_a_minute() {
+        for (failures, base) in [(0u32, 1.0f64), (1, 2.0), (3, 8.0), (6, 60.0), (20, 60.0)] {
+            let d = retry_delay(failures).as_secs_f64();
+            assert!((base * 0.8..=base * 1.2).contains(&d), "{failures}: {d}");
+        }
+    }
 }
