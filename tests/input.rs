@@ -185,3 +185,35 @@ async fn bodies_are_held_to_the_document(env: TestEnv) {
     app.stop().await;
 }
 both_backends!(bodies_are_held_to_the_document);
+
+async fn the_document_matches_the_answers(env: TestEnv) {
+    let app = env.start_api_only().await;
+    // A 405 names what is allowed.
+    let resp =
+        app.http.request(reqwest::Method::TRACE, app.url("/api/v1/whoami")).send().await.unwrap();
+    assert_eq!(resp.status(), 405);
+    assert_eq!(resp.headers()["allow"], "GET");
+    // Optional fields answered as null are declared nullable; `errors` is optional.
+    let (_, spec) = app.get_json("/openapi.json").await;
+    let schemas = &spec["components"]["schemas"];
+    assert_eq!(schemas["KeyView"]["properties"]["expires_at"]["nullable"], true);
+    assert_eq!(schemas["QueueView"]["properties"]["canary"]["nullable"], true);
+    assert!(!schemas["Problem"]["required"].as_array().unwrap().contains(&Value::from("errors")));
+    // A key cannot lock its holder out by revoking itself.
+    let (_, whoami) = app.get_json("/api/v1/whoami").await;
+    let me = whoami["key_id"].as_str().or(whoami["id"].as_str()).unwrap().to_owned();
+    let resp = app.http.delete(app.url(&format!("/api/v1/api-keys/{me}"))).send().await.unwrap();
+    assert_eq!(resp.status(), 409);
+    let resp = app
+        .http
+        .patch(app.url(&format!("/api/v1/api-keys/{me}")))
+        .json(&json!({"active": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 409);
+    let (status, _) = app.get_json("/api/v1/whoami").await;
+    assert_eq!(status, 200, "still works");
+    app.stop().await;
+}
+both_backends!(the_document_matches_the_answers);

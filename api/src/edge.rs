@@ -134,6 +134,7 @@ pub async fn edge<E: Endpoint>(
     let started = Instant::now();
     let id = request_id(&req);
     let method = req.method().clone();
+    let path = req.uri().path().to_owned();
     let span =
         tracing::info_span!("http", request_id = %id, method = %method, path = %req.uri().path());
     req.extensions_mut().insert(RequestId(id.clone()));
@@ -154,6 +155,13 @@ pub async fn edge<E: Endpoint>(
             resp.headers_mut().insert(REQUEST_ID, value);
         }
         let status = resp.status().as_u16();
+        // A 405 says what is allowed (RFC 9110).
+        if status == 405
+            && let Some(allow) = crate::document::allowed_methods(&path)
+            && let Ok(value) = HeaderValue::from_str(allow)
+        {
+            resp.headers_mut().insert(header::ALLOW, value);
+        }
         // Every 503 says when to come back (probes and middleware answers included).
         if status == 503 && !resp.headers().contains_key(poem::http::header::RETRY_AFTER) {
             resp.headers_mut().insert(

@@ -3,6 +3,7 @@
 //! simulators) depend on poem.
 
 mod auth;
+mod document;
 mod edge;
 mod health;
 mod problem;
@@ -37,6 +38,8 @@ fn app(services: Services, auth: Arc<Authenticator>) -> impl Endpoint {
         edge::set_route_templates(paths.keys().map(|p| format!("/api/v1{p}")).collect());
     }
     strict::install(&mut spec, "/api/v1");
+    document::mark_optional_nullable(&mut spec);
+    document::remember_methods(&spec, "/api/v1");
     let spec_text = spec.to_string();
     let spec = poem::endpoint::make_sync(move |_| {
         poem::Response::builder().content_type("application/json").body(spec_text.clone())

@@ -253,8 +253,8 @@ impl KeysApi {
     }
 
     /// Rename, re-scope, re-limit, revoke (`active: false`) or re-activate a key. Takes
-    /// effect in every API process at once (fleet) or within the cache TTL. Scope:
-    /// `keys:manage`.
+    /// effect in every API process at once (fleet) or within the cache TTL. A key cannot
+    /// revoke or re-scope itself (409). Scope: `keys:manage`.
     #[oai(
         path = "/api-keys/:id",
         method = "patch",
@@ -283,6 +283,9 @@ impl KeysApi {
             .api_key(&id)
             .await?
             .ok_or_else(|| ApiError::not_found("no such API key"))?;
+        if *caller.key_id == *id.0 && (body.active == Some(false) || body.scopes.is_some()) {
+            return Err(not_on_itself());
+        }
         if body.active == Some(true) && existing.deleted_at.is_some() {
             return Err(ApiError::conflict(
                 "a deleted key cannot be re-activated; create a new one",
@@ -301,7 +304,8 @@ impl KeysApi {
         Ok(Json(row.into()))
     }
 
-    /// Revoke a key (a soft delete: it stays listed as `revoked`). Scope: `keys:manage`.
+    /// Revoke a key (a soft delete: it stays listed as `revoked`). A key cannot revoke itself
+    /// (409). Scope: `keys:manage`.
     #[oai(
         path = "/api-keys/:id",
         method = "delete",
@@ -309,6 +313,9 @@ impl KeysApi {
         transform = "keys_manage"
     )]
     async fn delete(&self, auth: Auth, id: Path<String>) -> Result<DeleteResponse, ApiError> {
+        if *auth.principal().key_id == *id.0 {
+            return Err(not_on_itself());
+        }
         if !self.services.store.delete_api_key(&id, Utc::now()).await? {
             return Err(ApiError::not_found("no such API key"));
         }
@@ -316,4 +323,10 @@ impl KeysApi {
         tracing::info!(key_id = %id.0, by = %auth.principal().key_id, "api key revoked");
         Ok(DeleteResponse::Revoked)
     }
+}
+
+/// A key may not revoke, delete or re-scope itself: one typo would lock its holder out (the
+/// last admin key included). Another key with `keys:manage` can.
+fn not_on_itself() -> ApiError {
+    ApiError::conflict("a key cannot revoke, delete or re-scope itself; use another key")
 }
