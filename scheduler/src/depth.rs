@@ -1,4 +1,6 @@
-//! Samples queue depth into gauges every few seconds.
+//! Samples queue depth into gauges every few seconds, with the last canary of each queue
+//! (read from the store, so the gauge survives the workers: `SwitchyardCanaryStale` fires
+//! when they stop moving, not when their scrape disappears).
 
 use switchyard_shared::{queue::QueueName, services::Services, telemetry};
 
@@ -21,6 +23,16 @@ pub async fn sample_queue_depth(services: &Services) {
                     .set(s.oldest_pending_age_seconds);
             }
             Err(error) => tracing::warn!(%queue, %error, "queue depth sample failed"),
+        }
+        match services.store.last_completed_canary(queue.as_str()).await {
+            Ok(Some(run)) => {
+                if let Some(at) = run.completed_at {
+                    metrics::gauge!(telemetry::CANARY_LAST_SUCCESS, "queue" => queue.as_str())
+                        .set(at.timestamp() as f64);
+                }
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%queue, %error, "last canary lookup failed"),
         }
     }
     match services.store.endpoint_counts().await {

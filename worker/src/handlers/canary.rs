@@ -21,8 +21,6 @@ pub(super) async fn run(deps: &JobDeps, job: CanaryJob) -> Result<Outcome, BoxDy
         let latency = run.latency_ms.unwrap_or_default() as f64 / 1000.0;
         metrics::histogram!(telemetry::CANARY_LATENCY, "queue" => run.queue.clone())
             .record(latency);
-        metrics::gauge!(telemetry::CANARY_LAST_SUCCESS, "queue" => run.queue.clone())
-            .set(now.timestamp() as f64);
         tracing::info!(run_id = %run.id, queue = %run.queue, latency_seconds = latency, "canary done");
     } else {
         tracing::warn!(run_id = %run.id, completions = run.completions, "canary ran again");
