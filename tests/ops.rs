@@ -120,7 +120,7 @@ fn promtool_checks_the_config_the_rules_and_their_tests() {
             assert!(tests.contains(&format!("alertname: {name}\n")), "no unit test for {name}");
         }
     }
-    assert_eq!(count, 9);
+    assert_eq!(count, 10);
 }
 
 #[test]

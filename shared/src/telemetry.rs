@@ -1,4 +1,5 @@
-//! Metric names (the catalogue in `OPS.md`) and the process-wide Prometheus recorder.
+//! Metric names (described below, charted in `dashboards/`) and the process-wide Prometheus
+//! recorder.
 //!
 //! Every name is written once, here. Labels are bounded: queue, job, outcome,
 //! status_class, upstream, route, method, schedule, state, reason — never ids or URLs.

@@ -195,7 +195,7 @@ pub fn next_delay(
 mod tests {
     use super::*;
 
-    /// The Standard Webhooks test vectors (UPSTREAMS.md).
+    /// The Standard Webhooks specification's own test vectors.
     const V1: (&str, &str, i64, &str, &str) = (
         "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
         "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk",

@@ -1,6 +1,6 @@
 //! Realistic local simulators of the third-party APIs Switchyard talks to (their hosts are
 //! unreachable here): PIDKey's `pidms_api` and Sikka's v4 API. They speak the exact wire
-//! formats of `UPSTREAMS.md` over real HTTP on loopback, with the quirks and failure modes
+//! formats (as their vendors document them) over real HTTP on loopback, with the quirks and failure modes
 //! that break integrations, and keep a log of requests for tests to assert on. Used by the
 //! test suite, the benchmarks and `switchyard sandbox`.
 

@@ -3,7 +3,7 @@
 //! that settles after a delay, rate-limit headers, and injectable 429/503/504 — the parts of
 //! Sikka that break integrations. Every JSON value is a string, as Sikka sends them.
 //!
-//! Where `UPSTREAMS.md` is silent the simulator is strict and says so: a spent or unknown
+//! Where Sikka's documentation is silent the simulator is strict and says so: a spent or unknown
 //! refresh key is refused with 400 `API1026` (inferred), a body missing a required field with
 //! 400 `API1005` (inferred).
 

@@ -1,5 +1,5 @@
 //! Our tower layer around every job: waits out sub-second schedules, then records wait,
-//! duration, outcome, attempts and in-flight counts (the job part of `OPS.md`), inside a
+//! duration, outcome, attempts and in-flight counts (the job metrics of `shared::telemetry`), inside a
 //! span that carries the job id.
 
 use std::{

@@ -160,7 +160,7 @@ impl fmt::Debug for Queue {
 
 impl Queue {
     /// Opens the queue the configuration asks for: Redis when `REDIS_URL` is set, else the
-    /// SQLite file `jobs.db` in the data dir (its own file: see STORE.md).
+    /// SQLite file `jobs.db` in the data dir (its own file: see "apalis-sqlite gets its own file" in ARCHITECTURE.md).
     pub async fn connect(config: &Config) -> Result<Self, QueueError> {
         let backend = match &config.redis_url {
             Some(url) => QueueBackend::Redis(

@@ -2,7 +2,7 @@
 //!
 //! One enum over the two native pools; each query is written once and compiled for both
 //! backends by [`on_pool!`](crate::on_pool). SQL is split per backend only where the
-//! dialects really differ, with both strings side by side. See `STORE.md` in the handbook.
+//! dialects really differ, with both strings side by side (ARCHITECTURE.md, "Decisions and why").
 
 mod api_keys;
 mod canary;
