@@ -156,6 +156,22 @@ async fn bodies_are_held_to_the_document(env: TestEnv) {
     let (status, body) =
         post(&app, "/api/v1/webhooks", hook(json!({"event_types": &many[..256]}))).await;
     assert_eq!(status, 201, "{body}");
+    // A description is at most 500 characters, on create and on change alike.
+    let id = body["id"].as_str().unwrap();
+    let long = "d".repeat(501);
+    let (status, problem) =
+        post(&app, "/api/v1/webhooks", hook(json!({"description": long}))).await;
+    assert_eq!((status, fields(&problem)), (422, vec!["description"]), "{problem}");
+    let resp = app
+        .http
+        .patch(app.url(&format!("/api/v1/webhooks/{id}")))
+        .json(&json!({"description": long}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+    let problem: Value = resp.json().await.unwrap();
+    assert_eq!(fields(&problem), ["description"]);
 
     let (status, problem) = post(
         &app,

@@ -44,6 +44,8 @@ struct CreateEndpoint {
     /// at most 256.
     #[oai(validator(max_items = 256))]
     event_types: Vec<String>,
+    /// At most 500 characters.
+    #[oai(validator(max_length = 500))]
     description: Option<String>,
     /// At most this many deliveries per second to this endpoint, across the fleet.
     rate_limit_per_second: Option<i64>,
@@ -54,6 +56,8 @@ struct UpdateEndpoint {
     url: Option<String>,
     #[oai(validator(max_items = 256))]
     event_types: Option<Vec<String>>,
+    /// At most 500 characters.
+    #[oai(validator(max_length = 500))]
     description: Option<String>,
     rate_limit_per_second: Option<i64>,
     /// `true` re-enables a disabled endpoint and resets its failure count.
@@ -368,12 +372,6 @@ impl WebhooksApi {
         self.check_url(&body.url, caller.environment, &mut errors).await;
         check_patterns(&body.event_types, &mut errors);
         check_rate(body.rate_limit_per_second, &mut errors);
-        if body.description.as_ref().is_some_and(|d| d.chars().count() > 500) {
-            errors.push(FieldError {
-                field: "description".into(),
-                message: "at most 500 characters".into(),
-            });
-        }
         if !errors.is_empty() {
             return Err(ApiError::validation(errors));
         }

@@ -125,6 +125,26 @@ static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migration
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
 impl Store {
+    /// Runs `sql`, a `DELETE … LIMIT {batch}` bound to `cutoff`, until a run deletes fewer
+    /// than `batch` rows; returns how many in all. Bounded batches keep each statement short
+    /// (no long lock on SQLite, no huge transaction on PostgreSQL).
+    pub(crate) async fn delete_in_batches(
+        &self,
+        sql: &'static str,
+        batch: u64,
+        cutoff: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            let n = on_pool!(self, pool => sqlx::query(sql)
+                .bind(cutoff).execute(pool).await.map(|r| r.rows_affected()))?;
+            total += n;
+            if n < batch {
+                return Ok(total);
+            }
+        }
+    }
+
     /// Opens the store the configuration names (without migrating).
     pub async fn connect(config: &Config) -> Result<Self, StoreError> {
         let max = config.database_max_connections;

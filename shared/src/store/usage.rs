@@ -132,17 +132,12 @@ impl Store {
 
     /// Deletes usage rows before `cutoff`, in bounded batches; returns how many.
     pub async fn delete_usage_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
-        let mut total = 0;
-        loop {
-            let n = on_pool!(self, pool => sqlx::query(
-                "DELETE FROM api_usage WHERE id IN
-                   (SELECT id FROM api_usage WHERE at < $1 LIMIT 5000)")
-                .bind(cutoff).execute(pool).await.map(|r| r.rows_affected()))?;
-            total += n;
-            if n < 5000 {
-                return Ok(total);
-            }
-        }
+        self.delete_in_batches(
+            "DELETE FROM api_usage WHERE id IN (SELECT id FROM api_usage WHERE at < $1 LIMIT 5000)",
+            5000,
+            cutoff,
+        )
+        .await
     }
 }
 

@@ -136,7 +136,7 @@ struct Health<'a> {
 
 fn endpoint_health(records: &[AttemptRecord]) -> Vec<Health<'_>> {
     let mut out: Vec<Health<'_>> = Vec::new();
-    for r in records.iter().filter(|r| r.counts_for_endpoint) {
+    for r in records {
         let h = match out.iter_mut().position(|h| h.endpoint_id == r.endpoint_id) {
             Some(i) => &mut out[i],
             None => {
@@ -198,9 +198,6 @@ pub struct AttemptRecord {
     pub success: bool,
     /// The endpoint answered 410 Gone: disable it now.
     pub gone: bool,
-    /// Whether this attempt counts against the endpoint (a blocked or disabled one does not
-    /// say anything about the receiver's health… but still counts as a failure).
-    pub counts_for_endpoint: bool,
 }
 
 impl Store {
@@ -681,40 +678,33 @@ impl Store {
         &self,
         cutoff: DateTime<Utc>,
     ) -> Result<(u64, u64, u64), StoreError> {
-        let mut totals = (0, 0, 0);
-        loop {
-            let n = on_pool!(self, pool => sqlx::query(
+        let attempts = self
+            .delete_in_batches(
                 "DELETE FROM webhook_attempts WHERE (delivery_id, n) IN
-                   (SELECT delivery_id, n FROM webhook_attempts WHERE at < $1 LIMIT 2000)")
-                .bind(cutoff).execute(pool).await.map(|r| r.rows_affected()))?;
-            totals.0 += n;
-            if n < 2000 {
-                break;
-            }
-        }
-        loop {
-            let n = on_pool!(self, pool => sqlx::query(
+                   (SELECT delivery_id, n FROM webhook_attempts WHERE at < $1 LIMIT 2000)",
+                2000,
+                cutoff,
+            )
+            .await?;
+        let deliveries = self
+            .delete_in_batches(
                 "DELETE FROM webhook_deliveries WHERE id IN
                    (SELECT id FROM webhook_deliveries WHERE status IN ('delivered', 'failed')
-                      AND updated_at < $1 LIMIT 2000)")
-                .bind(cutoff).execute(pool).await.map(|r| r.rows_affected()))?;
-            totals.1 += n;
-            if n < 2000 {
-                break;
-            }
-        }
-        loop {
-            let n = on_pool!(self, pool => sqlx::query(
+                      AND updated_at < $1 LIMIT 2000)",
+                2000,
+                cutoff,
+            )
+            .await?;
+        let events = self
+            .delete_in_batches(
                 "DELETE FROM webhook_events WHERE id IN
                    (SELECT e.id FROM webhook_events e WHERE e.created_at < $1
                       AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id)
-                    LIMIT 2000)")
-                .bind(cutoff).execute(pool).await.map(|r| r.rows_affected()))?;
-            totals.2 += n;
-            if n < 2000 {
-                break;
-            }
-        }
-        Ok(totals)
+                    LIMIT 2000)",
+                2000,
+                cutoff,
+            )
+            .await?;
+        Ok((attempts, deliveries, events))
     }
 }

@@ -385,7 +385,6 @@ async fn send_and_record(
             .map(|d| finished + d),
         success: answer.success(),
         gone: answer.gone(),
-        counts_for_endpoint: true,
     };
     hooks.recorder.record(record).await?;
 
