@@ -2,7 +2,7 @@
 //! its promises (missed ticks once, one leader), probes tell the truth, errors are
 //! problem+json, and the queue vacuum spares jobs waiting to retry.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! checks and syncs field by field, separators, malformed lines, every failure mode with the
 //! other batches unaffected, search, product summary, low-inventory edges, CSV export.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

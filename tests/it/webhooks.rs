@@ -3,7 +3,7 @@
 //! one, the SSRF guard, disabling failing endpoints, secret rotation, test events and
 //! manual retries, validation.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! what an offset can address; work whose upstream is not configured (409, not a 503);
 //! bodies held to the OpenAPI document (unknown fields, wrong types, bounded lists).
 
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use support::{TestApp, TestEnv};

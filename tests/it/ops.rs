@@ -4,7 +4,7 @@
 //! workload; `promtool check metrics` on each scrape; a live Prometheus answering every panel
 //! and firing the alerts on induced faults; the compose file's structure.
 
-mod support;
+use crate::support;
 
 use std::{
     collections::{BTreeMap, BTreeSet},

@@ -4,7 +4,6 @@
 //!
 //! A test that needs Postgres or Redis skips loudly when they are unreachable, and fails
 //! instead under `CI=true`.
-#![allow(dead_code)]
 
 pub mod proxy;
 pub mod receiver;
@@ -169,10 +168,6 @@ impl TestEnv {
 
     pub fn namespace(&self) -> &str {
         &self.namespace
-    }
-
-    pub fn vars(&self) -> &BTreeMap<String, String> {
-        &self.vars
     }
 
     pub fn config(&self) -> Config {

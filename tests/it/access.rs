@@ -2,7 +2,7 @@
 //! and expired keys, offline checksum rejection, scopes on every route, rate limits (across
 //! two API processes in a fleet), usage aggregation, idempotent replays (also concurrent).
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! endpoint at its cap keep their order; the batch publish route; the Redis key layout the
 //! queue relies on.
 
-mod support;
+use crate::support;
 
 use std::{
     process::Stdio,
@@ -244,6 +244,10 @@ async fn deliveries_over_the_cap_keep_their_order(mut env: TestEnv) {
     env.set("SWITCHYARD_WEBHOOK_ENDPOINT_CONCURRENCY", CAP.to_string());
     let app = env.start_app().await;
     let rx = Receiver::start().await;
+    // Each answer takes 50 ms, so a slot frees only after one: for a delivery to be overtaken
+    // by more than the cap, its own request would have to stall for 100 ms on the way out.
+    // (An instant receiver measures the machine's scheduling under load, not the line.)
+    rx.script("/ordered", vec![Reply::Slow(200, Duration::from_millis(50))]);
     create_endpoint(&app, &rx.url("/ordered")).await;
     for start in (0..EVENTS).step_by(100) {
         publish_batch(&app, "dispatch.order", start..(start + 100).min(EVENTS)).await;

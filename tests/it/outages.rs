@@ -5,7 +5,7 @@
 //! within about a second (the store is the source of truth; the sweep enqueues later). The
 //! store down under a backlog of 10,000 jobs: every one fails, and the workers do not wedge.
 
-mod support;
+use crate::support;
 
 use std::{
     net::SocketAddr,

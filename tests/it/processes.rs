@@ -2,7 +2,7 @@
 //! mid-job has its job finished by another; SIGTERM lets in-flight jobs finish and exits 0;
 //! a bad setting is refused at start with its name.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! the cache keeps working. Its own test binary, so the process-wide metrics it reads are
 //! moved by nothing else; the two backends run one after the other.
 
-mod support;
+use crate::support;
 
 use support::{Backend, TestEnv};
 use switchyard_shared::apikeys::{Environment, RawKey};

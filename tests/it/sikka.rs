@@ -4,7 +4,7 @@
 //! events, stuck writebacks, an offline agent, a worker killed mid-poll, and no secret in any
 //! log or body.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

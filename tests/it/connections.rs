@@ -3,7 +3,7 @@
 //! connection that sits idle gets the idle timeout — on the API port and on the probe port
 //! every worker and scheduler serves. Meanwhile ordinary requests are answered.
 
-mod support;
+use crate::support;
 
 use std::{net::SocketAddr, time::Duration};
 

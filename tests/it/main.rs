@@ -1,0 +1,20 @@
+//! The integration tests, one binary (its link paid once): the real system on both backends —
+//! in process, or as the real binary's child processes — against PostgreSQL, Redis and
+//! SQLite files, loopback receivers and the upstream simulators. `cargo test --test it
+//! webhooks::` runs one area.
+
+#[macro_use]
+mod support;
+
+mod access;
+mod auth_throttle;
+mod connections;
+mod dispatch;
+mod foundation;
+mod input;
+mod ops;
+mod outages;
+mod pidms;
+mod processes;
+mod sikka;
+mod webhooks;
