@@ -17,20 +17,13 @@ pub(crate) async fn enqueue(services: &Services, schedule: ScheduleName) -> Resu
                 .into_iter()
                 .map(|queue| Job::QueueVacuum(QueueVacuumJob { queue, retention_secs }))
                 .collect();
-            services
-                .queue
-                .push_many(QueueName::Maintenance, jobs)
-                .await
-                .map_err(|e| e.to_string())?;
+            services.queue.push_many(jobs).await.map_err(|e| e.to_string())?;
         }
         ScheduleName::UsageRetention => {
             let retention_secs = services.config.usage_retention_days * 86_400;
             services
                 .queue
-                .push(
-                    QueueName::Maintenance,
-                    Job::UsageRetention(UsageRetentionJob { retention_secs }),
-                )
+                .push(Job::UsageRetention(UsageRetentionJob { retention_secs }))
                 .await
                 .map_err(|e| e.to_string())?;
         }
@@ -62,9 +55,9 @@ pub(crate) async fn enqueue(services: &Services, schedule: ScheduleName) -> Resu
 }
 
 async fn sikka(services: &Services, job: Job) -> Result<(), String> {
-    services.queue.push(QueueName::Sikka, job).await.map(|_| ()).map_err(|e| e.to_string())
+    services.queue.push(job).await.map(|_| ()).map_err(|e| e.to_string())
 }
 
 async fn maintenance(services: &Services, job: Job) -> Result<(), String> {
-    services.queue.push(QueueName::Maintenance, job).await.map(|_| ()).map_err(|e| e.to_string())
+    services.queue.push(job).await.map(|_| ()).map_err(|e| e.to_string())
 }

@@ -33,7 +33,7 @@ pub async fn send(
     services.store.insert_canary_run(&run_id, queue.as_str(), chrono::Utc::now()).await?;
     let job_id = services
         .queue
-        .push(queue, Job::Canary(CanaryJob { run_id: run_id.clone(), hold_ms }))
+        .push(Job::Canary(CanaryJob { run_id: run_id.clone(), queue, hold_ms }))
         .await?;
     services.store.set_canary_job_id(&run_id, &job_id).await?;
     Ok(SentCanary { run_id, job_id })

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     jobs::{DeliverWebhookJob, Job},
-    queue::{Queue, QueueName},
+    queue::Queue,
     services::Services,
     store::{NewEvent, Store, StoreError},
     telemetry,
@@ -287,8 +287,7 @@ impl Writer {
         // The rows are written: a push that fails, or takes longer than a moment (the queue
         // is down and the push retrying), is left to the retry sweep rather than holding up
         // every publish waiting behind this group.
-        match tokio::time::timeout(PUSH_WAIT, self.queue.push_many(QueueName::Webhooks, jobs)).await
-        {
+        match tokio::time::timeout(PUSH_WAIT, self.queue.push_many(jobs)).await {
             Ok(Ok(_)) => {}
             Ok(Err(error)) => {
                 tracing::warn!(%error, "deliveries written but not enqueued; the sweep will");

@@ -56,7 +56,31 @@ pub enum Job {
     SikkaWritebackSweep,
 }
 
+fn maintenance() -> QueueName {
+    QueueName::Maintenance
+}
+
 impl Job {
+    /// The queue this kind of job runs on: the one place that decides it.
+    pub fn queue(&self) -> QueueName {
+        match self {
+            Job::Canary(c) => c.queue,
+            Job::DeliverWebhook(_) => QueueName::Webhooks,
+            Job::PidmsBatch(_) => QueueName::Pidms,
+            Job::SikkaPracticesPull
+            | Job::SikkaTokenRefresh
+            | Job::SikkaWritebackSubmit(_)
+            | Job::SikkaWritebackPoll(_)
+            | Job::SikkaWritebackSweep => QueueName::Sikka,
+            Job::QueueVacuum(_)
+            | Job::UsageRetention(_)
+            | Job::WebhookRetrySweep
+            | Job::WebhookCleanup
+            | Job::WebhookDisableFailing
+            | Job::PidmsSyncAll => QueueName::Maintenance,
+        }
+    }
+
     /// Bounded label for metrics and logs.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -82,6 +106,10 @@ impl Job {
 pub struct CanaryJob {
     /// Row in `canary_runs`.
     pub run_id: String,
+    /// The queue it proves (a canary goes through each). Messages from before this field
+    /// decode as the maintenance queue's: where a canary runs is decided when it is pushed.
+    #[serde(default = "maintenance")]
+    pub queue: QueueName,
     /// Keep the job running this long (ops use it to watch slow-job behaviour).
     #[serde(default)]
     pub hold_ms: u64,
@@ -165,7 +193,11 @@ mod tests {
     #[test]
     fn wire_format_is_tagged_and_versioned() {
         let m = Message {
-            job: Job::Canary(CanaryJob { run_id: "01J".into(), hold_ms: 0 }),
+            job: Job::Canary(CanaryJob {
+                run_id: "01J".into(),
+                queue: QueueName::Sikka,
+                hold_ms: 0,
+            }),
             enqueued_at_ms: 1,
             not_before_ms: None,
             failures: 0,
@@ -173,7 +205,7 @@ mod tests {
         let json = serde_json::to_value(&m).unwrap();
         assert_eq!(
             json,
-            serde_json::json!({"job": {"kind": "canary.v1", "run_id": "01J", "hold_ms": 0},
+            serde_json::json!({"job": {"kind": "canary.v1", "run_id": "01J", "queue": "sikka", "hold_ms": 0},
                                "enqueued_at_ms": 1})
         );
         let back: Message = serde_json::from_value(json).unwrap();

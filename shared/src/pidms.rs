@@ -5,7 +5,6 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::{
     jobs::{Job, PidmsBatchJob},
-    queue::QueueName,
     services::Services,
     store::{NewPidmsRun, StoreError},
 };
@@ -171,7 +170,7 @@ pub async fn start_run(
             Job::PidmsBatch(PidmsBatchJob { batch_id: id.clone(), run_id: run_id.clone() })
         })
         .collect();
-    if let Err(error) = services.queue.push_many(QueueName::Pidms, jobs).await {
+    if let Err(error) = services.queue.push_many(jobs).await {
         tracing::warn!(%error, %run_id, "batches written but not enqueued; the sweep will");
     }
     if batches.is_empty() {

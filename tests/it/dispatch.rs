@@ -367,9 +367,8 @@ async fn the_redis_key_layout() {
             attempt: 1,
         })
     };
-    let queue = switchyard_shared::queue::QueueName::Webhooks;
-    let id = services.queue.push(queue, job()).await.unwrap();
-    let later = services.queue.push_after(queue, job(), Duration::from_secs(600)).await.unwrap();
+    let id = services.queue.push(job()).await.unwrap();
+    let later = services.queue.push_after(job(), Duration::from_secs(600)).await.unwrap();
 
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let active: Vec<String> = redis::cmd("LRANGE")

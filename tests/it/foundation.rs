@@ -287,13 +287,11 @@ async fn queue_vacuum_spares_jobs_waiting_to_retry(env: TestEnv) {
         ids.push(
             services
                 .queue
-                .push(
-                    q,
-                    switchyard_shared::jobs::Job::Canary(switchyard_shared::jobs::CanaryJob {
-                        run_id: "x".into(),
-                        hold_ms: 0,
-                    }),
-                )
+                .push(switchyard_shared::jobs::Job::Canary(switchyard_shared::jobs::CanaryJob {
+                    run_id: "x".into(),
+                    queue: q,
+                    hold_ms: 0,
+                }))
                 .await
                 .unwrap(),
         );
@@ -317,13 +315,11 @@ async fn queue_vacuum_spares_jobs_waiting_to_retry(env: TestEnv) {
     // A younger finished job is kept too.
     let young = services
         .queue
-        .push(
-            q,
-            switchyard_shared::jobs::Job::Canary(switchyard_shared::jobs::CanaryJob {
-                run_id: "y".into(),
-                hold_ms: 0,
-            }),
-        )
+        .push(switchyard_shared::jobs::Job::Canary(switchyard_shared::jobs::CanaryJob {
+            run_id: "y".into(),
+            queue: q,
+            hold_ms: 0,
+        }))
         .await
         .unwrap();
     set_states(&services, q, std::slice::from_ref(&young), Utc::now().timestamp()).await;
@@ -465,16 +461,17 @@ async fn promtool_accepts_the_live_metrics() {
 async fn a_large_backlog_drains(mut env: TestEnv) {
     env.set("SWITCHYARD_WORKER_BATCH_SIZE", "200");
     let services = env.services().await;
+    let q = QueueName::Sikka;
     let job = || {
         switchyard_shared::jobs::Job::Canary(switchyard_shared::jobs::CanaryJob {
             run_id: "no-such-run".into(),
+            queue: q,
             hold_ms: 0,
         })
     };
-    let q = QueueName::Sikka;
-    services.queue.push_many(q, (0..5_000).map(|_| job()).collect()).await.unwrap();
+    services.queue.push_many((0..5_000).map(|_| job()).collect()).await.unwrap();
     let delayed = (0..10_000).map(|_| job()).collect::<Vec<_>>();
-    services.queue.push_many_after(q, delayed, Duration::from_millis(500)).await.unwrap();
+    services.queue.push_many_after(delayed, Duration::from_millis(500)).await.unwrap();
     let before = services.queue.stats(q).await.unwrap();
     assert_eq!(before.pending + before.scheduled, 15_000, "{before:?}");
     let app = env.start_app().await;

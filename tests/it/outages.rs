@@ -135,7 +135,7 @@ async fn workers_do_not_wedge_when_the_store_fails_under_a_backlog() {
             })
         })
         .collect();
-    app.services.queue.push_many(QueueName::Webhooks, jobs).await.unwrap();
+    app.services.queue.push_many(jobs).await.unwrap();
     wait_for("every job to have failed", Duration::from_secs(60), || async {
         (completed(&app, "failed").await >= JOBS as f64).then_some(())
     })

@@ -87,7 +87,6 @@ macro_rules! build_worker {
             .timeout($opts.job_timeout)
             .catch_panic()
             .data($deps)
-            .data($queue)
             .build(dispatch)
     };
 }

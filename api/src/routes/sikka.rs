@@ -11,7 +11,6 @@ use poem_openapi::{
 };
 use switchyard_shared::{
     jobs::{Job, SikkaWritebackJob},
-    queue::QueueName,
     services::Services,
     sikka::validate,
     store::{NewWriteback, SikkaPractice, SikkaWriteback, practice_context},
@@ -182,7 +181,7 @@ impl SikkaApi {
             .collect();
             return Err(ApiError::not_configured("Sikka", &missing));
         }
-        let job_id = self.services.queue.push(QueueName::Sikka, Job::SikkaPracticesPull).await?;
+        let job_id = self.services.queue.push(Job::SikkaPracticesPull).await?;
         Ok(PullResponse::Accepted(Json(PullAccepted { job_id })))
     }
 
@@ -280,7 +279,7 @@ impl SikkaApi {
         store.insert_sikka_writeback(&row).await?;
         // Written first: if this push is lost, the sweep submits it.
         let job = Job::SikkaWritebackSubmit(SikkaWritebackJob { writeback_id: id.clone() });
-        if let Err(error) = self.services.queue.push(QueueName::Sikka, job).await {
+        if let Err(error) = self.services.queue.push(job).await {
             tracing::warn!(%error, writeback = %id, "enqueueing a writeback failed; the sweep will submit it");
         }
         let stored = store

@@ -14,7 +14,6 @@ use switchyard_shared::{
     events::{self, Audience, PublishError},
     jobs::{DeliverWebhookJob, Job},
     netguard::NetGuard,
-    queue::QueueName,
     services::Services,
     store::{AttemptRow, DeliveryRow, EndpointPatch, EndpointRow, NewEndpoint, secret_context},
     webhook,
@@ -694,7 +693,7 @@ impl WebhooksApi {
             attempt,
         });
         // Written first; if the push is lost, the retry sweep enqueues it.
-        if let Err(error) = self.services.queue.push(QueueName::Webhooks, job).await {
+        if let Err(error) = self.services.queue.push(job).await {
             tracing::warn!(%error, "retry written but not enqueued; the sweep will");
         }
         Ok(Accepted::Accepted(Json(RetryAccepted { delivery_id: id.0, attempt })))

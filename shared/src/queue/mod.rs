@@ -192,69 +192,69 @@ impl Queue {
         }
     }
 
-    /// Enqueues a job to run now; returns its id.
-    pub async fn push(&self, queue: QueueName, job: Job) -> Result<String, QueueError> {
-        Ok(self.push_messages(queue, vec![message(job, None)]).await?.remove(0))
+    /// Enqueues a job to run now, on its kind's queue ([`Job::queue`]); returns its id.
+    pub async fn push(&self, job: Job) -> Result<String, QueueError> {
+        Ok(self.push_routed(vec![message(job, None)]).await?.remove(0))
     }
 
     /// Enqueues a job to run after `delay` (millisecond precision, see [`Message`]).
-    pub async fn push_after(
-        &self,
-        queue: QueueName,
-        job: Job,
-        delay: Duration,
-    ) -> Result<String, QueueError> {
-        Ok(self.push_messages(queue, vec![message(job, Some(delay))]).await?.remove(0))
+    pub async fn push_after(&self, job: Job, delay: Duration) -> Result<String, QueueError> {
+        Ok(self.push_routed(vec![message(job, Some(delay))]).await?.remove(0))
     }
 
-    /// Enqueues many jobs in one round trip; returns their ids in order.
-    pub async fn push_many(
-        &self,
-        queue: QueueName,
-        jobs: Vec<Job>,
-    ) -> Result<Vec<String>, QueueError> {
-        if jobs.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.push_messages(queue, jobs.into_iter().map(|j| message(j, None)).collect()).await
+    /// Enqueues many jobs, a round trip per queue (and thousand); returns their ids in order.
+    pub async fn push_many(&self, jobs: Vec<Job>) -> Result<Vec<String>, QueueError> {
+        self.push_routed(jobs.into_iter().map(|j| message(j, None)).collect()).await
     }
 
-    /// Enqueues many jobs to run after `delay`, in one round trip per thousand.
+    /// Enqueues many jobs to run after `delay`.
     pub async fn push_many_after(
         &self,
-        queue: QueueName,
         jobs: Vec<Job>,
         delay: Duration,
     ) -> Result<Vec<String>, QueueError> {
-        if jobs.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.push_messages(queue, jobs.into_iter().map(|j| message(j, Some(delay))).collect()).await
+        self.push_routed(jobs.into_iter().map(|j| message(j, Some(delay))).collect()).await
     }
 
     /// Enqueues a failed job's retry after `delay`, carrying its failure count.
     pub async fn push_retry(
         &self,
-        queue: QueueName,
         failed: &Message,
         delay: Duration,
     ) -> Result<String, QueueError> {
         let mut retry = message(failed.job.clone(), Some(delay));
         retry.failures = failed.failures + 1;
-        Ok(self.push_messages(queue, vec![retry]).await?.remove(0))
+        Ok(self.push_routed(vec![retry]).await?.remove(0))
     }
 
-    /// Enqueues many jobs, each after its own delay, in one round trip per thousand.
+    /// Enqueues many jobs, each after its own delay.
     pub async fn push_each_after(
         &self,
-        queue: QueueName,
         jobs: Vec<(Job, Duration)>,
     ) -> Result<Vec<String>, QueueError> {
-        if jobs.is_empty() {
-            return Ok(Vec::new());
+        self.push_routed(jobs.into_iter().map(|(j, d)| message(j, Some(d))).collect()).await
+    }
+
+    /// Pushes each message to its job's queue (in order within a queue); ids in input order.
+    async fn push_routed(&self, messages: Vec<Message>) -> Result<Vec<String>, QueueError> {
+        let mut ids = vec![String::new(); messages.len()];
+        let mut by_queue: Vec<(QueueName, Vec<usize>, Vec<Message>)> = Vec::new();
+        for (i, m) in messages.into_iter().enumerate() {
+            let queue = m.job.queue();
+            match by_queue.iter_mut().find(|(q, _, _)| *q == queue) {
+                Some((_, at, batch)) => {
+                    at.push(i);
+                    batch.push(m);
+                }
+                None => by_queue.push((queue, vec![i], vec![m])),
+            }
         }
-        self.push_messages(queue, jobs.into_iter().map(|(j, d)| message(j, Some(d))).collect())
-            .await
+        for (queue, at, batch) in by_queue {
+            for (i, id) in at.into_iter().zip(self.push_messages(queue, batch).await?) {
+                ids[i] = id;
+            }
+        }
+        Ok(ids)
     }
 
     async fn push_messages(

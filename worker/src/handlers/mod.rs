@@ -11,7 +11,7 @@ use apalis::prelude::{AbortError, Attempt, BoxDynError, Data};
 use serde::{Deserialize, Serialize};
 use switchyard_shared::{
     jobs::{Job, Message},
-    queue::{MAX_ATTEMPTS, Queue, QueueBackend, QueueName},
+    queue::{MAX_ATTEMPTS, Queue, QueueBackend},
     services::Services,
 };
 
@@ -40,7 +40,6 @@ pub(crate) struct JobDeps {
 pub(crate) async fn dispatch(
     message: Message,
     deps: Data<Arc<JobDeps>>,
-    queue: Data<QueueName>,
     attempt: Attempt,
 ) -> Result<Outcome, BoxDynError> {
     let result = run(message.job.clone(), &deps).await;
@@ -50,7 +49,7 @@ pub(crate) async fn dispatch(
                 && matches!(deps.services.queue.backend(), QueueBackend::Redis(_)) =>
         {
             let attempts = attempt.current() + message.failures as usize;
-            retry_failed(&deps.services.queue, *queue, &message, attempts, error).await
+            retry_failed(&deps.services.queue, &message, attempts, error).await
         }
         result => result,
     }
@@ -89,8 +88,7 @@ fn retry_delay(failures: u32) -> Duration {
 /// due in the same second (the store failing under a backlog) every fetch fails, and every
 /// worker stops for good. Should the push fail too, apalis' own retry is the fallback.
 async fn retry_failed(
-    queue_handle: &Queue,
-    queue: QueueName,
+    queue: &Queue,
     message: &Message,
     attempts: usize,
     error: BoxDynError,
@@ -99,7 +97,7 @@ async fn retry_failed(
         return Err(permanent(error));
     }
     let delay = retry_delay(message.failures);
-    match queue_handle.push_retry(queue, message, delay).await {
+    match queue.push_retry(message, delay).await {
         Ok(_) => {
             tracing::warn!(%error, attempts, retry_in_ms = delay.as_millis() as u64, "job failed; retrying");
             Ok(Outcome::Failed)

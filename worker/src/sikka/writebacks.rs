@@ -13,7 +13,6 @@ use reqwest::Method;
 use switchyard_shared::{
     events::{self, Audience},
     jobs::{Job, SikkaPollJob, SikkaWritebackJob},
-    queue::QueueName,
     services::Services,
     sikka::{Operation, call_for},
     store::{SikkaWriteback, Submitted, practice_context},
@@ -85,10 +84,7 @@ pub(crate) async fn submit(
                 if store.record_sikka_submission(&wb.id, &submitted, Utc::now()).await? {
                     tracing::info!(writeback = %wb.id, %sikka_id, "Sikka writeback submitted");
                     let poll = SikkaPollJob { writeback_id: wb.id.clone(), check: 1 };
-                    services
-                        .queue
-                        .push_after(QueueName::Sikka, Job::SikkaWritebackPoll(poll), first)
-                        .await?;
+                    services.queue.push_after(Job::SikkaWritebackPoll(poll), first).await?;
                 }
             }
             None => {
@@ -114,10 +110,7 @@ pub(crate) async fn submit(
                     .defer_sikka_submission(&wb.id, &error.to_string(), retry_at, Utc::now())
                     .await?;
                 let again = SikkaWritebackJob { writeback_id: wb.id.clone() };
-                services
-                    .queue
-                    .push_after(QueueName::Sikka, Job::SikkaWritebackSubmit(again), wait)
-                    .await?;
+                services.queue.push_after(Job::SikkaWritebackSubmit(again), wait).await?;
                 return Ok(Outcome::RetryScheduled);
             }
         }
@@ -184,7 +177,7 @@ pub(crate) async fn poll(
     let next = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
     if store.record_sikka_check(&wb.id, n, next, Utc::now()).await? {
         let job = SikkaPollJob { writeback_id: wb.id.clone(), check: n + 1 };
-        services.queue.push_after(QueueName::Sikka, Job::SikkaWritebackPoll(job), wait).await?;
+        services.queue.push_after(Job::SikkaWritebackPoll(job), wait).await?;
     }
     Ok(Outcome::RetryScheduled)
 }
@@ -265,7 +258,7 @@ pub(crate) async fn sweep(services: &Services) -> Result<Outcome, BoxDynError> {
     }
     if !jobs.is_empty() {
         tracing::info!(writebacks = jobs.len(), "Sikka writeback sweep re-enqueued overdue steps");
-        services.queue.push_many(QueueName::Sikka, jobs).await?;
+        services.queue.push_many(jobs).await?;
     }
     let counts = store.sikka_writeback_counts().await?;
     for status in ["queued", "submitted", "pending"] {

@@ -5,7 +5,7 @@ use apalis::prelude::BoxDynError;
 use chrono::{Duration, Utc};
 use switchyard_shared::{
     jobs::{DeliverWebhookJob, Job, PidmsBatchJob},
-    queue::{QueueName, RedisQueue},
+    queue::RedisQueue,
     services::Services,
     telemetry,
 };
@@ -37,7 +37,7 @@ pub(crate) async fn retry_sweep(services: &Services) -> Result<Outcome, BoxDynEr
             Job::DeliverWebhook(DeliverWebhookJob { delivery_id, endpoint_id, attempt })
         })
         .collect();
-    services.queue.push_many(QueueName::Webhooks, jobs).await?;
+    services.queue.push_many(jobs).await?;
     if count > 0 {
         tracing::warn!(count, "re-enqueued deliveries that were due but not in the queue");
     }
@@ -53,7 +53,7 @@ pub(crate) async fn retry_sweep(services: &Services) -> Result<Outcome, BoxDynEr
             .into_iter()
             .map(|(batch_id, run_id)| Job::PidmsBatch(PidmsBatchJob { batch_id, run_id }))
             .collect();
-        services.queue.push_many(QueueName::Pidms, jobs).await?;
+        services.queue.push_many(jobs).await?;
     }
     Ok(Outcome::Success)
 }
@@ -86,7 +86,7 @@ pub(crate) async fn requeue_after_broker_loss(
                 })
             })
             .collect();
-        services.queue.push_many(QueueName::Webhooks, jobs).await?;
+        services.queue.push_many(jobs).await?;
     }
     let mut later_count = 0;
     if emptied {
@@ -104,7 +104,7 @@ pub(crate) async fn requeue_after_broker_loss(
                     (job, (*at - now).to_std().unwrap_or_default())
                 })
                 .collect();
-            services.queue.push_each_after(QueueName::Webhooks, jobs).await?;
+            services.queue.push_each_after(jobs).await?;
         }
     }
     metrics::counter!(telemetry::WEBHOOK_REQUEUED, "when" => "due").increment(due_count as u64);

@@ -21,7 +21,6 @@ use switchyard_shared::{
     events::{self, Audience},
     jobs::{DeliverWebhookJob, Job},
     netguard::NetGuard,
-    queue::QueueName,
     ratelimit::{Quota, RateLimiter},
     services::Services,
     store::{AttemptRecord, ClaimedDelivery, DeliveryClaim},
@@ -413,7 +412,7 @@ async fn send_and_record(
     // Schedule the next attempt as a new delayed task (the row already says when).
     if let Some(delay) = next {
         let next_job = Job::DeliverWebhook(DeliverWebhookJob { attempt: attempt + 1, ..job });
-        if let Err(error) = services.queue.push_after(QueueName::Webhooks, next_job, delay).await {
+        if let Err(error) = services.queue.push_after(next_job, delay).await {
             tracing::warn!(%error, "next attempt not enqueued; the retry sweep will");
         }
         return Ok(Outcome::RetryScheduled);
@@ -430,7 +429,7 @@ async fn defer(
 ) -> Result<Outcome, BoxDynError> {
     metrics::counter!(telemetry::WEBHOOK_DEFERRED, "reason" => why).increment(1);
     let wait = switchyard_shared::webhook::jitter(wait.max(Duration::from_millis(50)), 0.5);
-    services.queue.push_after(QueueName::Webhooks, Job::DeliverWebhook(job), wait).await?;
+    services.queue.push_after(Job::DeliverWebhook(job), wait).await?;
     Ok(Outcome::RetryScheduled)
 }
 
