@@ -6,6 +6,7 @@ mod admission;
 mod claimer;
 mod client;
 mod endpoints;
+mod group_commit;
 mod maintenance;
 mod recorder;
 
@@ -350,23 +351,9 @@ async fn send_and_record(
     // The slots are for requests in flight; recording needs none.
     drop((sending, slot));
 
-    // Classify.
     let attempt = job.attempt;
-    let last = attempt >= claimed.max_attempts;
-    let (status, next) = if answer.success() {
-        ("delivered", None)
-    } else if answer.permanent() || last {
-        ("failed", None)
-    } else {
-        let scheduled = hooks.schedule.after(attempt as u32).unwrap_or_default();
-        let delay = next_delay(
-            scheduled,
-            answer.retry_after,
-            answer.throttled_or_timed_out(),
-            hooks.throttle_floor,
-        );
-        ("retrying", Some(delay))
-    };
+    let (status, next) =
+        classify(&answer, attempt, claimed.max_attempts, &hooks.schedule, hooks.throttle_floor);
     let finished = Utc::now();
     let record = AttemptRecord {
         delivery_id: job.delivery_id.clone(),
@@ -418,6 +405,29 @@ async fn send_and_record(
         return Ok(Outcome::RetryScheduled);
     }
     Ok(Outcome::Success)
+}
+
+/// What an attempt's answer makes of its delivery: `delivered`, `failed` (permanent — the
+/// guard refused it, 410 — or the last attempt), or `retrying` after the next delay of the
+/// schedule (a `Retry-After` honoured within bounds, at least the throttle floor after a 429
+/// or a timeout).
+fn classify(
+    answer: &Answer,
+    attempt: i64,
+    max_attempts: i64,
+    schedule: &RetrySchedule,
+    throttle_floor: Duration,
+) -> (&'static str, Option<Duration>) {
+    if answer.success() {
+        return ("delivered", None);
+    }
+    if answer.permanent() || attempt >= max_attempts {
+        return ("failed", None);
+    }
+    let scheduled = schedule.after(attempt as u32).unwrap_or_default();
+    let delay =
+        next_delay(scheduled, answer.retry_after, answer.throttled_or_timed_out(), throttle_floor);
+    ("retrying", Some(delay))
 }
 
 /// Puts the message back for later without counting an attempt.
@@ -518,5 +528,59 @@ pub(crate) async fn announce_disabled(services: &Services, id: &str, url: &str, 
     .await
     {
         tracing::warn!(%error, endpoint_id = id, "could not publish webhook.endpoint.disabled");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: Option<u16>, kind: &'static str, retry_after: Option<u64>) -> Answer {
+        Answer {
+            status_code: status,
+            class: kind,
+            kind,
+            error: None,
+            body: None,
+            retry_after: retry_after.map(Duration::from_secs),
+        }
+    }
+
+    fn classified(a: &Answer, attempt: i64) -> (&'static str, Option<Duration>) {
+        let schedule = RetrySchedule::parse("10s,1m").unwrap();
+        classify(a, attempt, 3, &schedule, Duration::from_secs(30))
+    }
+
+    #[test]
+    fn a_2xx_is_delivered() {
+        assert_eq!(classified(&answer(Some(204), "http_status", None), 1), ("delivered", None));
+    }
+
+    #[test]
+    fn gone_blocked_and_the_last_attempt_are_final() {
+        assert_eq!(classified(&answer(Some(410), "http_status", None), 1), ("failed", None));
+        assert_eq!(classified(&answer(None, "blocked", None), 1), ("failed", None));
+        assert_eq!(classified(&answer(Some(500), "http_status", None), 3), ("failed", None));
+    }
+
+    #[test]
+    fn a_failure_retries_on_the_schedule_with_jitter() {
+        let (status, next) = classified(&answer(Some(500), "http_status", None), 1);
+        assert_eq!(status, "retrying");
+        let secs = next.unwrap().as_secs_f64();
+        assert!((8.0..=12.0).contains(&secs), "10 s ± 20 %: {secs}");
+        let (_, next) = classified(&answer(None, "connect_refused", None), 2);
+        assert!((48.0..=72.0).contains(&next.unwrap().as_secs_f64()));
+    }
+
+    #[test]
+    fn retry_after_is_bounded_and_throttling_waits_at_least_the_floor() {
+        // Asked for an hour: at most twice the scheduled 10 s; a 429 waits at least 30 s.
+        let (_, next) = classified(&answer(Some(503), "http_status", Some(3600)), 1);
+        assert_eq!(next, Some(Duration::from_secs(20)));
+        let (_, next) = classified(&answer(Some(429), "http_status", Some(1)), 1);
+        assert_eq!(next, Some(Duration::from_secs(30)));
+        let (_, next) = classified(&answer(None, "timeout", None), 1);
+        assert_eq!(next, Some(Duration::from_secs(30)));
     }
 }

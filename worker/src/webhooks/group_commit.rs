@@ -1,0 +1,122 @@
+//! Group commit: requests arriving while one batch is being written wait for the next batch,
+//! and each gets its own answer. Under load many requests share one statement or
+//! transaction; when idle a request is written at once. Used for delivery claims and for
+//! attempt records.
+
+use std::{future::Future, sync::Arc};
+
+use switchyard_shared::store::StoreError;
+use tokio::sync::{mpsc, oneshot};
+
+/// Why a request got no answer of its own.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum GroupError {
+    /// The writer task is gone (the process is stopping).
+    #[error("the {0} stopped")]
+    Stopped(&'static str),
+    /// The batch's write failed; every request in it gets the same error.
+    #[error(transparent)]
+    Store(Arc<StoreError>),
+}
+
+type Request<T, R> = (T, oneshot::Sender<Result<R, GroupError>>);
+
+pub(crate) struct GroupCommit<T, R> {
+    name: &'static str,
+    tx: mpsc::Sender<Request<T, R>>,
+}
+
+impl<T, R> Clone for GroupCommit<T, R> {
+    fn clone(&self) -> Self {
+        Self { name: self.name, tx: self.tx.clone() }
+    }
+}
+
+impl<T: Send + 'static, R: Send + 'static> GroupCommit<T, R> {
+    /// Starts the writer: `write` gets up to `max_batch` items (moved, not copied) and
+    /// returns one answer per item, in their order.
+    pub(crate) fn start<F, Fut>(name: &'static str, max_batch: usize, mut write: F) -> Self
+    where
+        F: FnMut(Vec<T>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Vec<R>, StoreError>> + Send,
+    {
+        let (tx, mut rx) = mpsc::channel::<Request<T, R>>(4 * max_batch);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut items = vec![first.0];
+                let mut answers = vec![first.1];
+                while items.len() < max_batch {
+                    match rx.try_recv() {
+                        Ok((item, done)) => {
+                            items.push(item);
+                            answers.push(done);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let count = items.len();
+                match write(items).await {
+                    Ok(results) => {
+                        for (done, result) in answers.into_iter().zip(results) {
+                            let _ = done.send(Ok(result));
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, batch = count, writer = name, "a group commit failed; its requests will be retried");
+                        let error = Arc::new(error);
+                        for done in answers {
+                            let _ = done.send(Err(GroupError::Store(Arc::clone(&error))));
+                        }
+                    }
+                }
+            }
+        });
+        Self { name, tx }
+    }
+
+    /// Hands `item` to the next batch; returns its answer once that batch is written.
+    pub(crate) async fn submit(&self, item: T) -> Result<R, GroupError> {
+        let (done, wait) = oneshot::channel();
+        self.tx.send((item, done)).await.map_err(|_| GroupError::Stopped(self.name))?;
+        wait.await.map_err(|_| GroupError::Stopped(self.name))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn concurrent_requests_share_batches_and_each_gets_its_answer() {
+        let batches = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = Arc::clone(&batches);
+        let doubler = GroupCommit::start("doubler", 8, move |items: Vec<u32>| {
+            let seen = Arc::clone(&seen);
+            async move {
+                seen.lock().unwrap().push(items.len());
+                tokio::task::yield_now().await;
+                Ok(items.into_iter().map(|n| n * 2).collect())
+            }
+        });
+        let answers = futures::future::join_all((0..40u32).map(|n| doubler.submit(n))).await;
+        for (n, answer) in answers.into_iter().enumerate() {
+            assert_eq!(answer.unwrap(), n as u32 * 2);
+        }
+        let batches = batches.lock().unwrap();
+        assert_eq!(batches.iter().sum::<usize>(), 40);
+        assert!(batches.iter().all(|b| *b <= 8), "{batches:?}");
+        assert!(batches.len() < 40, "some requests shared a batch: {batches:?}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_fails_every_request_of_its_batch() {
+        let failing = GroupCommit::start("failing", 8, |_items: Vec<u32>| async {
+            Err::<Vec<()>, _>(StoreError::DataDir {
+                path: "x".into(),
+                source: std::io::Error::other("boom"),
+            })
+        });
+        let err = failing.submit(1).await.unwrap_err();
+        assert!(matches!(err, GroupError::Store(_)), "{err}");
+    }
+}
