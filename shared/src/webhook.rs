@@ -117,6 +117,47 @@ pub fn payload(
     .to_string()
 }
 
+/// Where a delivery stands; stored as its lower-case name in `webhook_deliveries.status`.
+/// pending → delivering (claimed) → delivered | retrying → delivering … | failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    /// Waiting for its first attempt.
+    Pending,
+    /// An attempt is claimed and in flight (until `claimed_until`).
+    Delivering,
+    /// An attempt failed; the next is due at `next_attempt_at`.
+    Retrying,
+    /// An attempt got a 2xx.
+    Delivered,
+    /// Given up: out of attempts, 410 Gone, refused by the SSRF guard, or its endpoint is gone.
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub const ALL: [DeliveryStatus; 5] =
+        [Self::Pending, Self::Delivering, Self::Retrying, Self::Delivered, Self::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivering => "delivering",
+            Self::Retrying => "retrying",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+impl std::str::FromStr for DeliveryStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL.into_iter().find(|d| d.as_str() == s).ok_or_else(|| {
+            let names: Vec<&str> = Self::ALL.iter().map(|d| d.as_str()).collect();
+            format!("one of {}", names.join(", "))
+        })
+    }
+}
+
 /// Delays between attempts: after attempt n (1-based) comes `delays[n - 1]`; there are
 /// `delays.len() + 1` attempts in all.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,6 +235,15 @@ pub fn next_delay(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delivery_statuses_read_back_what_they_store() {
+        for status in DeliveryStatus::ALL {
+            assert_eq!(status.as_str().parse::<DeliveryStatus>(), Ok(status));
+        }
+        let err = "sent".parse::<DeliveryStatus>().unwrap_err();
+        assert_eq!(err, "one of pending, delivering, retrying, delivered, failed");
+    }
 
     /// The Standard Webhooks specification's own test vectors.
     const V1: (&str, &str, i64, &str, &str) = (

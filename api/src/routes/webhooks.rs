@@ -16,7 +16,7 @@ use switchyard_shared::{
     netguard::NetGuard,
     services::Services,
     store::{AttemptRow, DeliveryRow, EndpointPatch, EndpointRow, NewEndpoint, secret_context},
-    webhook,
+    webhook::{self, DeliveryStatus},
 };
 
 use super::{ApiTags, Page, page_bounds};
@@ -33,7 +33,6 @@ pub struct WebhooksApi {
 
 /// How long the old secret keeps signing after a rotation.
 const ROTATION_OVERLAP: chrono::Duration = chrono::Duration::hours(24);
-const DELIVERY_STATUSES: [&str; 5] = ["pending", "delivering", "retrying", "delivered", "failed"];
 
 #[derive(Object)]
 struct CreateEndpoint {
@@ -536,12 +535,9 @@ impl WebhooksApi {
         page_size: Query<Option<i64>>,
     ) -> Result<Json<Page<DeliveryView>>, ApiError> {
         if let Some(s) = status.0.as_deref()
-            && !DELIVERY_STATUSES.contains(&s)
+            && let Err(expected) = s.parse::<DeliveryStatus>()
         {
-            return Err(ApiError::field(
-                "status",
-                format!("one of {}", DELIVERY_STATUSES.join(", ")),
-            ));
+            return Err(ApiError::field("status", expected));
         }
         let (page, page_size, offset) = page_bounds(page.0, page_size.0)?;
         self.endpoint_or_404(&id).await?;

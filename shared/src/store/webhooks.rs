@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{Store, StoreError};
-use crate::{in_tx, on_pool};
+use crate::{in_tx, on_pool, webhook::DeliveryStatus};
 
 const ENDPOINT_COLUMNS: &str = "id, url, description, event_types, secret_sealed, \
     previous_secret_sealed, previous_secret_until, rate_limit_per_second, enabled, \
@@ -192,7 +192,7 @@ pub struct AttemptRecord {
     pub error: Option<String>,
     pub response_body: Option<String>,
     /// The delivery's status after this attempt: delivered, retrying or failed.
-    pub delivery_status: &'static str,
+    pub delivery_status: DeliveryStatus,
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// Whether the endpoint answered 2xx (resets its failure count).
     pub success: bool,
@@ -477,7 +477,7 @@ impl Store {
             .bind(id).fetch_optional(pool).await)?;
         Ok(match row {
             Some((status, attempts, Some(until)))
-                if status == "delivering" && attempts == attempt - 1 =>
+                if status == DeliveryStatus::Delivering.as_str() && attempts == attempt - 1 =>
             {
                 Claim::Held { until }
             }
@@ -518,7 +518,7 @@ impl Store {
                     qb.push_values(chunk, |mut b, r| {
                         b.push_bind(&r.delivery_id)
                             .push_bind(r.n)
-                            .push_bind(r.delivery_status)
+                            .push_bind(r.delivery_status.as_str())
                             .push_bind(r.next_attempt_at)
                             .push_bind(r.status_code)
                             .push_bind(&r.error)

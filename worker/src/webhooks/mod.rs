@@ -26,7 +26,7 @@ use switchyard_shared::{
     services::Services,
     store::{AttemptRecord, ClaimedDelivery, DeliveryClaim},
     telemetry,
-    webhook::{RetrySchedule, next_delay, signature_header},
+    webhook::{DeliveryStatus, RetrySchedule, next_delay, signature_header},
 };
 use tokio::sync::Semaphore;
 
@@ -374,7 +374,7 @@ async fn send_and_record(
     };
     hooks.recorder.record(record).await?;
 
-    metrics::counter!(telemetry::WEBHOOK_DELIVERIES, "outcome" => status, "status_class" => answer.class)
+    metrics::counter!(telemetry::WEBHOOK_DELIVERIES, "outcome" => status.as_str(), "status_class" => answer.class)
         .increment(1);
     metrics::histogram!(telemetry::WEBHOOK_ATTEMPT_DURATION).record(elapsed.as_secs_f64());
     if answer.kind == "blocked" {
@@ -382,10 +382,10 @@ async fn send_and_record(
     }
     if next.is_none() {
         // The delivery ended (delivered, failed, blocked): how many attempts it took.
-        metrics::histogram!(telemetry::WEBHOOK_DELIVERY_ATTEMPTS, "outcome" => status)
+        metrics::histogram!(telemetry::WEBHOOK_DELIVERY_ATTEMPTS, "outcome" => status.as_str())
             .record(attempt as f64);
     }
-    if status == "delivered" {
+    if status == DeliveryStatus::Delivered {
         let e2e = (finished - claimed.created_at).num_milliseconds().max(0) as f64 / 1000.0;
         metrics::histogram!(telemetry::WEBHOOK_END_TO_END).record(e2e);
     }
@@ -417,17 +417,17 @@ fn classify(
     max_attempts: i64,
     schedule: &RetrySchedule,
     throttle_floor: Duration,
-) -> (&'static str, Option<Duration>) {
+) -> (DeliveryStatus, Option<Duration>) {
     if answer.success() {
-        return ("delivered", None);
+        return (DeliveryStatus::Delivered, None);
     }
     if answer.permanent() || attempt >= max_attempts {
-        return ("failed", None);
+        return (DeliveryStatus::Failed, None);
     }
     let scheduled = schedule.after(attempt as u32).unwrap_or_default();
     let delay =
         next_delay(scheduled, answer.retry_after, answer.throttled_or_timed_out(), throttle_floor);
-    ("retrying", Some(delay))
+    (DeliveryStatus::Retrying, Some(delay))
 }
 
 /// Puts the message back for later without counting an attempt.
@@ -546,27 +546,31 @@ mod tests {
         }
     }
 
-    fn classified(a: &Answer, attempt: i64) -> (&'static str, Option<Duration>) {
+    fn classified(a: &Answer, attempt: i64) -> (DeliveryStatus, Option<Duration>) {
         let schedule = RetrySchedule::parse("10s,1m").unwrap();
         classify(a, attempt, 3, &schedule, Duration::from_secs(30))
     }
 
     #[test]
     fn a_2xx_is_delivered() {
-        assert_eq!(classified(&answer(Some(204), "http_status", None), 1), ("delivered", None));
+        assert_eq!(
+            classified(&answer(Some(204), "http_status", None), 1),
+            (DeliveryStatus::Delivered, None)
+        );
     }
 
     #[test]
     fn gone_blocked_and_the_last_attempt_are_final() {
-        assert_eq!(classified(&answer(Some(410), "http_status", None), 1), ("failed", None));
-        assert_eq!(classified(&answer(None, "blocked", None), 1), ("failed", None));
-        assert_eq!(classified(&answer(Some(500), "http_status", None), 3), ("failed", None));
+        let failed = (DeliveryStatus::Failed, None);
+        assert_eq!(classified(&answer(Some(410), "http_status", None), 1), failed);
+        assert_eq!(classified(&answer(None, "blocked", None), 1), failed);
+        assert_eq!(classified(&answer(Some(500), "http_status", None), 3), failed);
     }
 
     #[test]
     fn a_failure_retries_on_the_schedule_with_jitter() {
         let (status, next) = classified(&answer(Some(500), "http_status", None), 1);
-        assert_eq!(status, "retrying");
+        assert_eq!(status, DeliveryStatus::Retrying);
         let secs = next.unwrap().as_secs_f64();
         assert!((8.0..=12.0).contains(&secs), "10 s ± 20 %: {secs}");
         let (_, next) = classified(&answer(None, "connect_refused", None), 2);
