@@ -31,13 +31,7 @@ pub(crate) async fn retry_sweep(services: &Services) -> Result<Outcome, BoxDynEr
     let cutoff = Utc::now() - SWEEP_GRACE;
     let due = services.store.overdue_deliveries(cutoff, SWEEP_PAGE).await?;
     let count = due.len();
-    let jobs = due
-        .into_iter()
-        .map(|(delivery_id, endpoint_id, attempt)| {
-            Job::DeliverWebhook(DeliverWebhookJob { delivery_id, endpoint_id, attempt })
-        })
-        .collect();
-    services.queue.push_many(jobs).await?;
+    services.queue.push_many(due.into_iter().map(delivery_job).collect()).await?;
     if count > 0 {
         tracing::warn!(count, "re-enqueued deliveries that were due but not in the queue");
     }
@@ -75,37 +69,18 @@ pub(crate) async fn requeue_after_broker_loss(
     let now = Utc::now();
     let due = services.store.overdue_deliveries(now, REQUEUE_LIMIT).await?;
     let due_count = due.len();
-    for chunk in due.chunks(1_000) {
-        let jobs = chunk
-            .iter()
-            .map(|(delivery_id, endpoint_id, attempt)| {
-                Job::DeliverWebhook(DeliverWebhookJob {
-                    delivery_id: delivery_id.clone(),
-                    endpoint_id: endpoint_id.clone(),
-                    attempt: *attempt,
-                })
-            })
-            .collect();
-        services.queue.push_many(jobs).await?;
-    }
+    services.queue.push_many(due.into_iter().map(delivery_job).collect()).await?;
     let mut later_count = 0;
     if emptied {
         let later = services.store.scheduled_deliveries(now, REQUEUE_LIMIT).await?;
         later_count = later.len();
-        for chunk in later.chunks(1_000) {
-            let jobs = chunk
-                .iter()
-                .map(|(delivery_id, endpoint_id, attempt, at)| {
-                    let job = Job::DeliverWebhook(DeliverWebhookJob {
-                        delivery_id: delivery_id.clone(),
-                        endpoint_id: endpoint_id.clone(),
-                        attempt: *attempt,
-                    });
-                    (job, (*at - now).to_std().unwrap_or_default())
-                })
-                .collect();
-            services.queue.push_each_after(jobs).await?;
-        }
+        let jobs = later
+            .into_iter()
+            .map(|(id, endpoint, attempt, at)| {
+                (delivery_job((id, endpoint, attempt)), (at - now).to_std().unwrap_or_default())
+            })
+            .collect();
+        services.queue.push_each_after(jobs).await?;
     }
     metrics::counter!(telemetry::WEBHOOK_REQUEUED, "when" => "due").increment(due_count as u64);
     metrics::counter!(telemetry::WEBHOOK_REQUEUED, "when" => "later").increment(later_count as u64);
@@ -116,6 +91,11 @@ pub(crate) async fn requeue_after_broker_loss(
         "Redis is back after a loss: re-enqueued the deliveries it may have lost"
     );
     Ok(())
+}
+
+/// The queue message of a delivery's next attempt, from its (id, endpoint, attempt) row.
+fn delivery_job((delivery_id, endpoint_id, attempt): (String, String, i64)) -> Job {
+    Job::DeliverWebhook(DeliverWebhookJob { delivery_id, endpoint_id, attempt })
 }
 
 pub(crate) async fn cleanup(services: &Services) -> Result<Outcome, BoxDynError> {
