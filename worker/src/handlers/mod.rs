@@ -42,16 +42,16 @@ pub(crate) async fn dispatch(
     deps: Data<Arc<JobDeps>>,
     attempt: Attempt,
 ) -> Result<Outcome, BoxDynError> {
-    let result = run(message.job.clone(), &deps).await;
-    match result {
-        Err(error)
-            if error.downcast_ref::<AbortError>().is_none()
-                && matches!(deps.services.queue.backend(), QueueBackend::Redis(_)) =>
-        {
-            let attempts = attempt.current() + message.failures as usize;
+    // Only Redis needs the message again (to retry a failure itself).
+    let on_redis = matches!(deps.services.queue.backend(), QueueBackend::Redis(_));
+    let kept = on_redis.then(|| message.clone());
+    let failures = message.failures as usize;
+    match (run(message.job, &deps).await, kept) {
+        (Err(error), Some(message)) if error.downcast_ref::<AbortError>().is_none() => {
+            let attempts = attempt.current() + failures;
             retry_failed(&deps.services.queue, &message, attempts, error).await
         }
-        result => result,
+        (result, _) => result,
     }
 }
 
