@@ -33,12 +33,7 @@ impl Resolve for GuardedResolver {
         let host = name.as_str().to_owned();
         let exempt = self.proxy_host.as_deref() == Some(host.as_str());
         Box::pin(async move {
-            let looked_up: std::io::Result<Vec<SocketAddr>> =
-                tokio::net::lookup_host((host.clone(), 0)).await.map(Iterator::collect);
-            let resolved = match looked_up {
-                Ok(addrs) => addrs,
-                Err(source) => return Err(Box::new(DnsFailure { host, source }) as BoxError),
-            };
+            let resolved = lookup(&host, 0).await.map_err(|e| Box::new(e) as BoxError)?;
             if exempt {
                 return Ok(Box::new(resolved.into_iter()) as Addrs);
             }
@@ -100,28 +95,36 @@ pub(crate) fn blocked_reason(error: &reqwest::Error) -> Option<String> {
     None
 }
 
+/// The addresses of `host`; a name that does not resolve (or to nothing) is a DNS failure.
+async fn lookup(host: &str, port: u16) -> Result<Vec<SocketAddr>, DnsFailure> {
+    let failure = |source| DnsFailure { host: host.to_owned(), source };
+    let addrs: Vec<SocketAddr> =
+        tokio::net::lookup_host((host, port)).await.map_err(failure)?.collect();
+    if addrs.is_empty() {
+        return Err(failure(std::io::Error::other("no address")));
+    }
+    Ok(addrs)
+}
+
+/// Why a destination may not be handed to the proxy.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Refused {
+    #[error(transparent)]
+    Dns(#[from] DnsFailure),
+    #[error("{0} (via the proxy: {1} is not allowed)")]
+    Blocked(Blocked, std::net::IpAddr),
+}
+
 /// Through a proxy, the guard cannot check the address actually connected to: the
 /// destination's name is resolved here and every address it has must be allowed.
-/// `Err((is_dns_failure, message))` says why the request must not be handed over.
 pub(crate) async fn check_destination(
     guard: &NetGuard,
     host: &str,
     port: u16,
-) -> Result<(), (bool, String)> {
-    let resolved: Vec<SocketAddr> = match tokio::net::lookup_host((host, port)).await {
-        Ok(addrs) => addrs.collect(),
-        Err(e) => return Err((true, format!("could not resolve {host}: {e}"))),
-    };
-    if resolved.is_empty() {
-        return Err((true, format!("could not resolve {host}: no address")));
-    }
-    for addr in resolved {
+) -> Result<(), Refused> {
+    for addr in lookup(host, port).await? {
         if let Err(reason) = guard.check(addr.ip()) {
-            let blocked = Blocked { host: host.to_owned(), reason };
-            return Err((
-                false,
-                format!("{blocked} (via the proxy: {} is not allowed)", addr.ip()),
-            ));
+            return Err(Refused::Blocked(Blocked { host: host.to_owned(), reason }, addr.ip()));
         }
     }
     Ok(())

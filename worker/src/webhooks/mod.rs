@@ -181,19 +181,22 @@ async fn call(
         && let Some(host) = parsed.host_str()
         && host.parse::<std::net::IpAddr>().is_err()
         && !host.starts_with('[')
-        && let Err((dns, message)) = client::check_destination(
+        && let Err(refused) = client::check_destination(
             &hooks.guard,
             host,
             parsed.port_or_known_default().unwrap_or(443),
         )
         .await
     {
-        let kind = if dns { Failure::Dns.as_str() } else { "blocked" };
+        let kind = match refused {
+            client::Refused::Dns(_) => Failure::Dns.as_str(),
+            client::Refused::Blocked(..) => "blocked",
+        };
         return Answer {
             status_code: None,
             class: kind,
             kind,
-            error: Some(message),
+            error: Some(refused.to_string()),
             body: None,
             retry_after: None,
         };
