@@ -32,8 +32,34 @@ pub(crate) fn mark_optional_nullable(spec: &mut Value) {
     }
 }
 
-/// Each path of the document as segments (`None` for a `{parameter}`), with its methods.
-static ALLOWED: OnceLock<Vec<(Vec<Option<String>>, String)>> = OnceLock::new();
+/// A path of the document as segments, `None` for a `{parameter}`.
+pub(crate) struct PathTemplate(Vec<Option<String>>);
+
+impl PathTemplate {
+    pub(crate) fn parse(path: &str) -> Self {
+        Self(
+            path.trim_matches('/')
+                .split('/')
+                .map(|s| (!s.starts_with('{')).then(|| s.to_owned()))
+                .collect(),
+        )
+    }
+
+    /// Whether a request path is one of this template's.
+    pub(crate) fn matches(&self, path: &str) -> bool {
+        let want: Vec<&str> = path.trim_matches('/').split('/').collect();
+        self.0.len() == want.len()
+            && self.0.iter().zip(&want).all(|(s, w)| s.as_deref().is_none_or(|s| s == *w))
+    }
+
+    /// Literal segments: the more, the more specific (`/jobs/stats` before `/jobs/{id}`).
+    fn literals(&self) -> usize {
+        self.0.iter().filter(|s| s.is_some()).count()
+    }
+}
+
+/// Each path of the document with its methods.
+static ALLOWED: OnceLock<Vec<(PathTemplate, String)>> = OnceLock::new();
 
 /// Remembers the methods of every path of `spec`, mounted under `prefix`.
 pub(crate) fn remember_methods(spec: &Value, prefix: &str) {
@@ -41,27 +67,17 @@ pub(crate) fn remember_methods(spec: &Value, prefix: &str) {
     for (path, ops) in spec["paths"].as_object().into_iter().flatten() {
         let methods: Vec<String> =
             ops.as_object().into_iter().flatten().map(|(m, _)| m.to_uppercase()).collect();
-        let segments = format!("{prefix}{path}")
-            .trim_matches('/')
-            .split('/')
-            .map(|s| (!s.starts_with('{')).then(|| s.to_owned()))
-            .collect();
-        allowed.push((segments, methods.join(", ")));
+        allowed.push((PathTemplate::parse(&format!("{prefix}{path}")), methods.join(", ")));
     }
     let _ = ALLOWED.set(allowed);
 }
 
-/// The `Allow` value for a request path, if the document has a path it matches (a literal
-/// segment wins over a parameter: `/jobs/stats` before `/jobs/{id}`).
+/// The `Allow` value for a request path, if the document has a path it matches.
 pub(crate) fn allowed_methods(path: &str) -> Option<&'static str> {
-    let want: Vec<&str> = path.trim_matches('/').split('/').collect();
     ALLOWED
         .get()?
         .iter()
-        .filter(|(segments, _)| {
-            segments.len() == want.len()
-                && segments.iter().zip(&want).all(|(s, w)| s.as_deref().is_none_or(|s| s == *w))
-        })
-        .max_by_key(|(segments, _)| segments.iter().filter(|s| s.is_some()).count())
+        .filter(|(template, _)| template.matches(path))
+        .max_by_key(|(template, _)| template.literals())
         .map(|(_, methods)| methods.as_str())
 }

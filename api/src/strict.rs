@@ -9,12 +9,11 @@ use std::sync::OnceLock;
 use poem::http::Method;
 use serde_json::{Map, Value};
 
-use crate::problem::FieldError;
+use crate::{document::PathTemplate, problem::FieldError};
 
 struct Route {
     method: Method,
-    /// Path segments; `None` for a `{parameter}`.
-    segments: Vec<Option<String>>,
+    path: PathTemplate,
     schema: Value,
 }
 
@@ -24,10 +23,6 @@ pub(crate) struct BodySchemas {
 }
 
 static SCHEMAS: OnceLock<BodySchemas> = OnceLock::new();
-
-fn segments(path: &str) -> Vec<Option<String>> {
-    path.trim_matches('/').split('/').map(|s| (!s.starts_with('{')).then(|| s.to_owned())).collect()
-}
 
 const JSON: &str = "application/json";
 
@@ -52,7 +47,7 @@ pub(crate) fn install(spec: &mut Value, prefix: &str) {
                 collect_objects(&components, schema, &mut closed);
                 routes.push(Route {
                     method,
-                    segments: segments(&format!("{prefix}{path}")),
+                    path: PathTemplate::parse(&format!("{prefix}{path}")),
                     schema: schema.clone(),
                 });
             }
@@ -105,16 +100,7 @@ fn ref_name(schema: &Value) -> Option<&str> {
 /// The schema of the JSON body of `method path`, if the document has one.
 pub(crate) fn schema_for(method: &Method, path: &str) -> Option<&'static Value> {
     let schemas = SCHEMAS.get()?;
-    let want: Vec<&str> = path.trim_matches('/').split('/').collect();
-    schemas
-        .routes
-        .iter()
-        .find(|r| {
-            r.method == method
-                && r.segments.len() == want.len()
-                && r.segments.iter().zip(&want).all(|(s, w)| s.as_deref().is_none_or(|s| s == *w))
-        })
-        .map(|r| &r.schema)
+    schemas.routes.iter().find(|r| r.method == method && r.path.matches(path)).map(|r| &r.schema)
 }
 
 /// Checks a JSON request body against its operation's schema: a 422 naming every field that
