@@ -7,8 +7,9 @@ use std::{io::Write, path::Path, time::Duration};
 use anyhow::{Context, bail};
 use chrono::Utc;
 use switchyard_shared::{
-    apikeys::{Environment, RawKey, Scope, scopes_to_text},
-    store::{NewApiKey, Store},
+    access::NewApiKey,
+    access::{Environment, RawKey, Scope, scopes_to_text},
+    store::Store,
 };
 
 use crate::cli::KeysCommand;

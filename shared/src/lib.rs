@@ -1,11 +1,10 @@
 //! Everything two or more Switchyard processes need: configuration, the store, the queue
 //! adapters, job messages, metric names. This crate knows nothing about HTTP.
 
-pub mod apikeys;
+pub mod access;
 pub mod canary;
 pub mod config;
 pub mod crypto;
-pub mod events;
 pub mod jobs;
 pub mod netguard;
 pub mod pidms;
@@ -17,6 +16,6 @@ pub mod services;
 pub mod sikka;
 pub mod store;
 pub mod telemetry;
-pub mod webhook;
+pub mod webhooks;
 
 pub use tokio_util::sync::CancellationToken;

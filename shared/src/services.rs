@@ -5,10 +5,10 @@ use std::sync::Arc;
 use crate::{
     config::Config,
     crypto::{Cipher, CryptoError},
-    events::Publisher,
     queue::{Queue, QueueError},
     secret::redact_url,
     store::{Store, StoreError},
+    webhooks::events::Publisher,
 };
 
 #[derive(Debug, thiserror::Error)]

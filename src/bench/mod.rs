@@ -15,7 +15,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use switchyard_shared::{
-    apikeys::{Environment, RawKey},
+    access::{Environment, RawKey},
     config::Config,
 };
 

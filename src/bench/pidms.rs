@@ -11,7 +11,8 @@ use std::{
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
-use switchyard_shared::store::{KeySearch, Store};
+use switchyard_shared::pidms::KeySearch;
+use switchyard_shared::store::Store;
 use switchyard_simulators::pidkey::PidkeySim;
 
 use super::{Stack, StackArgs, percentile, proc_usage};

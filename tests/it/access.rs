@@ -54,7 +54,7 @@ async fn keys_are_required_and_checked(env: TestEnv) {
 
     // Well-formed but unknown; X-API-Key works as well as Bearer.
     let stranger =
-        switchyard_shared::apikeys::RawKey::generate(switchyard_shared::apikeys::Environment::Live);
+        switchyard_shared::access::RawKey::generate(switchyard_shared::access::Environment::Live);
     let resp = app.anonymous.get(&url).header("x-api-key", stranger.expose()).send().await.unwrap();
     let (status, body, _) = problem(resp).await;
     assert_eq!((status, body["detail"].as_str()), (401, Some("unknown API key")));
@@ -292,7 +292,7 @@ async fn the_checksum_needs_no_store() {
     let resp = http_with_key(&typo).get(&url).send().await.unwrap();
     assert_eq!(resp.status(), 401);
     let other =
-        switchyard_shared::apikeys::RawKey::generate(switchyard_shared::apikeys::Environment::Test);
+        switchyard_shared::access::RawKey::generate(switchyard_shared::access::Environment::Test);
     let resp = http_with_key(other.expose()).get(&url).send().await.unwrap();
     assert_eq!(resp.status(), 503);
     pg.restore();

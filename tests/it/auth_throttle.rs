@@ -6,7 +6,7 @@
 use crate::support;
 
 use support::{Backend, TestEnv};
-use switchyard_shared::apikeys::{Environment, RawKey};
+use switchyard_shared::access::{Environment, RawKey};
 
 const LIMIT: u32 = 5;
 const GUESSES: usize = 200;

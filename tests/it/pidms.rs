@@ -718,7 +718,7 @@ both_backends!(product_counters_stay_exact_under_overlapping_runs);
 /// the same keys (new at first, then moving between products) complete at once. The
 /// counters must equal a recount of the keys afterwards.
 async fn counters_are_exact_when_batches_race_on_the_same_keys(env: TestEnv) {
-    use switchyard_shared::{pidms::PidkeyAnswer, store::NewPidmsRun};
+    use switchyard_shared::{pidms::NewPidmsRun, pidms::PidkeyAnswer};
     let services = env.services().await;
     let store = services.store.clone();
     let keys: Vec<String> = (0..40).map(|i| format!("{:0>25}", format!("R{i}"))).collect();

@@ -198,7 +198,7 @@ async fn raw_keys_never_reach_the_store_or_the_logs(mut env: TestEnv) {
     let log = support::read_log(&log_path);
     assert!(log.contains("api key created"), "the debug log was captured: {log}");
     let dump = store_dump(&env).await;
-    assert!(dump.contains(&switchyard_shared::apikeys::digest_hex(&key)), "the digest is stored");
+    assert!(dump.contains(&switchyard_shared::access::digest_hex(&key)), "the digest is stored");
     for secret in [key.as_str(), env.admin_key(), typo.as_str()] {
         let body = &secret[8..]; // the random part, without sy_live_/sy_test_
         assert!(!log.contains(body), "a raw key is in the log");
@@ -314,12 +314,12 @@ async fn no_delivery_is_lost_when_a_worker_is_killed(mut env: TestEnv) {
     let publisher = tokio::spawn(async move {
         let mut ids = Vec::with_capacity(EVENTS);
         for i in 0..EVENTS {
-            let published = switchyard_shared::events::publish(
+            let published = switchyard_shared::webhooks::events::publish(
                 &services,
                 "load.tick",
                 &serde_json::json!({"i": i}),
                 None,
-                switchyard_shared::events::Audience::Subscribers,
+                switchyard_shared::webhooks::events::Audience::Subscribers,
             )
             .await
             .unwrap();

@@ -615,7 +615,7 @@ async fn the_sweep_finds_writebacks_without_a_job(mut env: TestEnv) {
     let body = json!({"firstname": "Lost", "lastname": "Push", "provider_id": "DOC1",
         "birthdate": "1990-01-01", "gender": "unknown"})
     .to_string();
-    let row = switchyard_shared::store::NewWriteback {
+    let row = switchyard_shared::sikka::NewWriteback {
         id: "01LOSTPUSH0000000000000000",
         practice_ref: &practice.id,
         operation: "create_patient",

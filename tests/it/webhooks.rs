@@ -13,7 +13,7 @@ use support::{
     receiver::{Receiver, Reply},
     wait_for,
 };
-use switchyard_shared::webhook;
+use switchyard_shared::webhooks;
 
 async fn create_endpoint(app: &TestApp, url: &str, types: &[&str]) -> (String, String) {
     let resp = app
@@ -75,7 +75,7 @@ async fn signed_deliveries_reach_the_receiver(env: TestEnv) {
     let ts: i64 = h["webhook-timestamp"].parse().unwrap();
     assert!((ts - chrono::Utc::now().timestamp()).abs() <= 5);
     let now = chrono::Utc::now().timestamp();
-    webhook::verify(
+    webhooks::verify(
         &secret,
         Some(&h["webhook-id"]),
         Some(&h["webhook-timestamp"]),
@@ -233,7 +233,7 @@ async fn gone_disables_and_announces(env: TestEnv) {
     assert_eq!(body["type"], "webhook.endpoint.disabled");
     assert_eq!(body["data"]["endpoint_id"], gone.as_str());
     let h = &note.headers;
-    webhook::verify(
+    webhooks::verify(
         &watcher_secret,
         Some(&h["webhook-id"]),
         Some(&h["webhook-timestamp"]),
@@ -330,7 +330,7 @@ async fn rotation_signs_with_both_secrets(env: TestEnv) {
     let sigs: Vec<&str> = h["webhook-signature"].split(' ').collect();
     let now = chrono::Utc::now().timestamp();
     for secret in [&old, &new] {
-        webhook::verify(
+        webhooks::verify(
             secret,
             Some(&h["webhook-id"]),
             Some(&h["webhook-timestamp"]),

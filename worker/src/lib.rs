@@ -4,7 +4,7 @@
 mod handlers;
 mod metrics_layer;
 mod monitor;
-mod pidkey;
+mod pidms;
 mod sikka;
 mod transport;
 mod wake;

@@ -128,7 +128,7 @@ pub async fn run(
     let deps = Arc::new(JobDeps {
         services: services.clone(),
         webhooks: crate::webhooks::Webhooks::new(&services, shutdown.clone()),
-        pidkey: crate::pidkey::client(&services),
+        pidkey: crate::pidms::client(&services),
         sikka: crate::sikka::Sikka::new(&services),
     });
     register_counters();

@@ -1,7 +1,7 @@
 //! `SWITCHYARD_BOOTSTRAP_ADMIN_KEY`: a key given in the environment becomes an active admin
 //! key at start, for automation and compose files.
 
-use switchyard_shared::{apikeys::RawKey, services::Services, store::StoreError};
+use switchyard_shared::{access::RawKey, services::Services, store::StoreError};
 
 pub async fn bootstrap_admin_key(services: &Services) -> Result<(), StoreError> {
     let Some(raw) = &services.config.bootstrap_admin_key else { return Ok(()) };

@@ -11,8 +11,8 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use switchyard_shared::{
-    apikeys::{Environment, Scope},
-    store::{ApiKeyRow, KeyStatus},
+    access::{ApiKeyRow, KeyStatus},
+    access::{Environment, Scope},
 };
 
 /// What the middleware needs to know about a key.

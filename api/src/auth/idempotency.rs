@@ -13,7 +13,7 @@ use poem::{
     http::{HeaderValue, StatusCode, header},
 };
 use switchyard_shared::{
-    apikeys::digest_hex,
+    access::digest_hex,
     services::Services,
     store::{Claim, StoredResponse},
 };

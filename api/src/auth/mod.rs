@@ -25,10 +25,10 @@ use poem::{
 };
 use switchyard_shared::{
     CancellationToken,
-    apikeys::{Environment, Scope, check_format, digest_bytes, hex},
+    access::{Environment, Scope, check_format, digest_bytes, hex},
+    access::{KeyStatus, UsageEvent},
     ratelimit::{Decision, Quota, RateLimiter},
     services::Services,
-    store::{KeyStatus, UsageEvent},
     telemetry,
 };
 

@@ -10,7 +10,7 @@ use poem_openapi::{
     SecurityScheme,
     auth::{ApiKey, Bearer},
 };
-use switchyard_shared::apikeys::{Scope, grants};
+use switchyard_shared::access::{Scope, grants};
 
 use super::{Principal, idempotency::Idempotent};
 use crate::{edge::problem_response, problem::Problem};

@@ -14,7 +14,8 @@ use std::{
 
 use chrono::DateTime;
 use switchyard_shared::{
-    store::{KeyUse, Store, UsageEvent},
+    access::{KeyUse, UsageEvent},
+    store::Store,
     telemetry,
 };
 use tokio::sync::mpsc;

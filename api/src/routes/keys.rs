@@ -9,9 +9,9 @@ use poem_openapi::{
     payload::Json,
 };
 use switchyard_shared::{
-    apikeys::{Environment, RawKey, Scope, grants, scopes_to_text},
+    access::{ApiKeyPatch, ApiKeyRow, NewApiKey},
+    access::{Environment, RawKey, Scope, grants, scopes_to_text},
     services::Services,
-    store::{ApiKeyPatch, ApiKeyRow, NewApiKey},
 };
 
 use super::{ApiTags, Page, page_bounds};

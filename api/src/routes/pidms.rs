@@ -10,9 +10,9 @@ use poem_openapi::{
     payload::{Binary, Json},
 };
 use switchyard_shared::{
+    pidms::{KeySearch, PidmsKey, PidmsRun},
     pidms::{LineError, RunKind, normalise_key, parse_key_lines, start_run},
     services::Services,
-    store::{KeySearch, PidmsKey, PidmsRun},
 };
 
 use super::{ApiTags, Page, page_bounds};

@@ -54,8 +54,8 @@ struct CanaryView {
     completions: i64,
 }
 
-impl From<switchyard_shared::store::CanaryRun> for CanaryView {
-    fn from(r: switchyard_shared::store::CanaryRun) -> Self {
+impl From<switchyard_shared::canary::CanaryRun> for CanaryView {
+    fn from(r: switchyard_shared::canary::CanaryRun) -> Self {
         Self {
             run_id: r.id,
             job_id: r.job_id,

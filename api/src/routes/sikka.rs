@@ -13,7 +13,7 @@ use switchyard_shared::{
     jobs::{Job, SikkaWritebackJob},
     services::Services,
     sikka::validate,
-    store::{NewWriteback, SikkaPractice, SikkaWriteback, practice_context},
+    sikka::{NewWriteback, SikkaPractice, SikkaWriteback, practice_context},
 };
 
 use super::{ApiTags, Page, page_bounds};

@@ -10,13 +10,13 @@ use poem_openapi::{
     payload::Json,
 };
 use switchyard_shared::{
-    apikeys::Environment,
-    events::{self, Audience, PublishError},
+    access::Environment,
     jobs::{DeliverWebhookJob, Job},
     netguard::NetGuard,
     services::Services,
-    store::{AttemptRow, DeliveryRow, EndpointPatch, EndpointRow, NewEndpoint, secret_context},
-    webhook::{self, DeliveryStatus},
+    webhooks::events::{self, Audience, PublishError},
+    webhooks::{self, DeliveryStatus},
+    webhooks::{AttemptRow, DeliveryRow, EndpointPatch, EndpointRow, NewEndpoint, secret_context},
 };
 
 use super::{ApiTags, Page, page_bounds};
@@ -263,7 +263,7 @@ fn check_patterns(patterns: &[String], errors: &mut Vec<FieldError>) {
         errors.push(FieldError { field: "event_types".into(), message: "at least one".into() });
     }
     for (i, p) in patterns.iter().enumerate() {
-        if !webhook::valid_pattern(p) {
+        if !webhooks::valid_pattern(p) {
             errors.push(FieldError {
                 field: format!("event_types[{i}]"),
                 message: format!("{p:?} is not an event type, `*`, or a prefix such as `pidms.*`"),
@@ -374,7 +374,7 @@ impl WebhooksApi {
             return Err(ApiError::validation(errors));
         }
         let id = format!("ep_{}", ulid::Ulid::generate());
-        let secret = webhook::generate_secret();
+        let secret = webhooks::generate_secret();
         let new = NewEndpoint {
             secret_sealed: self.services.cipher.seal(&secret_context(&id), secret.as_bytes()),
             id,
@@ -481,7 +481,7 @@ impl WebhooksApi {
     )]
     async fn rotate(&self, _auth: Auth, id: Path<String>) -> Result<Json<SecretRotated>, ApiError> {
         let existing = self.endpoint_or_404(&id).await?;
-        let secret = webhook::generate_secret();
+        let secret = webhooks::generate_secret();
         let sealed = self.services.cipher.seal(&secret_context(&existing.id), secret.as_bytes());
         let now = Utc::now();
         let until = now + ROTATION_OVERLAP;

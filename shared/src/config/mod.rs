@@ -323,11 +323,11 @@ fn namespace(ns: &str) -> Result<(), String> {
 /// The message says what is wrong, never the key itself.
 fn bootstrap_key(key: &Option<Secret<String>>) -> Result<(), String> {
     let Some(key) = key else { return Ok(()) };
-    crate::apikeys::RawKey::parse(key.expose()).map(|_| ()).map_err(|e| e.to_string())
+    crate::access::RawKey::parse(key.expose()).map(|_| ()).map_err(|e| e.to_string())
 }
 
 fn retry_schedule(s: &str) -> Result<(), String> {
-    crate::webhook::RetrySchedule::parse(s).map(|_| ())
+    crate::webhooks::RetrySchedule::parse(s).map(|_| ())
 }
 
 fn allow_cidrs(cidrs: &Option<String>) -> Result<(), String> {

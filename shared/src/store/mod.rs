@@ -4,15 +4,8 @@
 //! backends by [`on_pool!`](crate::on_pool). SQL is split per backend only where the
 //! dialects really differ, with both strings side by side (ARCHITECTURE.md, "Decisions and why").
 
-mod api_keys;
-mod canary;
 mod idempotency;
 mod leases;
-mod pidms;
-mod schedules;
-mod sikka;
-mod usage;
-mod webhooks;
 
 use std::{str::FromStr, time::Duration};
 
@@ -22,22 +15,7 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
-pub use self::{
-    api_keys::{ApiKeyPatch, ApiKeyRow, KeyStatus, KeyUse, NewApiKey},
-    canary::CanaryRun,
-    idempotency::{Claim, StoredResponse},
-    pidms::{KeySearch, NewPidmsRun, PidmsBatch, PidmsKey, PidmsRun, ProductSummary},
-    schedules::ScheduleState,
-    sikka::{
-        NewTokens, NewWriteback, PracticeUpsert, SikkaPractice, SikkaWriteback, Submitted,
-        practice_context,
-    },
-    usage::{KeyUsage, UsageEvent},
-    webhooks::{
-        AttemptRecord, AttemptRow, Claim as DeliveryClaim, ClaimedDelivery, DeliveryRow,
-        EndpointPatch, EndpointRow, NewEndpoint, NewEvent, secret_context,
-    },
-};
+pub use self::idempotency::{Claim, StoredResponse};
 use crate::config::{Config, StoreKind};
 
 #[derive(Debug, thiserror::Error)]

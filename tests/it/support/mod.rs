@@ -87,8 +87,8 @@ impl TestEnv {
         let dir = std::env::temp_dir().join(unique("switchyard-test-"));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let namespace = unique("sytest-");
-        let admin_key = switchyard_shared::apikeys::RawKey::generate(
-            switchyard_shared::apikeys::Environment::Test,
+        let admin_key = switchyard_shared::access::RawKey::generate(
+            switchyard_shared::access::Environment::Test,
         )
         .expose()
         .to_owned();
@@ -557,10 +557,10 @@ pub fn run_promtool(promtool: &Path, dir: &Path, args: &[&str], stdin: Option<&s
 /// the SSRF guard at connect time).
 pub async fn insert_endpoint(services: &Services, url: &str, event_types: &str) -> String {
     let id = format!("ep_{}", ulid::Ulid::generate());
-    let secret = switchyard_shared::webhook::generate_secret();
+    let secret = switchyard_shared::webhooks::generate_secret();
     let sealed =
-        services.cipher.seal(&switchyard_shared::store::secret_context(&id), secret.as_bytes());
-    let endpoint = switchyard_shared::store::NewEndpoint {
+        services.cipher.seal(&switchyard_shared::webhooks::secret_context(&id), secret.as_bytes());
+    let endpoint = switchyard_shared::webhooks::NewEndpoint {
         id: id.clone(),
         url: url.to_owned(),
         description: None,

@@ -6,7 +6,7 @@ mod maintenance;
 
 use std::{sync::Arc, time::Duration};
 
-use crate::{pidkey, sikka, webhooks};
+use crate::{pidms, sikka, webhooks};
 use apalis::prelude::{AbortError, Attempt, BoxDynError, Data};
 use serde::{Deserialize, Serialize};
 use switchyard_shared::{
@@ -31,7 +31,7 @@ pub enum Outcome {
 pub(crate) struct JobDeps {
     pub services: Services,
     pub webhooks: crate::webhooks::Webhooks,
-    pub pidkey: crate::pidkey::PidkeyClient,
+    pub pidkey: crate::pidms::PidkeyClient,
     pub sikka: crate::sikka::Sikka,
 }
 
@@ -64,8 +64,8 @@ async fn run(job: Job, deps: &Arc<JobDeps>) -> Result<Outcome, BoxDynError> {
         Job::WebhookRetrySweep => webhooks::retry_sweep(&deps.services).await,
         Job::WebhookCleanup => webhooks::cleanup(&deps.services).await,
         Job::WebhookDisableFailing => webhooks::disable_failing(&deps.services).await,
-        Job::PidmsBatch(job) => pidkey::run_batch(&deps.services, &deps.pidkey, job).await,
-        Job::PidmsSyncAll => pidkey::sync_all(&deps.services).await,
+        Job::PidmsBatch(job) => pidms::run_batch(&deps.services, &deps.pidkey, job).await,
+        Job::PidmsSyncAll => pidms::sync_all(&deps.services).await,
         Job::SikkaPracticesPull => sikka::pull_practices(&deps.services, &deps.sikka).await,
         Job::SikkaTokenRefresh => sikka::refresh_tokens(&deps.services, &deps.sikka).await,
         Job::SikkaWritebackSubmit(job) => sikka::submit(&deps.services, &deps.sikka, job).await,
@@ -78,7 +78,7 @@ async fn run(job: Job, deps: &Arc<JobDeps>) -> Result<Outcome, BoxDynError> {
 /// ±20 % jitter so that jobs that failed together do not come back together.
 fn retry_delay(failures: u32) -> Duration {
     let base = Duration::from_secs(1u64 << failures.min(6)).min(Duration::from_secs(60));
-    switchyard_shared::webhook::jitter(base, 0.2)
+    switchyard_shared::webhooks::jitter(base, 0.2)
 }
 
 /// A failed job on Redis: pushed again through our own delayed set (which workers promote in

@@ -11,7 +11,7 @@ use apalis::prelude::BoxDynError;
 use chrono::Utc;
 use switchyard_shared::{
     services::Services,
-    store::{PracticeUpsert, practice_context},
+    sikka::{PracticeUpsert, practice_context},
     telemetry,
 };
 

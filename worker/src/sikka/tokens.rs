@@ -17,11 +17,12 @@ use std::{
 use chrono::Utc;
 use switchyard_shared::{
     crypto::CryptoError,
-    events::{self, Audience},
     secret::Secret,
     services::Services,
-    store::{NewTokens, SikkaPractice, StoreError, practice_context},
+    sikka::{NewTokens, SikkaPractice, practice_context},
+    store::StoreError,
     telemetry,
+    webhooks::events::{self, Audience},
 };
 
 use super::client::{IssuedKey, SikkaClient, SikkaError};

@@ -11,12 +11,12 @@ use apalis::prelude::BoxDynError;
 use chrono::Utc;
 use reqwest::Method;
 use switchyard_shared::{
-    events::{self, Audience},
     jobs::{Job, SikkaPollJob, SikkaWritebackJob},
     services::Services,
     sikka::{Operation, call_for},
-    store::{SikkaWriteback, Submitted, practice_context},
+    sikka::{SikkaWriteback, Submitted, practice_context},
     telemetry,
+    webhooks::events::{self, Audience},
 };
 
 use super::{

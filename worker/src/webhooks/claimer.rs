@@ -4,7 +4,8 @@
 use std::{collections::HashMap, time::Duration};
 
 use chrono::Utc;
-use switchyard_shared::store::{ClaimedDelivery, Store};
+use switchyard_shared::store::Store;
+use switchyard_shared::webhooks::ClaimedDelivery;
 
 use super::group_commit::{GroupCommit, GroupError};
 

@@ -10,8 +10,9 @@ use std::{
 use chrono::Utc;
 use switchyard_shared::{
     crypto::Cipher,
-    store::{Store, StoreError, secret_context},
-    webhook::secret_key,
+    store::{Store, StoreError},
+    webhooks::secret_context,
+    webhooks::secret_key,
 };
 
 const TTL: Duration = Duration::from_secs(1);

@@ -19,14 +19,14 @@ use apalis::prelude::BoxDynError;
 use chrono::Utc;
 use futures::{FutureExt, StreamExt, future::BoxFuture, stream::FuturesUnordered};
 use switchyard_shared::{
-    events::{self, Audience},
     jobs::{DeliverWebhookJob, Job},
     netguard::NetGuard,
     ratelimit::{Quota, RateLimiter},
     services::Services,
-    store::{AttemptRecord, ClaimedDelivery, DeliveryClaim},
     telemetry,
-    webhook::{DeliveryStatus, RetrySchedule, next_delay, signature_header},
+    webhooks::events::{self, Audience},
+    webhooks::{AttemptRecord, ClaimedDelivery, DeliveryClaim},
+    webhooks::{DeliveryStatus, RetrySchedule, next_delay, signature_header},
 };
 use tokio::sync::Semaphore;
 
@@ -441,7 +441,7 @@ async fn defer(
     why: &'static str,
 ) -> Result<Outcome, BoxDynError> {
     metrics::counter!(telemetry::WEBHOOK_DEFERRED, "reason" => why).increment(1);
-    let wait = switchyard_shared::webhook::jitter(wait.max(Duration::from_millis(50)), 0.5);
+    let wait = switchyard_shared::webhooks::jitter(wait.max(Duration::from_millis(50)), 0.5);
     services.queue.push_after(Job::DeliverWebhook(job), wait).await?;
     Ok(Outcome::RetryScheduled)
 }

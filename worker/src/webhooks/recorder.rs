@@ -2,7 +2,8 @@
 //! stores whatever has gathered in one transaction and answers each. The records are moved
 //! into the batch, not copied (each can carry 4 KiB of response body).
 
-use switchyard_shared::store::{AttemptRecord, Store};
+use switchyard_shared::store::Store;
+use switchyard_shared::webhooks::AttemptRecord;
 
 use super::group_commit::{GroupCommit, GroupError};
 

@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Store, StoreError};
 use crate::on_pool;
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct ScheduleState {

@@ -1,5 +1,9 @@
 //! Sending a canary: a run row in the store, then a no-op job on the queue.
 
+mod store;
+
+pub use store::CanaryRun;
+
 use crate::{
     jobs::{CanaryJob, Job},
     queue::{QueueError, QueueName},

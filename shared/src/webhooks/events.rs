@@ -17,9 +17,9 @@ use crate::{
     jobs::{DeliverWebhookJob, Job},
     queue::Queue,
     services::Services,
-    store::{NewEvent, Store, StoreError},
+    store::{Store, StoreError},
     telemetry,
-    webhook::{self, RetrySchedule},
+    webhooks::{self, NewEvent, RetrySchedule},
 };
 
 /// Events written together at most (requests keep their events together beyond it).
@@ -74,11 +74,11 @@ pub fn prepare(
     source: Option<&str>,
     audience: Audience<'_>,
 ) -> Result<Prepared, PublishError> {
-    if !webhook::valid_event_type(event_type) {
+    if !webhooks::valid_event_type(event_type) {
         return Err(PublishError::InvalidType(event_type.to_owned()));
     }
     let now = chrono::Utc::now();
-    let payload = webhook::payload(event_type, now, data);
+    let payload = webhooks::payload(event_type, now, data);
     let limit = services.config.webhooks.max_payload_bytes;
     if payload.len() > limit {
         return Err(PublishError::TooLarge { size: payload.len(), limit });
@@ -246,7 +246,7 @@ impl Writer {
                     Some(id) => vec![id.as_str()],
                     None => patterns
                         .iter()
-                        .filter(|(_, p)| webhook::subscribed(p, &event.event_type))
+                        .filter(|(_, p)| webhooks::subscribed(p, &event.event_type))
                         .map(|(id, _)| id.as_str())
                         .collect(),
                 };

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::{in_tx, on_pool, pidms::PidkeyAnswer};
 
 const KEY_COLUMNS: &str = "keyname, keyname_with_dash, prd, eid, is_key_type, is_retail, \

@@ -4,8 +4,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Store, StoreError};
 use crate::on_pool;
+use crate::store::{Store, StoreError};
 
 const PRACTICE_COLUMNS: &str = "id, office_digest, office_id_sealed, secret_key_sealed, \
     practice_id, practice_name, practice_management_system, domain, authorized, token_status, \

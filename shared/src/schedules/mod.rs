@@ -1,6 +1,10 @@
 //! The catalogue of schedules: names, default cron expressions and cron parsing.
 //! The scheduler crate maps each name to the work it enqueues.
 
+mod store;
+
+pub use store::ScheduleState;
+
 use std::{fmt, str::FromStr};
 
 /// Every schedule Switchyard knows. Adding one here makes the scheduler refuse to compile

@@ -7,13 +7,13 @@ mod client;
 use apalis::prelude::BoxDynError;
 use chrono::Utc;
 use switchyard_shared::{
-    events::{self, Audience},
     jobs::PidmsBatchJob,
+    pidms::PidmsRun,
     pidms::{RunKind, start_run},
     ratelimit::RateLimiter,
     services::Services,
-    store::PidmsRun,
     telemetry,
+    webhooks::events::{self, Audience},
 };
 
 pub(crate) use self::client::PidkeyClient;

@@ -2,6 +2,13 @@
 //! and the Sikka call each becomes. Sikka wants every value as a string, so numbers given to
 //! us are sent as strings.
 
+mod store;
+
+pub use store::{
+    NewTokens, NewWriteback, PracticeUpsert, SikkaPractice, SikkaWriteback, Submitted,
+    practice_context,
+};
+
 use serde_json::{Map, Value};
 
 /// What a writeback does.

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::{Store, StoreError};
 use crate::on_pool;
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct UsageEvent {

@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Store, StoreError};
-use crate::{in_tx, on_pool, webhook::DeliveryStatus};
+use crate::store::{Store, StoreError};
+use crate::{in_tx, on_pool, webhooks::DeliveryStatus};
 
 const ENDPOINT_COLUMNS: &str = "id, url, description, event_types, secret_sealed, \
     previous_secret_sealed, previous_secret_until, rate_limit_per_second, enabled, \

@@ -2,9 +2,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::{
-    apikeys::{Scope, scopes_from_text},
+    access::{Scope, scopes_from_text},
     on_pool,
 };
 

@@ -1,12 +1,16 @@
 //! PIDKey inventory: key normalisation, the shape of PIDKey's answers, and starting a run
 //! (a check or a sync) as batches on the `pidms` queue.
 
+mod store;
+
+pub use store::{KeySearch, NewPidmsRun, PidmsBatch, PidmsKey, PidmsRun, ProductSummary};
+
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::{
     jobs::{Job, PidmsBatchJob},
     services::Services,
-    store::{NewPidmsRun, StoreError},
+    store::StoreError,
 };
 
 /// A key without dashes, upper case: 25 characters of `[A-Z0-9]`.

@@ -1,0 +1,9 @@
+//! Access: API keys (their format, digest and scopes), their records, and usage analytics.
+
+pub mod keys;
+mod store;
+mod usage;
+
+pub use keys::*;
+pub use store::{ApiKeyPatch, ApiKeyRow, KeyStatus, KeyUse, NewApiKey};
+pub use usage::{KeyUsage, UsageEvent};
