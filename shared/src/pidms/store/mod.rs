@@ -1,0 +1,7 @@
+//! The PIDMS records: runs and batches, keys and products.
+
+mod keys;
+mod runs;
+
+pub use keys::{KeySearch, PidmsKey, ProductSummary};
+pub use runs::{NewPidmsRun, PidmsBatch, PidmsRun};
