@@ -16,6 +16,7 @@ pub mod services;
 pub mod sikka;
 pub mod store;
 pub mod telemetry;
+mod text_enum;
 pub mod webhooks;
 
 pub use tokio_util::sync::CancellationToken;

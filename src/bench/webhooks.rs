@@ -396,7 +396,15 @@ async fn run_inner(
         loop {
             let mut delivered = 0;
             for id in &endpoint_ids {
-                delivered += store.list_deliveries(id, Some("delivered"), 0, 1).await?.0;
+                delivered += store
+                    .list_deliveries(
+                        id,
+                        Some(switchyard_shared::webhooks::DeliveryStatus::Delivered),
+                        0,
+                        1,
+                    )
+                    .await?
+                    .0;
             }
             if delivered as usize >= expected + warmups * opts.endpoints {
                 break;

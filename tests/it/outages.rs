@@ -17,6 +17,7 @@ use support::{Backend, TestApp, TestEnv, proxy::Proxy, wait_for};
 use switchyard_shared::{
     jobs::{DeliverWebhookJob, Job},
     queue::{QueueBackend, QueueName},
+    webhooks::DeliveryStatus,
 };
 
 const PG: &str = "127.0.0.1:5432";
@@ -106,7 +107,7 @@ async fn the_queue_down_still_accepts_within_a_second() {
     // Accepted means stored: each delivery is there, due, for the sweep to enqueue.
     for id in &accepted {
         let d = app.services.store.delivery(id).await.unwrap().expect("stored");
-        assert_eq!(d.status, "pending", "{d:?}");
+        assert_eq!(d.status, DeliveryStatus::Pending, "{d:?}");
     }
     proxy.restore();
     app.stop().await;

@@ -718,17 +718,18 @@ both_backends!(product_counters_stay_exact_under_overlapping_runs);
 /// the same keys (new at first, then moving between products) complete at once. The
 /// counters must equal a recount of the keys afterwards.
 async fn counters_are_exact_when_batches_race_on_the_same_keys(env: TestEnv) {
-    use switchyard_shared::{pidms::NewPidmsRun, pidms::PidkeyAnswer};
+    use switchyard_shared::pidms::{NewPidmsBatch, NewPidmsRun, PidkeyAnswer, RunKind};
     let services = env.services().await;
     let store = services.store.clone();
     let keys: Vec<String> = (0..40).map(|i| format!("{:0>25}", format!("R{i}"))).collect();
     for round in 0..3 {
         let run_id = format!("race-{round}");
-        let batches: Vec<(String, i64, String)> =
-            (0..16).map(|b| (format!("{run_id}-{b}"), b, keys.join("\n"))).collect();
+        let batches: Vec<NewPidmsBatch> = (0..16)
+            .map(|b| NewPidmsBatch { id: format!("{run_id}-{b}"), seq: b, keys: keys.join("\n") })
+            .collect();
         let run = NewPidmsRun {
             id: &run_id,
-            kind: "check",
+            kind: RunKind::Check,
             product_filter: None,
             keys_total: keys.len() as i64,
             created_by: None,

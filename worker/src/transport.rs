@@ -5,6 +5,8 @@
 
 use std::error::Error as StdError;
 
+use switchyard_shared::webhooks::AttemptOutcome;
+
 /// A request that got no HTTP answer, by cause. `as_str` is the `outcome` column and the
 /// `status_class` label (a bounded set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,17 +30,23 @@ pub enum Failure {
 }
 
 impl Failure {
-    pub fn as_str(self) -> &'static str {
+    /// The attempt's recorded outcome.
+    pub fn outcome(self) -> AttemptOutcome {
         match self {
-            Self::Timeout => "timeout",
-            Self::ConnectRefused => "connect_refused",
-            Self::Dns => "dns_error",
-            Self::Tls => "tls_error",
-            Self::ClosedMidAnswer => "closed_mid_answer",
-            Self::InvalidAnswer => "invalid_answer",
-            Self::Connect => "connect_error",
-            Self::Request => "request_error",
+            Self::Timeout => AttemptOutcome::Timeout,
+            Self::ConnectRefused => AttemptOutcome::ConnectRefused,
+            Self::Dns => AttemptOutcome::DnsError,
+            Self::Tls => AttemptOutcome::TlsError,
+            Self::ClosedMidAnswer => AttemptOutcome::ClosedMidAnswer,
+            Self::InvalidAnswer => AttemptOutcome::InvalidAnswer,
+            Self::Connect => AttemptOutcome::ConnectError,
+            Self::Request => AttemptOutcome::RequestError,
         }
+    }
+
+    /// The `status_class` label: the same name as the outcome.
+    pub fn as_str(self) -> &'static str {
+        self.outcome().as_str()
     }
 }
 

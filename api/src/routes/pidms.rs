@@ -11,7 +11,7 @@ use poem_openapi::{
 };
 use switchyard_shared::{
     pidms::{KeySearch, PidmsKey, PidmsRun},
-    pidms::{LineError, RunKind, normalise_key, parse_key_lines, start_run},
+    pidms::{LineError, RunKind, RunStatus, normalise_key, parse_key_lines, start_run},
     services::Services,
 };
 
@@ -221,8 +221,8 @@ impl PidmsApi {
             .collect();
         Ok(RunView {
             id: run.id,
-            kind: run.kind,
-            status: run.status,
+            kind: run.kind.to_string(),
+            status: run.status.to_string(),
             product_filter: run.product_filter,
             keys_total: run.keys_total,
             batches_total: run.batches_total,
@@ -247,7 +247,7 @@ impl PidmsApi {
         let results = self.services.store.pidms_keys_by_name(&keys).await?;
         Ok(CheckResult {
             job_id: run.id,
-            status: run.status,
+            status: run.status.to_string(),
             accepted: keys.len() as u64,
             rejected,
             errors,
@@ -354,7 +354,7 @@ impl PidmsApi {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
             loop {
                 let run = self.run_or_404(&run_id).await?;
-                if run.status == "completed" {
+                if run.status == RunStatus::Completed {
                     return Ok(CheckResponse::Done(Json(
                         self.check_result(run, errors, rejected).await?,
                     )));

@@ -13,7 +13,9 @@ use switchyard_shared::{
     jobs::{Job, SikkaWritebackJob},
     services::Services,
     sikka::validate,
-    sikka::{NewWriteback, SikkaPractice, SikkaWriteback, practice_context},
+    sikka::{
+        NewWriteback, SikkaPractice, SikkaWriteback, TokenStatus, WritebackStatus, practice_context,
+    },
 };
 
 use super::{ApiTags, Page, page_bounds};
@@ -101,8 +103,6 @@ enum WritebackResponse {
     Accepted(Json<WritebackView>),
 }
 
-const STATUSES: [&str; 5] = ["queued", "submitted", "pending", "completed", "failed"];
-
 impl SikkaApi {
     fn office_of(&self, p: &SikkaPractice) -> Result<String, ApiError> {
         let office = self
@@ -128,7 +128,7 @@ impl SikkaApi {
             office_id,
             operation: w.operation,
             target_id: w.target_id,
-            status: w.status,
+            status: w.status.to_string(),
             sikka_id: w.sikka_id,
             result: w.result,
             error: w.error,
@@ -204,7 +204,7 @@ impl SikkaApi {
                 practice_management_system: p.practice_management_system,
                 domain: p.domain,
                 authorized: p.authorized,
-                token_status: p.token_status,
+                token_status: p.token_status.to_string(),
                 token_expires_at: p.key_expires_at,
                 token_refreshed_at: p.refreshed_at,
                 token_refresh_count: p.refresh_count,
@@ -255,7 +255,7 @@ impl SikkaApi {
         if !practice.authorized {
             return Err(ApiError::field("office_id", "this practice no longer authorizes the app"));
         }
-        if practice.token_status == "reauthorization_required" {
+        if practice.token_status == TokenStatus::ReauthorizationRequired {
             return Err(ApiError::conflict(
                 "this practice must authorize the app again before writebacks can be sent",
             ));
@@ -327,14 +327,13 @@ impl SikkaApi {
         page_size: Query<Option<i64>>,
     ) -> Result<Json<Page<WritebackView>>, ApiError> {
         let (page, page_size, offset) = page_bounds(page.0, page_size.0)?;
-        if let Some(s) = status.0.as_deref()
-            && !STATUSES.contains(&s)
-        {
-            return Err(ApiError::field(
-                "status",
-                format!("must be one of {}", STATUSES.join(", ")),
-            ));
-        }
+        let status = match status.0.as_deref() {
+            Some(s) => Some(
+                s.parse::<WritebackStatus>()
+                    .map_err(|expected| ApiError::field("status", format!("must be {expected}")))?,
+            ),
+            None => None,
+        };
         let practice_ref = match office_id.0.as_deref().map(str::trim).filter(|o| !o.is_empty()) {
             Some(office) => match self.practice_for_office(office).await? {
                 Some(p) => Some(p.id),
@@ -347,7 +346,7 @@ impl SikkaApi {
         let (rows, total) = self
             .services
             .store
-            .list_sikka_writebacks(status.0.as_deref(), practice_ref.as_deref(), offset, page_size)
+            .list_sikka_writebacks(status, practice_ref.as_deref(), offset, page_size)
             .await?;
         let mut cache = HashMap::new();
         let mut items = Vec::with_capacity(rows.len());

@@ -186,7 +186,7 @@ impl From<AttemptRow> for AttemptView {
             at: a.at,
             status_code: a.status_code,
             duration_ms: a.duration_ms,
-            outcome: a.outcome,
+            outcome: a.outcome.to_string(),
             error: a.error,
             response_body: a.response_body,
         }
@@ -218,7 +218,7 @@ impl DeliveryView {
             id: d.id,
             event_id: d.event_id,
             endpoint_id: d.endpoint_id,
-            status: d.status,
+            status: d.status.to_string(),
             attempt_count: d.attempts,
             max_attempts: d.max_attempts,
             next_attempt_at: d.next_attempt_at,
@@ -534,18 +534,17 @@ impl WebhooksApi {
         page: Query<Option<i64>>,
         page_size: Query<Option<i64>>,
     ) -> Result<Json<Page<DeliveryView>>, ApiError> {
-        if let Some(s) = status.0.as_deref()
-            && let Err(expected) = s.parse::<DeliveryStatus>()
-        {
-            return Err(ApiError::field("status", expected));
-        }
+        let status = match status.0.as_deref() {
+            Some(s) => Some(
+                s.parse::<DeliveryStatus>()
+                    .map_err(|expected| ApiError::field("status", expected))?,
+            ),
+            None => None,
+        };
         let (page, page_size, offset) = page_bounds(page.0, page_size.0)?;
         self.endpoint_or_404(&id).await?;
-        let (total, rows) = self
-            .services
-            .store
-            .list_deliveries(&id, status.0.as_deref(), offset, page_size)
-            .await?;
+        let (total, rows) =
+            self.services.store.list_deliveries(&id, status, offset, page_size).await?;
         let items = rows.into_iter().map(|d| DeliveryView::new(d, None)).collect();
         Ok(Json(Page { total, page, page_size, items }))
     }

@@ -3,7 +3,9 @@
 
 mod store;
 
-pub use store::{KeySearch, NewPidmsRun, PidmsBatch, PidmsKey, PidmsRun, ProductSummary};
+pub use store::{
+    KeySearch, NewPidmsBatch, NewPidmsRun, PidmsBatch, PidmsKey, PidmsRun, ProductSummary,
+};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -122,18 +124,29 @@ pub struct PidkeyAnswer {
     pub datetime_checked_done: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunKind {
-    Check,
-    Sync,
+crate::text_enum! {
+    /// What a run does (`pidms_runs.kind`): check the keys given, or sync stored ones.
+    pub enum RunKind {
+        Check = "check",
+        Sync = "sync",
+    }
 }
 
-impl RunKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Check => "check",
-            Self::Sync => "sync",
-        }
+crate::text_enum! {
+    /// Where a run stands (`pidms_runs.status`): running → completed once every batch is
+    /// done or failed.
+    pub enum RunStatus {
+        Running = "running",
+        Completed = "completed",
+    }
+}
+
+crate::text_enum! {
+    /// Where a batch stands (`pidms_batches.status`): pending → done | failed.
+    pub enum BatchStatus {
+        Pending = "pending",
+        Done = "done",
+        Failed = "failed",
     }
 }
 
@@ -148,10 +161,14 @@ pub async fn start_run(
 ) -> Result<String, StoreError> {
     let run_id = format!("{}_{}", kind.as_str(), ulid::Ulid::generate());
     let size = services.config.pidkey.batch_size.max(1);
-    let batches: Vec<(String, i64, String)> = keys
+    let batches: Vec<NewPidmsBatch> = keys
         .chunks(size)
         .enumerate()
-        .map(|(i, chunk)| (format!("pb_{}", ulid::Ulid::generate()), i as i64, chunk.join("\n")))
+        .map(|(i, chunk)| NewPidmsBatch {
+            id: format!("pb_{}", ulid::Ulid::generate()),
+            seq: i as i64,
+            keys: chunk.join("\n"),
+        })
         .collect();
     let now = chrono::Utc::now();
     services
@@ -159,7 +176,7 @@ pub async fn start_run(
         .insert_pidms_run(
             &NewPidmsRun {
                 id: &run_id,
-                kind: kind.as_str(),
+                kind,
                 product_filter,
                 keys_total: keys.len() as i64,
                 created_by,
@@ -170,9 +187,7 @@ pub async fn start_run(
         .await?;
     let jobs: Vec<Job> = batches
         .iter()
-        .map(|(id, _, _)| {
-            Job::PidmsBatch(PidmsBatchJob { batch_id: id.clone(), run_id: run_id.clone() })
-        })
+        .map(|b| Job::PidmsBatch(PidmsBatchJob { batch_id: b.id.clone(), run_id: run_id.clone() }))
         .collect();
     if let Err(error) = services.queue.push_many(jobs).await {
         tracing::warn!(%error, %run_id, "batches written but not enqueued; the sweep will");

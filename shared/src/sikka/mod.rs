@@ -11,6 +11,67 @@ pub use store::{
 
 use serde_json::{Map, Value};
 
+crate::text_enum! {
+    /// Where a writeback stands (`sikka_writebacks.status`).
+    /// queued → submitted → pending … → completed | failed; queued → completed | failed.
+    pub enum WritebackStatus {
+        /// Stored, waiting for (or between tries of) its submission.
+        Queued = "queued",
+        /// Sikka accepted it; not checked yet.
+        Submitted = "submitted",
+        /// Checked at least once and still running at Sikka.
+        Pending = "pending",
+        Completed = "completed",
+        Failed = "failed",
+    }
+}
+
+impl WritebackStatus {
+    /// Not ended yet.
+    pub const OPEN: [WritebackStatus; 3] = [Self::Queued, Self::Submitted, Self::Pending];
+
+    /// Submitted and waiting for a check.
+    pub fn awaits_check(self) -> bool {
+        matches!(self, Self::Submitted | Self::Pending)
+    }
+}
+
+/// How a writeback ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending<'a> {
+    Completed {
+        result: &'a str,
+    },
+    /// `result` is Sikka's own text when it reported the failure.
+    Failed {
+        error: &'a str,
+        result: Option<&'a str>,
+    },
+}
+
+impl Ending<'_> {
+    pub fn status(&self) -> WritebackStatus {
+        match self {
+            Self::Completed { .. } => WritebackStatus::Completed,
+            Self::Failed { .. } => WritebackStatus::Failed,
+        }
+    }
+}
+
+crate::text_enum! {
+    /// A practice's request key (`sikka_practices.token_status`).
+    /// none → active (issued or refreshed) → reauthorization_required (Sikka withdrew the
+    /// grant) → none (authorized again).
+    pub enum TokenStatus {
+        /// No request key yet.
+        None = "none",
+        /// A request key is held (it may be due for refresh).
+        Active = "active",
+        /// Sikka no longer accepts the practice's grant: the practice must authorize again.
+        ReauthorizationRequired = "reauthorization_required",
+    }
+}
+
 /// What a writeback does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {

@@ -4,8 +4,11 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::on_pool;
-use crate::store::{Store, StoreError};
+use super::{Ending, TokenStatus, WritebackStatus};
+use crate::{
+    on_pool,
+    store::{Store, StoreError},
+};
 
 const PRACTICE_COLUMNS: &str = "id, office_digest, office_id_sealed, secret_key_sealed, \
     practice_id, practice_name, practice_management_system, domain, authorized, token_status, \
@@ -26,7 +29,7 @@ pub struct SikkaPractice {
     /// Listed by `authorized_practices` at the last pull.
     pub authorized: bool,
     /// `none` (no key yet), `active`, `reauthorization_required`.
-    pub token_status: String,
+    pub token_status: TokenStatus,
     pub request_key_sealed: Option<String>,
     pub refresh_key_sealed: Option<String>,
     /// Bumped by every new key: a caller whose key was refused refreshes only if the version
@@ -90,8 +93,7 @@ pub struct SikkaWriteback {
     pub target_id: Option<String>,
     /// The JSON body as accepted (validated for the operation).
     pub body: String,
-    /// `queued`, `submitted`, `pending`, `completed`, `failed`.
-    pub status: String,
+    pub status: WritebackStatus,
     pub sikka_id: Option<String>,
     pub result: Option<String>,
     pub error: Option<String>,
@@ -279,7 +281,7 @@ impl Store {
     /// Newest first, optionally by status and practice; with the total.
     pub async fn list_sikka_writebacks(
         &self,
-        status: Option<&str>,
+        status: Option<WritebackStatus>,
         practice_ref: Option<&str>,
         offset: i64,
         limit: i64,
@@ -324,9 +326,11 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let (status, sikka_id, result, next_check, completed) = match submitted {
             Submitted::Accepted { sikka_id, next_check_at } => {
-                ("submitted", Some(*sikka_id), None, Some(*next_check_at), None)
+                (WritebackStatus::Submitted, Some(*sikka_id), None, Some(*next_check_at), None)
             }
-            Submitted::Done { result } => ("completed", None, Some(*result), None, Some(now)),
+            Submitted::Done { result } => {
+                (WritebackStatus::Completed, None, Some(*result), None, Some(now))
+            }
         };
         let n = on_pool!(self, pool => sqlx::query(
             "UPDATE sikka_writebacks SET status = $2, sikka_id = $3, result = $4,
@@ -380,12 +384,15 @@ impl Store {
     pub async fn finish_sikka_writeback(
         &self,
         id: &str,
-        status: &str,
-        result: Option<&str>,
-        error: Option<&str>,
+        ending: Ending<'_>,
         check: Option<i64>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        let (result, error) = match ending {
+            Ending::Completed { result } => (Some(result), None),
+            Ending::Failed { error, result } => (result, Some(error)),
+        };
+        let status = ending.status();
         let done = on_pool!(self, pool => sqlx::query(
             "UPDATE sikka_writebacks SET status = $2, result = $3, error = $4,
                 check_count = COALESCE($5, check_count), completed_at = $6, next_check_at = NULL,
@@ -417,8 +424,8 @@ impl Store {
     }
 
     /// Writebacks not finished by status, for the gauge.
-    pub async fn sikka_writeback_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        Ok(on_pool!(self, pool => sqlx::query_as::<_, (String, i64)>(
+    pub async fn sikka_writeback_counts(&self) -> Result<Vec<(WritebackStatus, i64)>, StoreError> {
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, (WritebackStatus, i64)>(
             "SELECT status, COUNT(*) FROM sikka_writebacks
              WHERE status IN ('queued', 'submitted', 'pending') GROUP BY status")
             .fetch_all(pool).await)?)

@@ -55,44 +55,39 @@ pub fn payload(
     .to_string()
 }
 
-/// Where a delivery stands; stored as its lower-case name in `webhook_deliveries.status`.
-/// pending → delivering (claimed) → delivered | retrying → delivering … | failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeliveryStatus {
-    /// Waiting for its first attempt.
-    Pending,
-    /// An attempt is claimed and in flight (until `claimed_until`).
-    Delivering,
-    /// An attempt failed; the next is due at `next_attempt_at`.
-    Retrying,
-    /// An attempt got a 2xx.
-    Delivered,
-    /// Given up: out of attempts, 410 Gone, refused by the SSRF guard, or its endpoint is gone.
-    Failed,
-}
-
-impl DeliveryStatus {
-    pub const ALL: [DeliveryStatus; 5] =
-        [Self::Pending, Self::Delivering, Self::Retrying, Self::Delivered, Self::Failed];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Delivering => "delivering",
-            Self::Retrying => "retrying",
-            Self::Delivered => "delivered",
-            Self::Failed => "failed",
-        }
+crate::text_enum! {
+    /// Where a delivery stands (`webhook_deliveries.status`).
+    /// pending → delivering (claimed) → delivered | retrying → delivering … | failed.
+    pub enum DeliveryStatus {
+        /// Waiting for its first attempt.
+        Pending = "pending",
+        /// An attempt is claimed and in flight (until `claimed_until`).
+        Delivering = "delivering",
+        /// An attempt failed; the next is due at `next_attempt_at`.
+        Retrying = "retrying",
+        /// An attempt got a 2xx.
+        Delivered = "delivered",
+        /// Given up: out of attempts, 410 Gone, refused by the SSRF guard, or its endpoint is
+        /// gone.
+        Failed = "failed",
     }
 }
 
-impl std::str::FromStr for DeliveryStatus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL.into_iter().find(|d| d.as_str() == s).ok_or_else(|| {
-            let names: Vec<&str> = Self::ALL.iter().map(|d| d.as_str()).collect();
-            format!("one of {}", names.join(", "))
-        })
+crate::text_enum! {
+    /// What one attempt came to (`webhook_attempts.outcome`): an HTTP answer, a redirect
+    /// (not followed), refused by the SSRF guard, or why no answer came.
+    pub enum AttemptOutcome {
+        HttpStatus = "http_status",
+        Redirect = "redirect",
+        Blocked = "blocked",
+        Timeout = "timeout",
+        ConnectRefused = "connect_refused",
+        DnsError = "dns_error",
+        TlsError = "tls_error",
+        ClosedMidAnswer = "closed_mid_answer",
+        InvalidAnswer = "invalid_answer",
+        ConnectError = "connect_error",
+        RequestError = "request_error",
     }
 }
 

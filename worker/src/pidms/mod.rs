@@ -9,7 +9,7 @@ use chrono::Utc;
 use switchyard_shared::{
     jobs::PidmsBatchJob,
     pidms::PidmsRun,
-    pidms::{RunKind, start_run},
+    pidms::{BatchStatus, RunKind, start_run},
     ratelimit::RateLimiter,
     services::Services,
     telemetry,
@@ -32,7 +32,7 @@ pub(crate) async fn run_batch(
     let Some(batch) = store.pidms_batch(&job.batch_id).await? else {
         return Ok(Outcome::Success);
     };
-    if batch.status != "pending" {
+    if batch.status != BatchStatus::Pending {
         return Ok(Outcome::Success); // a repeated job: the batch is finished
     }
     store.bump_pidms_batch_attempts(&batch.id, Utc::now()).await?;
@@ -98,7 +98,7 @@ async fn watch_stock(services: &Services, prd: &str) -> Result<(), BoxDynError> 
 async fn completed(services: &Services, run: &PidmsRun) {
     tracing::info!(run_id = %run.id, kind = %run.kind, keys_updated = run.keys_updated,
         batches_failed = run.batches_failed, "PIDKey run completed");
-    if run.kind != RunKind::Sync.as_str() {
+    if run.kind != RunKind::Sync {
         return;
     }
     let data = serde_json::json!({

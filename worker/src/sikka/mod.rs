@@ -11,7 +11,7 @@ use apalis::prelude::BoxDynError;
 use chrono::Utc;
 use switchyard_shared::{
     services::Services,
-    sikka::{PracticeUpsert, practice_context},
+    sikka::{PracticeUpsert, TokenStatus, practice_context},
     telemetry,
 };
 
@@ -108,7 +108,7 @@ async fn export_token_expiry(services: &Services) -> Result<(), BoxDynError> {
         .list_sikka_practices()
         .await?
         .iter()
-        .filter(|p| p.token_status == "active" && p.authorized)
+        .filter(|p| p.token_status == TokenStatus::Active && p.authorized)
         .filter_map(|p| p.key_expires_at)
         .map(|t| (t - now).num_seconds())
         .min();

@@ -19,7 +19,7 @@ use switchyard_shared::{
     crypto::CryptoError,
     secret::Secret,
     services::Services,
-    sikka::{NewTokens, SikkaPractice, practice_context},
+    sikka::{NewTokens, SikkaPractice, TokenStatus, practice_context},
     store::StoreError,
     telemetry,
     webhooks::events::{self, Audience},
@@ -92,7 +92,7 @@ impl Need {
             }
             Need::Replace(version) => p.key_version == version,
             Need::ExpiresBefore(t) => {
-                p.token_status == "active" && p.key_expires_at.is_some_and(|e| e < t)
+                p.token_status == TokenStatus::Active && p.key_expires_at.is_some_and(|e| e < t)
             }
         }
     }
@@ -117,7 +117,7 @@ impl Tokens {
     }
 
     fn session_of(&self, p: &SikkaPractice) -> Result<Session, TokenError> {
-        if p.token_status == "reauthorization_required" {
+        if p.token_status == TokenStatus::ReauthorizationRequired {
             return Err(TokenError::ReauthorizationRequired(
                 p.token_error.clone().unwrap_or_else(|| "access withdrawn".into()),
             ));
@@ -134,7 +134,7 @@ impl Tokens {
     /// expire).
     pub(crate) async fn session(&self, practice_id: &str) -> Result<Session, TokenError> {
         let p = self.practice(practice_id).await?;
-        if p.token_status != "reauthorization_required" && Need::Usable.holds(&p) {
+        if p.token_status != TokenStatus::ReauthorizationRequired && Need::Usable.holds(&p) {
             return self.refresh(practice_id, Need::Usable).await;
         }
         self.session_of(&p)
@@ -198,7 +198,7 @@ impl Tokens {
         let store = &self.services.store;
         loop {
             let p = self.practice(practice_id).await?;
-            if !need.holds(&p) || p.token_status == "reauthorization_required" {
+            if !need.holds(&p) || p.token_status == TokenStatus::ReauthorizationRequired {
                 return self.session_of(&p);
             }
             let now = Utc::now();

@@ -13,8 +13,8 @@ use reqwest::Method;
 use switchyard_shared::{
     jobs::{Job, SikkaPollJob, SikkaWritebackJob},
     services::Services,
+    sikka::{Ending, SikkaWriteback, Submitted, WritebackStatus, practice_context},
     sikka::{Operation, call_for},
-    sikka::{SikkaWriteback, Submitted, practice_context},
     telemetry,
     webhooks::events::{self, Audience},
 };
@@ -50,7 +50,8 @@ pub(crate) async fn submit(
         return Ok(Outcome::Success); // submitted already, or another worker holds it
     };
     let Some(op) = Operation::parse(&wb.operation) else {
-        finish(services, &wb, "failed", None, Some("unknown operation"), None).await?;
+        finish(services, &wb, Ending::Failed { error: "unknown operation", result: None }, None)
+            .await?;
         return Ok(Outcome::Success);
     };
     let practice = store.sikka_practice(&wb.practice_ref).await?;
@@ -103,7 +104,8 @@ pub(crate) async fn submit(
             let retry_at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
             if retry_at >= wb.deadline_at {
                 let reason = format!("not submitted before the deadline: {error}");
-                finish(services, &wb, "failed", None, Some(&reason), None).await?;
+                finish(services, &wb, Ending::Failed { error: &reason, result: None }, None)
+                    .await?;
             } else {
                 tracing::info!(writeback = %wb.id, %error, ?wait, "Sikka writeback submission deferred");
                 store
@@ -115,7 +117,8 @@ pub(crate) async fn submit(
             }
         }
         Err(error) => {
-            finish(services, &wb, "failed", None, Some(&error.to_string()), None).await?;
+            finish(services, &wb, Ending::Failed { error: &error.to_string(), result: None }, None)
+                .await?;
         }
     }
     Ok(Outcome::Success)
@@ -131,7 +134,7 @@ pub(crate) async fn poll(
     let Some(wb) = store.sikka_writeback(&job.writeback_id).await? else {
         return Ok(Outcome::Success);
     };
-    let open = matches!(wb.status.as_str(), "submitted" | "pending");
+    let open = wb.status.awaits_check();
     if !open || wb.check_count != job.check - 1 {
         return Ok(Outcome::Success); // a stale or duplicated poll
     }
@@ -147,18 +150,20 @@ pub(crate) async fn poll(
     let n = job.check;
     let error = match state {
         Ok(WritebackState::Completed(result)) => {
-            finish(services, &wb, "completed", Some(&result), None, Some(n)).await?;
+            finish(services, &wb, Ending::Completed { result: &result }, Some(n)).await?;
             return Ok(Outcome::Success);
         }
         Ok(WritebackState::Failed(result)) => {
             let reason = if result.is_empty() { "Sikka reported an error" } else { &result };
-            finish(services, &wb, "failed", Some(&result), Some(reason), Some(n)).await?;
+            finish(services, &wb, Ending::Failed { error: reason, result: Some(&result) }, Some(n))
+                .await?;
             return Ok(Outcome::Success);
         }
         Ok(WritebackState::Pending) => None,
         Err(e) if e.is_transient() => Some(e),
         Err(e) => {
-            finish(services, &wb, "failed", None, Some(&e.to_string()), Some(n)).await?;
+            finish(services, &wb, Ending::Failed { error: &e.to_string(), result: None }, Some(n))
+                .await?;
             return Ok(Outcome::Success);
         }
     };
@@ -168,7 +173,7 @@ pub(crate) async fn poll(
             Some(e) => format!("stuck: not completed within {minutes:.0} min (last check: {e})"),
             None => format!("stuck: still pending at Sikka after {minutes:.0} min"),
         };
-        finish(services, &wb, "failed", None, Some(&reason), Some(n)).await?;
+        finish(services, &wb, Ending::Failed { error: &reason, result: None }, Some(n)).await?;
         metrics::counter!(telemetry::SIKKA_WRITEBACKS, "outcome" => "stuck").increment(1);
         return Ok(Outcome::Success);
     }
@@ -186,13 +191,11 @@ pub(crate) async fn poll(
 async fn finish(
     services: &Services,
     wb: &SikkaWriteback,
-    status: &str,
-    result: Option<&str>,
-    error: Option<&str>,
+    ending: Ending<'_>,
     check: Option<i64>,
 ) -> Result<(), BoxDynError> {
     let store = &services.store;
-    if store.finish_sikka_writeback(&wb.id, status, result, error, check, Utc::now()).await?
+    if store.finish_sikka_writeback(&wb.id, ending, check, Utc::now()).await?
         && let Some(ended) = store.sikka_writeback(&wb.id).await?
     {
         announce(services, &ended).await;
@@ -202,7 +205,7 @@ async fn finish(
 
 /// `sikka.writeback.completed` / `sikka.writeback.failed` with the result text; metrics.
 async fn announce(services: &Services, wb: &SikkaWriteback) {
-    let outcome = if wb.status == "completed" { "completed" } else { "failed" };
+    let outcome = wb.status.as_str();
     metrics::counter!(telemetry::SIKKA_WRITEBACKS, "outcome" => outcome).increment(1);
     if let Some(done) = wb.completed_at {
         let secs = (done - wb.created_at).num_milliseconds() as f64 / 1000.0;
@@ -247,7 +250,7 @@ pub(crate) async fn sweep(services: &Services) -> Result<Outcome, BoxDynError> {
     let overdue = store.overdue_sikka_writebacks(now - grace, now, 1000).await?;
     let mut jobs = Vec::with_capacity(overdue.len());
     for wb in &overdue {
-        jobs.push(if wb.status == "queued" {
+        jobs.push(if wb.status == WritebackStatus::Queued {
             Job::SikkaWritebackSubmit(SikkaWritebackJob { writeback_id: wb.id.clone() })
         } else {
             Job::SikkaWritebackPoll(SikkaPollJob {
@@ -261,9 +264,10 @@ pub(crate) async fn sweep(services: &Services) -> Result<Outcome, BoxDynError> {
         services.queue.push_many(jobs).await?;
     }
     let counts = store.sikka_writeback_counts().await?;
-    for status in ["queued", "submitted", "pending"] {
-        let n = counts.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
-        metrics::gauge!(telemetry::SIKKA_WRITEBACKS_OPEN, "status" => status).set(n as f64);
+    for status in WritebackStatus::OPEN {
+        let n = counts.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n);
+        metrics::gauge!(telemetry::SIKKA_WRITEBACKS_OPEN, "status" => status.as_str())
+            .set(n as f64);
     }
     Ok(Outcome::Success)
 }

@@ -25,8 +25,8 @@ use switchyard_shared::{
     services::Services,
     telemetry,
     webhooks::events::{self, Audience},
+    webhooks::{AttemptOutcome, DeliveryStatus, RetrySchedule, next_delay, signature_header},
     webhooks::{AttemptRecord, ClaimedDelivery, DeliveryClaim},
-    webhooks::{DeliveryStatus, RetrySchedule, next_delay, signature_header},
 };
 use tokio::sync::Semaphore;
 
@@ -109,8 +109,8 @@ struct Answer {
     status_code: Option<u16>,
     /// `status_class` label: 2xx…5xx, blocked, or a [`Failure`] (timeout, connect_refused, …).
     class: &'static str,
-    /// The `outcome` column: http_status, redirect, blocked, or a [`Failure`].
-    kind: &'static str,
+    /// The `outcome` column: an HTTP answer, a redirect, blocked, or a [`Failure`].
+    kind: AttemptOutcome,
     error: Option<String>,
     body: Option<String>,
     retry_after: Option<Duration>,
@@ -125,10 +125,10 @@ impl Answer {
     }
     /// Retrying cannot help: the guard refused the address, or the endpoint is gone.
     fn permanent(&self) -> bool {
-        self.kind == "blocked" || self.gone()
+        self.kind == AttemptOutcome::Blocked || self.gone()
     }
     fn throttled_or_timed_out(&self) -> bool {
-        self.status_code == Some(429) || self.kind == "timeout"
+        self.status_code == Some(429) || self.kind == AttemptOutcome::Timeout
     }
 }
 
@@ -170,7 +170,7 @@ async fn call(
         return Answer {
             status_code: None,
             class: "blocked",
-            kind: "blocked",
+            kind: AttemptOutcome::Blocked,
             error: Some(format!("blocked by the SSRF guard: {ip} is a {reason} address")),
             body: None,
             retry_after: None,
@@ -188,13 +188,13 @@ async fn call(
         )
         .await
     {
-        let kind = match refused {
-            client::Refused::Dns(_) => Failure::Dns.as_str(),
-            client::Refused::Blocked(..) => "blocked",
+        let (class, kind) = match refused {
+            client::Refused::Dns(_) => (Failure::Dns.as_str(), Failure::Dns.outcome()),
+            client::Refused::Blocked(..) => ("blocked", AttemptOutcome::Blocked),
         };
         return Answer {
             status_code: None,
-            class: kind,
+            class,
             kind,
             error: Some(refused.to_string()),
             body: None,
@@ -205,7 +205,11 @@ async fn call(
         Ok(resp) => {
             let status = resp.status().as_u16();
             let retry_after = retry_after(resp.headers());
-            let kind = if resp.status().is_redirection() { "redirect" } else { "http_status" };
+            let kind = if resp.status().is_redirection() {
+                AttemptOutcome::Redirect
+            } else {
+                AttemptOutcome::HttpStatus
+            };
             let error = match status {
                 200..=299 => None,
                 300..=399 => Some(format!("HTTP {status}: redirects are not followed")),
@@ -222,7 +226,7 @@ async fn call(
         }
         Err(e) => {
             let (class, kind, message) = if let Some(reason) = client::blocked_reason(&e) {
-                ("blocked", "blocked", reason)
+                ("blocked", AttemptOutcome::Blocked, reason)
             } else {
                 let (failure, message) = crate::transport::classify(&e);
                 let message = match failure {
@@ -231,7 +235,7 @@ async fn call(
                     }
                     _ => message,
                 };
-                (failure.as_str(), failure.as_str(), message)
+                (failure.as_str(), failure.outcome(), message)
             };
             Answer {
                 status_code: None,
@@ -365,7 +369,7 @@ async fn send_and_record(
         at: finished,
         status_code: answer.status_code.map(i32::from),
         duration_ms: elapsed.as_secs_f64() * 1000.0,
-        outcome: answer.kind.to_owned(),
+        outcome: answer.kind,
         error: answer.error.clone(),
         response_body: answer.body.clone(),
         delivery_status: status,
@@ -380,7 +384,7 @@ async fn send_and_record(
     metrics::counter!(telemetry::WEBHOOK_DELIVERIES, "outcome" => status.as_str(), "status_class" => answer.class)
         .increment(1);
     metrics::histogram!(telemetry::WEBHOOK_ATTEMPT_DURATION).record(elapsed.as_secs_f64());
-    if answer.kind == "blocked" {
+    if answer.kind == AttemptOutcome::Blocked {
         metrics::counter!(telemetry::WEBHOOK_BLOCKED).increment(1);
     }
     if next.is_none() {
@@ -538,10 +542,10 @@ pub(crate) async fn announce_disabled(services: &Services, id: &str, url: &str, 
 mod tests {
     use super::*;
 
-    fn answer(status: Option<u16>, kind: &'static str, retry_after: Option<u64>) -> Answer {
+    fn answer(status: Option<u16>, kind: AttemptOutcome, retry_after: Option<u64>) -> Answer {
         Answer {
             status_code: status,
-            class: kind,
+            class: kind.as_str(),
             kind,
             error: None,
             body: None,
@@ -557,7 +561,7 @@ mod tests {
     #[test]
     fn a_2xx_is_delivered() {
         assert_eq!(
-            classified(&answer(Some(204), "http_status", None), 1),
+            classified(&answer(Some(204), AttemptOutcome::HttpStatus, None), 1),
             (DeliveryStatus::Delivered, None)
         );
     }
@@ -565,29 +569,29 @@ mod tests {
     #[test]
     fn gone_blocked_and_the_last_attempt_are_final() {
         let failed = (DeliveryStatus::Failed, None);
-        assert_eq!(classified(&answer(Some(410), "http_status", None), 1), failed);
-        assert_eq!(classified(&answer(None, "blocked", None), 1), failed);
-        assert_eq!(classified(&answer(Some(500), "http_status", None), 3), failed);
+        assert_eq!(classified(&answer(Some(410), AttemptOutcome::HttpStatus, None), 1), failed);
+        assert_eq!(classified(&answer(None, AttemptOutcome::Blocked, None), 1), failed);
+        assert_eq!(classified(&answer(Some(500), AttemptOutcome::HttpStatus, None), 3), failed);
     }
 
     #[test]
     fn a_failure_retries_on_the_schedule_with_jitter() {
-        let (status, next) = classified(&answer(Some(500), "http_status", None), 1);
+        let (status, next) = classified(&answer(Some(500), AttemptOutcome::HttpStatus, None), 1);
         assert_eq!(status, DeliveryStatus::Retrying);
         let secs = next.unwrap().as_secs_f64();
         assert!((8.0..=12.0).contains(&secs), "10 s ± 20 %: {secs}");
-        let (_, next) = classified(&answer(None, "connect_refused", None), 2);
+        let (_, next) = classified(&answer(None, AttemptOutcome::ConnectRefused, None), 2);
         assert!((48.0..=72.0).contains(&next.unwrap().as_secs_f64()));
     }
 
     #[test]
     fn retry_after_is_bounded_and_throttling_waits_at_least_the_floor() {
         // Asked for an hour: at most twice the scheduled 10 s; a 429 waits at least 30 s.
-        let (_, next) = classified(&answer(Some(503), "http_status", Some(3600)), 1);
+        let (_, next) = classified(&answer(Some(503), AttemptOutcome::HttpStatus, Some(3600)), 1);
         assert_eq!(next, Some(Duration::from_secs(20)));
-        let (_, next) = classified(&answer(Some(429), "http_status", Some(1)), 1);
+        let (_, next) = classified(&answer(Some(429), AttemptOutcome::HttpStatus, Some(1)), 1);
         assert_eq!(next, Some(Duration::from_secs(30)));
-        let (_, next) = classified(&answer(None, "timeout", None), 1);
+        let (_, next) = classified(&answer(None, AttemptOutcome::Timeout, None), 1);
         assert_eq!(next, Some(Duration::from_secs(30)));
     }
 }

@@ -5,15 +5,15 @@ use chrono::{DateTime, Utc};
 
 use crate::{
     in_tx, on_pool,
-    pidms::PidkeyAnswer,
+    pidms::{BatchStatus, PidkeyAnswer, RunKind, RunStatus},
     store::{Store, StoreError},
 };
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PidmsRun {
     pub id: String,
-    pub kind: String,
-    pub status: String,
+    pub kind: RunKind,
+    pub status: RunStatus,
     pub product_filter: Option<String>,
     pub keys_total: i64,
     pub batches_total: i64,
@@ -34,7 +34,7 @@ pub struct PidmsBatch {
     pub run_id: String,
     pub seq: i64,
     pub keys: String,
-    pub status: String,
+    pub status: BatchStatus,
     pub attempts: i64,
     pub keys_updated: i64,
     pub error: Option<String>,
@@ -43,11 +43,19 @@ pub struct PidmsBatch {
 #[derive(Debug, Clone, Copy)]
 pub struct NewPidmsRun<'a> {
     pub id: &'a str,
-    pub kind: &'a str,
+    pub kind: RunKind,
     pub product_filter: Option<&'a str>,
     pub keys_total: i64,
     pub created_by: Option<&'a str>,
     pub now: DateTime<Utc>,
+}
+
+/// One batch of a new run: its keys, newline-separated.
+#[derive(Debug, Clone)]
+pub struct NewPidmsBatch {
+    pub id: String,
+    pub seq: i64,
+    pub keys: String,
 }
 
 /// A key's stored product and stock, before a batch replaces them.
@@ -109,7 +117,7 @@ impl Store {
     pub async fn insert_pidms_run(
         &self,
         run: &NewPidmsRun<'_>,
-        batches: &[(String, i64, String)],
+        batches: &[NewPidmsBatch],
     ) -> Result<(), StoreError> {
         macro_rules! body {
             ($db:ty, $tx:ident) => {{
@@ -131,12 +139,12 @@ impl Store {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO pidms_batches (id, run_id, seq, keys, status, updated_at) ",
                     );
-                    qb.push_values(chunk, |mut b, (id, seq, keys)| {
-                        b.push_bind(id)
+                    qb.push_values(chunk, |mut b, batch| {
+                        b.push_bind(&batch.id)
                             .push_bind(run.id)
-                            .push_bind(*seq)
-                            .push_bind(keys)
-                            .push_bind("pending")
+                            .push_bind(batch.seq)
+                            .push_bind(&batch.keys)
+                            .push_bind(BatchStatus::Pending)
                             .push_bind(run.now);
                     });
                     qb.build().execute(&mut *$tx).await?;

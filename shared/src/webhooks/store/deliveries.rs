@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use crate::{
     in_tx, on_pool,
     store::{Store, StoreError},
-    webhooks::DeliveryStatus,
+    webhooks::{AttemptOutcome, DeliveryStatus},
 };
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -14,7 +14,7 @@ pub struct DeliveryRow {
     pub id: String,
     pub event_id: String,
     pub endpoint_id: String,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i64,
     pub max_attempts: i64,
     pub next_attempt_at: Option<DateTime<Utc>>,
@@ -34,7 +34,7 @@ pub struct AttemptRow {
     pub at: DateTime<Utc>,
     pub status_code: Option<i32>,
     pub duration_ms: f64,
-    pub outcome: String,
+    pub outcome: AttemptOutcome,
     pub error: Option<String>,
     pub response_body: Option<String>,
 }
@@ -130,7 +130,7 @@ pub struct AttemptRecord {
     pub at: DateTime<Utc>,
     pub status_code: Option<i32>,
     pub duration_ms: f64,
-    pub outcome: String,
+    pub outcome: AttemptOutcome,
     pub error: Option<String>,
     pub response_body: Option<String>,
     /// The delivery's status after this attempt: delivered, retrying or failed.
@@ -180,7 +180,7 @@ impl Store {
                         b.push_bind(id)
                             .push_bind(e.event_id)
                             .push_bind(endpoint)
-                            .push_bind("pending")
+                            .push_bind(DeliveryStatus::Pending)
                             .push_bind(0i64)
                             .push_bind(e.max_attempts)
                             .push_bind(e.now)
@@ -310,7 +310,7 @@ impl Store {
                             .push_bind(r.at)
                             .push_bind(r.status_code)
                             .push_bind(r.duration_ms)
-                            .push_bind(&r.outcome)
+                            .push_bind(r.outcome)
                             .push_bind(&r.error)
                             .push_bind(&r.response_body);
                     });
@@ -383,7 +383,7 @@ impl Store {
     pub async fn list_deliveries(
         &self,
         endpoint_id: &str,
-        status: Option<&str>,
+        status: Option<DeliveryStatus>,
         offset: i64,
         limit: i64,
     ) -> Result<(i64, Vec<DeliveryRow>), StoreError> {
