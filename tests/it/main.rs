@@ -17,4 +17,5 @@ mod outages;
 mod pidms;
 mod processes;
 mod sikka;
+mod store_contract;
 mod webhooks;

@@ -1,0 +1,377 @@
+//! The store's contract, on both backends, below the API (in the spirit of River's driver
+//! tests): what each conditional write promises when workers race, crash or repeat
+//! themselves, and that the two schemas are the same schema.
+
+use crate::support;
+
+use std::collections::BTreeMap;
+
+use chrono::{Duration, Utc};
+use support::{Backend, TestEnv};
+use switchyard_shared::{
+    sikka::{Ending, NewWriteback, PracticeUpsert, Submitted, WritebackStatus},
+    store::{Claim, Store, StoredResponse},
+    webhooks::{
+        AttemptOutcome, AttemptRecord, DeliveryClaim, DeliveryStatus, NewEndpoint, NewEvent,
+    },
+};
+
+/// An endpoint and one event with one delivery to it; returns the delivery id.
+async fn one_delivery(store: &Store, max_attempts: i64) -> String {
+    let ep = support::unique("ep_");
+    store
+        .insert_endpoint(
+            &NewEndpoint {
+                id: ep.clone(),
+                url: "http://127.0.0.1:9/hook".into(),
+                description: None,
+                event_types: "*".into(),
+                secret_sealed: "sealed".into(),
+                rate_limit_per_second: None,
+                environment: "test".into(),
+                created_by: None,
+            },
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    let (event, delivery) = (support::unique("evt_"), support::unique("msg_"));
+    let deliveries = [(delivery.clone(), ep)];
+    store
+        .insert_events_with_deliveries(&[NewEvent {
+            event_id: &event,
+            event_type: "contract.test",
+            payload: r#"{"n":1}"#,
+            source: None,
+            deliveries: &deliveries,
+            max_attempts,
+            now: Utc::now(),
+        }])
+        .await
+        .unwrap();
+    delivery
+}
+
+fn record(
+    delivery: &str,
+    endpoint: &str,
+    n: i64,
+    status: DeliveryStatus,
+    code: i32,
+) -> AttemptRecord {
+    AttemptRecord {
+        delivery_id: delivery.to_owned(),
+        endpoint_id: endpoint.to_owned(),
+        n,
+        at: Utc::now(),
+        status_code: Some(code),
+        duration_ms: 1.5,
+        outcome: AttemptOutcome::HttpStatus,
+        error: (code >= 300).then(|| format!("HTTP {code}")),
+        response_body: Some("ok".into()),
+        delivery_status: status,
+        next_attempt_at: (status == DeliveryStatus::Retrying).then(Utc::now),
+        success: (200..300).contains(&code),
+        gone: false,
+    }
+}
+
+both_backends!(an_attempt_is_claimed_once_and_a_refused_claim_says_why);
+async fn an_attempt_is_claimed_once_and_a_refused_claim_says_why(env: TestEnv) {
+    let store = env.services().await.store;
+    let id = one_delivery(&store, 3).await;
+    let now = Utc::now();
+    let lease = now + Duration::seconds(30);
+
+    let first = store.claim_deliveries(&[(id.clone(), 1)], lease, now).await.unwrap();
+    assert_eq!(first.len(), 1, "a pending delivery's first attempt is claimable");
+    assert_eq!(first[0].payload.as_deref(), Some(r#"{"n":1}"#));
+    assert_eq!(store.delivery(&id).await.unwrap().unwrap().status, DeliveryStatus::Delivering);
+
+    // A second worker with the same message: nothing to take, and told the lease is live.
+    assert!(store.claim_deliveries(&[(id.clone(), 1)], lease, now).await.unwrap().is_empty());
+    match store.unclaimed(&id, 1).await.unwrap() {
+        DeliveryClaim::Held { until } => assert!((until - lease).num_milliseconds().abs() < 1000),
+        other => panic!("expected Held, got {other:?}"),
+    }
+    // A message for an attempt that is not next is stale, never held.
+    assert!(store.claim_deliveries(&[(id.clone(), 2)], lease, now).await.unwrap().is_empty());
+    assert!(matches!(store.unclaimed(&id, 2).await.unwrap(), DeliveryClaim::Stale));
+
+    // The worker died: once its lease has run out the same attempt is claimable again.
+    let later = lease + Duration::seconds(1);
+    let again = store
+        .claim_deliveries(&[(id.clone(), 1)], later + Duration::seconds(30), later)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1, "an expired lease is taken over");
+}
+
+both_backends!(an_attempt_is_recorded_once);
+async fn an_attempt_is_recorded_once(env: TestEnv) {
+    let store = env.services().await.store;
+    let id = one_delivery(&store, 3).await;
+    let ep = store.delivery(&id).await.unwrap().unwrap().endpoint_id;
+    let now = Utc::now();
+    store.claim_deliveries(&[(id.clone(), 1)], now + Duration::seconds(30), now).await.unwrap();
+
+    store.record_attempts(&[record(&id, &ep, 1, DeliveryStatus::Retrying, 503)]).await.unwrap();
+    // The same attempt recorded twice (a worker's retry of its record): still one attempt,
+    // and the second record's state (here: a different outcome) does not overwrite the first.
+    store.record_attempts(&[record(&id, &ep, 1, DeliveryStatus::Delivered, 200)]).await.unwrap();
+    let d = store.delivery(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (d.attempts, d.status, d.last_status_code),
+        (1, DeliveryStatus::Retrying, Some(503))
+    );
+    let attempts = store.delivery_attempts(&id).await.unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].outcome, AttemptOutcome::HttpStatus);
+
+    let now = Utc::now();
+    store.claim_deliveries(&[(id.clone(), 2)], now + Duration::seconds(30), now).await.unwrap();
+    store.record_attempts(&[record(&id, &ep, 2, DeliveryStatus::Delivered, 204)]).await.unwrap();
+    let d = store.delivery(&id).await.unwrap().unwrap();
+    assert_eq!((d.attempts, d.status), (2, DeliveryStatus::Delivered));
+    assert!(d.delivered_at.is_some());
+    let endpoint = store.endpoint(&ep).await.unwrap().unwrap();
+    assert_eq!(endpoint.failure_count, 0, "a success resets the endpoint's failures");
+    assert!(endpoint.last_success_at.is_some());
+    // A delivered delivery is never claimed again.
+    let now = Utc::now();
+    assert!(
+        store
+            .claim_deliveries(&[(id.clone(), 3)], now + Duration::seconds(30), now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+both_backends!(writeback_checks_count_once_and_a_writeback_ends_once);
+async fn writeback_checks_count_once_and_a_writeback_ends_once(env: TestEnv) {
+    let store = env.services().await.store;
+    let now = Utc::now();
+    let practice = support::unique("sp_");
+    store
+        .upsert_sikka_practice(&PracticeUpsert {
+            id: &practice,
+            office_digest: &support::unique("digest-"),
+            office_id_sealed: "sealed",
+            secret_key_sealed: "sealed",
+            practice_id: Some("1"),
+            practice_name: None,
+            practice_management_system: None,
+            domain: None,
+            now,
+        })
+        .await
+        .unwrap();
+    let id = support::unique("wb_");
+    store
+        .insert_sikka_writeback(&NewWriteback {
+            id: &id,
+            practice_ref: &practice,
+            operation: "appointment_create",
+            target_id: None,
+            body: "{}",
+            deadline_at: now + Duration::minutes(10),
+            created_by: None,
+            now,
+        })
+        .await
+        .unwrap();
+
+    // The submission lease: one holder at a time, taken over once it lapses.
+    let lease = now + Duration::seconds(30);
+    assert!(store.claim_sikka_submission(&id, lease, now).await.unwrap().is_some());
+    assert!(store.claim_sikka_submission(&id, lease, now).await.unwrap().is_none());
+    let later = lease + Duration::seconds(1);
+    let taken = store.claim_sikka_submission(&id, later + Duration::seconds(30), later).await;
+    assert_eq!(taken.unwrap().unwrap().submit_attempts, 2);
+
+    let next = now + Duration::seconds(2);
+    let accepted = Submitted::Accepted { sikka_id: "SK-1", next_check_at: next };
+    assert!(store.record_sikka_submission(&id, &accepted, now).await.unwrap());
+    assert!(!store.record_sikka_submission(&id, &accepted, now).await.unwrap(), "only once");
+
+    // Check 1 counts once; check 3 before check 2 does not count.
+    assert!(store.record_sikka_check(&id, 1, next, now).await.unwrap());
+    assert!(!store.record_sikka_check(&id, 1, next, now).await.unwrap());
+    assert!(!store.record_sikka_check(&id, 3, next, now).await.unwrap());
+    let wb = store.sikka_writeback(&id).await.unwrap().unwrap();
+    assert_eq!((wb.status, wb.check_count), (WritebackStatus::Pending, 1));
+
+    // Ending at a check that is not the next one is refused; the right one ends it once.
+    let done = Ending::Completed { result: "ok" };
+    assert!(!store.finish_sikka_writeback(&id, done, Some(5), now).await.unwrap());
+    assert!(store.finish_sikka_writeback(&id, done, Some(2), now).await.unwrap());
+    let failed = Ending::Failed { error: "late", result: None };
+    assert!(!store.finish_sikka_writeback(&id, failed, None, now).await.unwrap(), "ends once");
+    let wb = store.sikka_writeback(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (wb.status, wb.check_count, wb.result.as_deref()),
+        (WritebackStatus::Completed, 2, Some("ok"))
+    );
+    assert_eq!(wb.error, None);
+
+    // The refresh lock: exclusive until it expires, re-entrant for its owner.
+    let until = now + Duration::seconds(30);
+    assert!(store.try_lock_sikka_refresh(&practice, "a", until, now).await.unwrap());
+    assert!(!store.try_lock_sikka_refresh(&practice, "b", until, now).await.unwrap());
+    assert!(store.try_lock_sikka_refresh(&practice, "a", until, now).await.unwrap());
+    assert!(
+        store
+            .try_lock_sikka_refresh(&practice, "b", until, until + Duration::seconds(1))
+            .await
+            .unwrap()
+    );
+}
+
+both_backends!(idempotency_claims_replay_and_are_taken_over_when_abandoned);
+async fn idempotency_claims_replay_and_are_taken_over_when_abandoned(env: TestEnv) {
+    let store = env.services().await.store;
+    let (key, ttl, now) = (support::unique("idem-"), Duration::hours(24), Utc::now());
+    assert_eq!(store.claim_idempotency("k1", &key, "h1", now, ttl).await.unwrap(), Claim::Execute);
+    assert_eq!(
+        store.claim_idempotency("k1", &key, "h1", now, ttl).await.unwrap(),
+        Claim::InProgress
+    );
+    assert_eq!(store.claim_idempotency("k1", &key, "h2", now, ttl).await.unwrap(), Claim::Mismatch);
+    // Another API key's identical idempotency key is its own.
+    assert_eq!(store.claim_idempotency("k2", &key, "h1", now, ttl).await.unwrap(), Claim::Execute);
+
+    let response = StoredResponse {
+        status: 202,
+        content_type: Some("application/json".into()),
+        body: "{}".into(),
+    };
+    store.complete_idempotency("k1", &key, &response).await.unwrap();
+    assert_eq!(
+        store.claim_idempotency("k1", &key, "h1", now, ttl).await.unwrap(),
+        Claim::Replay(response)
+    );
+
+    // k2's request died mid-way: after the abandonment window another request takes it over.
+    let later = now + Duration::seconds(61);
+    assert_eq!(
+        store.claim_idempotency("k2", &key, "h1", later, ttl).await.unwrap(),
+        Claim::Execute
+    );
+    // An expired record is forgotten too.
+    let expired = now + ttl + Duration::seconds(1);
+    assert_eq!(
+        store.claim_idempotency("k1", &key, "h9", expired, ttl).await.unwrap(),
+        Claim::Execute
+    );
+}
+
+both_backends!(a_lease_has_one_holder_until_it_expires);
+async fn a_lease_has_one_holder_until_it_expires(env: TestEnv) {
+    let store = env.services().await.store;
+    let (name, now) = (support::unique("lease-"), Utc::now());
+    let until = now + Duration::seconds(15);
+    assert!(store.try_acquire_lease(&name, "a", now, until).await.unwrap());
+    assert!(!store.try_acquire_lease(&name, "b", now, until).await.unwrap());
+    assert!(store.try_acquire_lease(&name, "a", now, until).await.unwrap(), "renewal");
+    let later = until + Duration::seconds(1);
+    assert!(
+        store.try_acquire_lease(&name, "b", later, later + Duration::seconds(15)).await.unwrap()
+    );
+    store.release_lease(&name, "a").await.unwrap(); // not a's any more: no effect
+    assert!(!store.try_acquire_lease(&name, "a", later, later).await.unwrap());
+    store.release_lease(&name, "b").await.unwrap();
+    assert!(store.try_acquire_lease(&name, "a", later, later).await.unwrap());
+}
+
+/// Tables → columns, and index names, as the live database reports them.
+type Schema = (BTreeMap<String, Vec<String>>, Vec<String>);
+
+async fn schema_of(store: &Store) -> Schema {
+    let mut tables: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let indexes: Vec<String> = match store {
+        Store::Sqlite(pool) => {
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p
+                 WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name NOT LIKE '_sqlx%'",
+            )
+            .fetch_all(pool)
+            .await
+            .unwrap();
+            for (t, c) in rows {
+                tables.entry(t).or_default().push(c);
+            }
+            sqlx::query_scalar(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL",
+            )
+            .fetch_all(pool)
+            .await
+            .unwrap()
+        }
+        Store::Postgres(pool) => {
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "SELECT table_name::text, column_name::text FROM information_schema.columns
+                 WHERE table_schema = 'public' AND table_name NOT LIKE '_sqlx%'",
+            )
+            .fetch_all(pool)
+            .await
+            .unwrap();
+            for (t, c) in rows {
+                tables.entry(t).or_default().push(c);
+            }
+            // Indexes made by CREATE INDEX (not those behind primary keys and constraints).
+            sqlx::query_scalar(
+                "SELECT i.indexname::text FROM pg_indexes i
+                 WHERE i.schemaname = 'public' AND NOT EXISTS (
+                   SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname)",
+            )
+            .fetch_all(pool)
+            .await
+            .unwrap()
+        }
+    };
+    for columns in tables.values_mut() {
+        columns.sort();
+    }
+    let mut indexes = indexes;
+    indexes.sort();
+    (tables, indexes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_migrations_build_the_same_tables_columns_and_indexes() {
+    let Some(embedded) = TestEnv::new(Backend::Embedded).await else { return };
+    let Some(fleet) = TestEnv::new(Backend::Fleet).await else { return };
+    let (sqlite, postgres) = (
+        schema_of(&embedded.services().await.store).await,
+        schema_of(&fleet.services().await.store).await,
+    );
+    assert!(sqlite.0.len() >= 10, "the SQLite schema was read: {:?}", sqlite.0.keys());
+    assert!(!sqlite.1.is_empty(), "the SQLite indexes were read");
+    assert_eq!(sqlite.0, postgres.0, "tables and columns differ between the migrations");
+    // The indexes each dialect has on its own, each for a reason the migration gives.
+    // (name, always there): the indexes each dialect has on its own, for reasons the
+    // migrations give.
+    let only_sqlite = [
+        // SQLite sorts NULL products first: these lead with `prd IS NULL` (0007).
+        ("pidms_keys_order", true),
+        ("pidms_keys_blocked_order", true),
+    ];
+    let only_postgres = [
+        // The blocked-keys order, which SQLite replaced with `pidms_keys_blocked_order` (0007).
+        ("pidms_keys_blocked", true),
+        // Trigram search on product names, only where the pg_trgm extension may be created.
+        ("pidms_products_prd_trgm", false),
+    ];
+    let common = |indexes: &[String], own: &[(&str, bool)]| -> Vec<String> {
+        for (name, always) in own {
+            assert!(!always || indexes.iter().any(|i| i == name), "the index {name} is gone");
+        }
+        indexes.iter().filter(|i| !own.iter().any(|(n, _)| n == i)).cloned().collect()
+    };
+    assert_eq!(
+        common(&sqlite.1, &only_sqlite),
+        common(&postgres.1, &only_postgres),
+        "indexes differ between the migrations"
+    );
+}
