@@ -1,5 +1,6 @@
 //! The `/api/v1` operations, grouped by area; each area is one poem-openapi `OpenApi`.
 
+mod events;
 mod keys;
 mod pidms;
 mod queues;
@@ -10,7 +11,8 @@ mod webhooks;
 use std::sync::Arc;
 
 use poem_openapi::{
-    Object, OpenApiService, Tags,
+    ApiResponse, Object, OpenApiService, Tags,
+    payload::Json,
     types::{ParseFromJSON, ToJSON},
 };
 use switchyard_shared::services::Services;
@@ -40,6 +42,14 @@ pub(crate) struct Page<T: ParseFromJSON + ToJSON> {
     pub items: Vec<T>,
 }
 
+/// 202 with the work's handle: stored and queued.
+#[derive(ApiResponse)]
+pub(crate) enum Accepted<T: poem_openapi::types::ToJSON + Send + Sync> {
+    /// Accepted: the work is stored and queued.
+    #[oai(status = 202)]
+    Accepted(Json<T>),
+}
+
 pub(crate) const MAX_PAGE_SIZE: i64 = 500;
 
 /// Validates `page`/`page_size` and returns (page, page_size, offset).
@@ -67,6 +77,7 @@ pub(crate) type Apis = (
     keys::KeysApi,
     usage::UsageApi,
     webhooks::WebhooksApi,
+    events::EventsApi,
     pidms::PidmsApi,
     sikka::SikkaApi,
 );
@@ -77,6 +88,7 @@ pub(crate) fn openapi(services: &Services, auth: &Arc<Authenticator>) -> OpenApi
         keys::KeysApi { services: services.clone(), auth: Arc::clone(auth) },
         usage::UsageApi { services: services.clone() },
         webhooks::WebhooksApi { services: services.clone() },
+        events::EventsApi { services: services.clone() },
         pidms::PidmsApi { services: services.clone() },
         sikka::SikkaApi { services: services.clone() },
     );
