@@ -27,24 +27,25 @@ pub(crate) async fn enqueue(services: &Services, schedule: ScheduleName) -> Resu
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        ScheduleName::WebhookRetrySweep => maintenance(services, Job::WebhookRetrySweep).await?,
-        ScheduleName::WebhookDeliveryCleanup => maintenance(services, Job::WebhookCleanup).await?,
+        ScheduleName::WebhookRetrySweep => push(services, Job::WebhookRetrySweep).await?,
+        ScheduleName::WebhookDeliveryCleanup => push(services, Job::WebhookCleanup).await?,
         ScheduleName::WebhookDisableFailing => {
-            maintenance(services, Job::WebhookDisableFailing).await?;
+            push(services, Job::WebhookDisableFailing).await?;
         }
         ScheduleName::PidmsDailySync => {
             if services.config.pidkey.api_key.is_none() {
                 return Err("PIDKEY_API_KEY is not set".to_owned());
             }
-            maintenance(services, Job::PidmsSyncAll).await?;
+            push(services, Job::PidmsSyncAll).await?;
         }
+        ScheduleName::PidmsBatchSweep => push(services, Job::PidmsBatchSweep).await?,
         ScheduleName::SikkaTokenRefresh => {
             if !services.config.sikka.has_credentials() {
                 return Err("SIKKA_APP_ID and SIKKA_APP_KEY are not set".to_owned());
             }
-            sikka(services, Job::SikkaTokenRefresh).await?;
+            push(services, Job::SikkaTokenRefresh).await?;
         }
-        ScheduleName::SikkaWritebackSweep => sikka(services, Job::SikkaWritebackSweep).await?,
+        ScheduleName::SikkaWritebackSweep => push(services, Job::SikkaWritebackSweep).await?,
         ScheduleName::Canary => {
             for queue in QueueName::ALL {
                 canary::send(services, queue, 0).await.map_err(|e| e.to_string())?;
@@ -54,10 +55,7 @@ pub(crate) async fn enqueue(services: &Services, schedule: ScheduleName) -> Resu
     Ok(())
 }
 
-async fn sikka(services: &Services, job: Job) -> Result<(), String> {
-    services.queue.push(job).await.map(|_| ()).map_err(|e| e.to_string())
-}
-
-async fn maintenance(services: &Services, job: Job) -> Result<(), String> {
+/// Enqueues one job on the queue its kind runs on.
+async fn push(services: &Services, job: Job) -> Result<(), String> {
     services.queue.push(job).await.map(|_| ()).map_err(|e| e.to_string())
 }

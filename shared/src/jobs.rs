@@ -39,6 +39,9 @@ pub enum Job {
     /// Starts a sync of every stored key (the `pidms-daily-sync` schedule).
     #[serde(rename = "pidms_sync_all.v1")]
     PidmsSyncAll,
+    /// Re-enqueues batches left pending (the `pidms-batch-sweep` schedule).
+    #[serde(rename = "pidms_batch_sweep.v1")]
+    PidmsBatchSweep,
     /// Pulls `authorized_practices` and stores each practice.
     #[serde(rename = "sikka_practices_pull.v1")]
     SikkaPracticesPull,
@@ -66,7 +69,7 @@ impl Job {
         match self {
             Job::Canary(c) => c.queue,
             Job::DeliverWebhook(_) => QueueName::Webhooks,
-            Job::PidmsBatch(_) => QueueName::Pidms,
+            Job::PidmsBatch(_) | Job::PidmsBatchSweep => QueueName::Pidms,
             Job::SikkaPracticesPull
             | Job::SikkaTokenRefresh
             | Job::SikkaWritebackSubmit(_)
@@ -93,6 +96,7 @@ impl Job {
             Job::WebhookDisableFailing => "webhook_disable_failing",
             Job::PidmsBatch(_) => "pidms_batch",
             Job::PidmsSyncAll => "pidms_sync_all",
+            Job::PidmsBatchSweep => "pidms_batch_sweep",
             Job::SikkaPracticesPull => "sikka_practices_pull",
             Job::SikkaTokenRefresh => "sikka_token_refresh",
             Job::SikkaWritebackSubmit(_) => "sikka_writeback_submit",

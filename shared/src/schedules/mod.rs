@@ -25,6 +25,8 @@ pub enum ScheduleName {
     WebhookDisableFailing,
     /// Re-checks every stored PIDKey key (only when `PIDKEY_API_KEY` is set).
     PidmsDailySync,
+    /// Re-enqueues PIDKey batches left pending (a lost push, a worker gone).
+    PidmsBatchSweep,
     /// Refreshes Sikka request keys expiring soon (only with Sikka app credentials).
     SikkaTokenRefresh,
     /// Re-enqueues Sikka writeback steps whose job is missing.
@@ -32,7 +34,7 @@ pub enum ScheduleName {
 }
 
 impl ScheduleName {
-    pub const ALL: [ScheduleName; 9] = [
+    pub const ALL: [ScheduleName; 10] = [
         ScheduleName::QueueVacuum,
         ScheduleName::Canary,
         ScheduleName::UsageRetention,
@@ -40,6 +42,7 @@ impl ScheduleName {
         ScheduleName::WebhookDeliveryCleanup,
         ScheduleName::WebhookDisableFailing,
         ScheduleName::PidmsDailySync,
+        ScheduleName::PidmsBatchSweep,
         ScheduleName::SikkaTokenRefresh,
         ScheduleName::SikkaWritebackSweep,
     ];
@@ -53,6 +56,7 @@ impl ScheduleName {
             Self::WebhookDeliveryCleanup => "webhook-delivery-cleanup",
             Self::WebhookDisableFailing => "webhook-disable-failing",
             Self::PidmsDailySync => "pidms-daily-sync",
+            Self::PidmsBatchSweep => "pidms-batch-sweep",
             Self::SikkaTokenRefresh => "sikka-token-refresh",
             Self::SikkaWritebackSweep => "sikka-writeback-sweep",
         }
@@ -68,6 +72,7 @@ impl ScheduleName {
             Self::WebhookDeliveryCleanup => "0 0 2 * * *",
             Self::WebhookDisableFailing => "0 0 */6 * * *",
             Self::PidmsDailySync => "0 0 4 * * *",
+            Self::PidmsBatchSweep => "20 */5 * * * *",
             Self::SikkaTokenRefresh => "0 */15 * * * *",
             Self::SikkaWritebackSweep => "30 * * * * *",
         }

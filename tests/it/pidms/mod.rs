@@ -403,3 +403,40 @@ async fn a_killed_worker_s_sync_still_completes(mut env: TestEnv) {
     app.stop().await;
 }
 both_backends!(a_killed_worker_s_sync_still_completes);
+
+/// Runs whose batches never reached the queue (written, then the push lost): the
+/// `pidms-batch-sweep` schedule enqueues a batch left pending past its grace, and the run
+/// completes; a batch written just now is left to its own job.
+async fn a_lost_batch_is_found_by_its_sweep(mut env: TestEnv) {
+    use switchyard_shared::pidms::{BatchStatus, NewPidmsBatch, NewPidmsRun, RunKind};
+    env.set("SWITCHYARD_SCHEDULE_PIDMS_BATCH_SWEEP", "* * * * * *");
+    let (env, _sim, app) = with_sim(env).await;
+    let store = env.services().await.store;
+    let write = |id: String, at: chrono::DateTime<chrono::Utc>| {
+        let store = store.clone();
+        async move {
+            let batch =
+                NewPidmsBatch { id: format!("{id}-b"), seq: 0, keys: [key(1), key(2)].join("\n") };
+            let run = NewPidmsRun {
+                id: &id,
+                kind: RunKind::Check,
+                product_filter: None,
+                keys_total: 2,
+                created_by: None,
+                now: at,
+            };
+            store.insert_pidms_run(&run, &[batch]).await.unwrap();
+            id
+        }
+    };
+    let now = chrono::Utc::now();
+    let lost = write(support::unique("lost-"), now - chrono::Duration::minutes(10)).await;
+    let fresh = write(support::unique("fresh-"), now).await;
+
+    let run = run_done(&app, &lost).await;
+    assert_eq!(run["keys_updated"], 2, "{run}");
+    let batches = store.pidms_batches(&fresh).await.unwrap();
+    assert_eq!(batches[0].status, BatchStatus::Pending, "a fresh batch is not the sweep's");
+    app.stop().await;
+}
+both_backends!(a_lost_batch_is_found_by_its_sweep);

@@ -66,6 +66,7 @@ async fn run(job: Job, deps: &Arc<JobDeps>) -> Result<Outcome, BoxDynError> {
         Job::WebhookDisableFailing => webhooks::disable_failing(&deps.services).await,
         Job::PidmsBatch(job) => pidms::run_batch(&deps.services, &deps.pidkey, job).await,
         Job::PidmsSyncAll => pidms::sync_all(&deps.services).await,
+        Job::PidmsBatchSweep => pidms::sweep_batches(&deps.services).await,
         Job::SikkaPracticesPull => sikka::pull_practices(&deps.services, &deps.sikka).await,
         Job::SikkaTokenRefresh => sikka::refresh_tokens(&deps.services, &deps.sikka).await,
         Job::SikkaWritebackSubmit(job) => sikka::submit(&deps.services, &deps.sikka, job).await,

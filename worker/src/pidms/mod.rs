@@ -7,7 +7,7 @@ mod client;
 use apalis::prelude::BoxDynError;
 use chrono::Utc;
 use switchyard_shared::{
-    jobs::PidmsBatchJob,
+    jobs::{Job, PidmsBatchJob},
     pidms::PidmsRun,
     pidms::{BatchStatus, RunKind, start_run},
     ratelimit::RateLimiter,
@@ -134,5 +134,28 @@ pub(crate) async fn sync_all(services: &Services) -> Result<Outcome, BoxDynError
     let keys = services.store.pidms_keynames(None).await?;
     let run_id = start_run(services, RunKind::Sync, &keys, None, Some("schedule")).await?;
     tracing::info!(%run_id, keys = keys.len(), "daily PIDKey sync started");
+    Ok(Outcome::Success)
+}
+
+/// A pending batch not touched this long is presumed lost from the queue (its push was lost,
+/// or its worker died holding it): longer than any batch's retries with backoff.
+const STALE_BATCH: chrono::Duration = chrono::Duration::minutes(5);
+const SWEEP_PAGE: i64 = 5_000;
+
+/// The `pidms-batch-sweep` job: enqueues batches left pending, the outbox guarantee of
+/// runs. A batch enqueued twice is checked once: only a pending batch is worked.
+pub(crate) async fn sweep_batches(services: &Services) -> Result<Outcome, BoxDynError> {
+    let stale = services.store.stale_pidms_batches(Utc::now() - STALE_BATCH, SWEEP_PAGE).await?;
+    if !stale.is_empty() {
+        tracing::warn!(
+            count = stale.len(),
+            "re-enqueued PIDKey batches that were not in the queue"
+        );
+        let jobs = stale
+            .into_iter()
+            .map(|(batch_id, run_id)| Job::PidmsBatch(PidmsBatchJob { batch_id, run_id }))
+            .collect();
+        services.queue.push_many(jobs).await?;
+    }
     Ok(Outcome::Success)
 }

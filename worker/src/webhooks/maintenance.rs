@@ -4,7 +4,7 @@
 use apalis::prelude::BoxDynError;
 use chrono::{Duration, Utc};
 use switchyard_shared::{
-    jobs::{DeliverWebhookJob, Job, PidmsBatchJob},
+    jobs::{DeliverWebhookJob, Job},
     queue::RedisQueue,
     services::Services,
     telemetry,
@@ -24,8 +24,7 @@ const REQUEUE_LIMIT: i64 = 100_000;
 /// One worker of the fleet re-enqueues per broker loss; the others see the lease and skip.
 const REQUEUE_LEASE: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// Enqueues deliveries that are due (or whose attempt's lease ran out) but not in the queue,
-/// and PIDKey batches left pending.
+/// Enqueues deliveries that are due (or whose attempt's lease ran out) but not in the queue.
 /// A delivery enqueued twice is attempted once: the claim in the store decides.
 pub(crate) async fn retry_sweep(services: &Services) -> Result<Outcome, BoxDynError> {
     let cutoff = Utc::now() - SWEEP_GRACE;
@@ -34,20 +33,6 @@ pub(crate) async fn retry_sweep(services: &Services) -> Result<Outcome, BoxDynEr
     services.queue.push_many(due.into_iter().map(delivery_job).collect()).await?;
     if count > 0 {
         tracing::warn!(count, "re-enqueued deliveries that were due but not in the queue");
-    }
-    // PIDKey batches left pending (a lost push, a worker gone): the same outbox guarantee.
-    let stale =
-        services.store.stale_pidms_batches(Utc::now() - Duration::minutes(5), SWEEP_PAGE).await?;
-    if !stale.is_empty() {
-        tracing::warn!(
-            count = stale.len(),
-            "re-enqueued PIDKey batches that were not in the queue"
-        );
-        let jobs = stale
-            .into_iter()
-            .map(|(batch_id, run_id)| Job::PidmsBatch(PidmsBatchJob { batch_id, run_id }))
-            .collect();
-        services.queue.push_many(jobs).await?;
     }
     Ok(Outcome::Success)
 }
