@@ -5,6 +5,7 @@ pub mod access;
 pub mod canary;
 pub mod config;
 pub mod crypto;
+pub mod ids;
 pub mod jobs;
 pub mod netguard;
 pub mod pidms;

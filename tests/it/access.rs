@@ -58,29 +58,25 @@ async fn keys_are_required_and_checked(env: TestEnv) {
     let resp = app.anonymous.get(&url).header("x-api-key", stranger.expose()).send().await.unwrap();
     let (status, body, _) = problem(resp).await;
     assert_eq!((status, body["detail"].as_str()), (401, Some("unknown API key")));
-    let resp = app.anonymous.get(&url).header("x-api-key", env.admin_key()).send().await.unwrap();
-    assert_eq!(resp.status(), 200);
+    support::expect_status(
+        app.anonymous.get(&url).header("x-api-key", env.admin_key()),
+        200,
+        "GET request",
+    )
+    .await;
 
     // Revoked: effective at once in this process.
     let (id, key) = app.create_key(json!({"name": "short-lived", "scopes": ["jobs:read"]})).await;
     let client = http_with_key(&key);
     assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
-    let resp = app.http.delete(app.url(&format!("/api/v1/api-keys/{id}"))).send().await.unwrap();
-    assert_eq!(resp.status(), 204);
+    app.delete_expect(&format!("/api/v1/api-keys/{id}"), 204).await;
     let (status, body, _) = problem(client.get(&url).send().await.unwrap()).await;
     assert_eq!((status, body["detail"].as_str()), (401, Some("this API key has been revoked")));
     let (_, view) = app.get_json(&format!("/api/v1/api-keys/{id}")).await;
     assert_eq!(view["status"], "revoked");
     assert!(view.get("key").is_none());
     // A deleted key cannot come back.
-    let resp = app
-        .http
-        .patch(app.url(&format!("/api/v1/api-keys/{id}")))
-        .json(&json!({"active": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 409);
+    app.patch_json(&format!("/api/v1/api-keys/{id}"), &json!({"active": true}), 409).await;
 
     // Expired.
     let expires = chrono::Utc::now() + chrono::Duration::seconds(2);
@@ -289,12 +285,10 @@ async fn the_checksum_needs_no_store() {
     pg.cut();
     let mut typo = env.admin_key().to_owned();
     typo.replace_range(10..11, if &typo[10..11] == "x" { "y" } else { "x" });
-    let resp = http_with_key(&typo).get(&url).send().await.unwrap();
-    assert_eq!(resp.status(), 401);
+    support::expect_status(http_with_key(&typo).get(&url), 401, "GET request").await;
     let other =
         switchyard_shared::access::RawKey::generate(switchyard_shared::access::Environment::Test);
-    let resp = http_with_key(other.expose()).get(&url).send().await.unwrap();
-    assert_eq!(resp.status(), 503);
+    support::expect_status(http_with_key(other.expose()).get(&url), 503, "GET request").await;
     pg.restore();
     app.stop().await;
 }
@@ -308,13 +302,19 @@ async fn usage_is_aggregated_per_key(env: TestEnv) {
         assert_eq!(client.get(app.url("/api/v1/queues")).send().await.unwrap().status(), 200);
     }
     for _ in 0..3 {
-        let resp =
-            client.get(app.url("/api/v1/jobs/01J00000000000000000000000")).send().await.unwrap();
-        assert_eq!(resp.status(), 404);
+        support::expect_status(
+            client.get(app.url("/api/v1/jobs/01J00000000000000000000000")),
+            404,
+            "GET /api/v1/jobs/01J00000000000000000000000",
+        )
+        .await;
     }
-    let resp =
-        client.post(app.url("/api/v1/queues/pidms/canary")).json(&json!({})).send().await.unwrap();
-    assert_eq!(resp.status(), 403);
+    support::expect_status(
+        client.post(app.url("/api/v1/queues/pidms/canary")).json(&json!({})),
+        403,
+        "POST /api/v1/queues/pidms/canary",
+    )
+    .await;
 
     let url = format!("/api/v1/usage?key_id={id}&since={}", urlencode(&since.to_rfc3339()));
     let report = wait_for("usage records", Duration::from_secs(15), || async {
@@ -450,9 +450,12 @@ async fn idempotent_posts_run_once(env: TestEnv) {
     assert_eq!(canary_rows(&app).await, 3);
 
     // A malformed idempotency key is a 400.
-    let resp =
-        app.http.post(&url).header("idempotency-key", "").json(&json!({})).send().await.unwrap();
-    assert_eq!(resp.status(), 400);
+    support::expect_status(
+        app.http.post(&url).header("idempotency-key", "").json(&json!({})),
+        400,
+        "POST request",
+    )
+    .await;
     app.stop().await;
 }
 both_backends!(idempotent_posts_run_once);
@@ -485,15 +488,13 @@ async fn keys_can_be_listed_and_changed(env: TestEnv) {
             .status(),
         403
     );
-    let resp = app
-        .http
-        .patch(app.url(&format!("/api/v1/api-keys/{id}")))
-        .json(&json!({"scopes": ["jobs:write"], "name": "renamed"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let view: Value = resp.json().await.unwrap();
+    let view = app
+        .patch_json(
+            &format!("/api/v1/api-keys/{id}"),
+            &json!({"scopes": ["jobs:write"], "name": "renamed"}),
+            200,
+        )
+        .await;
     assert_eq!(
         (view["name"].as_str(), view["scopes"][0].as_str()),
         (Some("renamed"), Some("jobs:write"))
@@ -520,9 +521,7 @@ async fn keys_can_be_listed_and_changed(env: TestEnv) {
     assert_eq!(client.get(app.url("/api/v1/queues")).send().await.unwrap().status(), 401);
     assert_eq!(patch(true).await.unwrap().status(), 200);
     assert_eq!(client.get(app.url("/api/v1/queues")).send().await.unwrap().status(), 200);
-    let resp =
-        app.http.get(app.url("/api/v1/api-keys/01J00000000000000000000000")).send().await.unwrap();
-    assert_eq!(resp.status(), 404);
+    app.get_expect("/api/v1/api-keys/01J00000000000000000000000", 404).await;
     app.stop().await;
 }
 both_backends!(keys_can_be_listed_and_changed);

@@ -82,8 +82,7 @@ async fn slow_request_heads_are_cut_off_at_the_header_timeout() {
         .map(|_| tokio::spawn(dribble_until_closed(app.addr, Duration::from_secs(8))))
         .collect();
     // While they dribble, an ordinary request is answered.
-    let resp = app.anonymous.get(app.url("/healthz")).send().await.unwrap();
-    assert_eq!(resp.status(), 200);
+    support::expect_status(app.anonymous.get(app.url("/healthz")), 200, "GET /healthz").await;
     for task in slow {
         let closed = task.await.unwrap().expect("a dribbling client was still connected after 8 s");
         assert!(closed >= Duration::from_millis(900), "closed before its timeout: {closed:?}");

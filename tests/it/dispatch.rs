@@ -292,19 +292,7 @@ async fn the_batch_route(env: TestEnv) {
 
     // Bad events: 422 naming each by index and field, and nothing written.
     let big = "x".repeat(300 * 1024);
-    let resp = app
-        .http
-        .post(&url)
-        .json(&json!({"events": [
-            {"type": "dispatch.ok", "data": {}},
-            {"type": "not a type!", "data": {}},
-            {"type": "dispatch.big", "data": {"blob": big}},
-        ]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 422);
-    let problem: Value = resp.json().await.unwrap();
+    let problem = support::expect_status(app.http.post(&url).json(&json!({"events": [ {"type": "dispatch.ok", "data": {}}, {"type": "not a type!", "data": {}}, {"type": "dispatch.big", "data": {"blob": big}}, ]})), 422, "POST request").await;
     let fields: Vec<&str> = problem["errors"]
         .as_array()
         .unwrap()

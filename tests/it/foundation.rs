@@ -68,15 +68,9 @@ both_backends!(canary_travels_the_pipeline);
 
 async fn a_canary_sent_through_the_api_completes(env: TestEnv) {
     let app = env.start_app().await;
-    let resp = app
-        .http
-        .post(app.url("/api/v1/queues/pidms/canary"))
-        .json(&serde_json::json!({"hold_ms": 50}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202);
-    let body: Value = resp.json().await.unwrap();
+    let body = app
+        .post_json("/api/v1/queues/pidms/canary", &serde_json::json!({"hold_ms": 50}), 202)
+        .await;
     let run_id = body["run_id"].as_str().unwrap().to_owned();
     let run = wait_for("the canary to complete", Duration::from_secs(15), || async {
         let (_, run) = app.get_json(&format!("/api/v1/canaries/{run_id}")).await;
@@ -96,14 +90,8 @@ async fn a_canary_sent_through_the_api_completes(env: TestEnv) {
         .unwrap();
     assert_eq!(resp.status(), 404);
     assert_eq!(resp.headers()["content-type"], "application/problem+json");
-    let resp = app
-        .http
-        .post(app.url("/api/v1/queues/pidms/canary"))
-        .json(&serde_json::json!({"hold_ms": 600_001}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 400);
+    app.post_json("/api/v1/queues/pidms/canary", &serde_json::json!({"hold_ms": 600_001}), 400)
+        .await;
     app.stop().await;
 }
 both_backends!(a_canary_sent_through_the_api_completes);
@@ -150,26 +138,26 @@ async fn errors_are_problem_json(mut env: TestEnv) {
     let stream = futures::stream::iter(chunks);
     // Its own client: the server closes a connection whose body it refused, and a pooled
     // client could pick that connection for the next request before seeing it close.
-    let resp = support::http_with_key(env.admin_key())
-        .post(app.url("/api/v1/queues/pidms/canary"))
-        .header("content-type", "application/json")
-        .body(reqwest::Body::wrap_stream(stream))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 413);
+    support::expect_status(
+        support::http_with_key(env.admin_key())
+            .post(app.url("/api/v1/queues/pidms/canary"))
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(stream)),
+        413,
+        "POST /api/v1/queues/pidms/canary",
+    )
+    .await;
 
     // Malformed JSON: a 400 problem that says what is wrong.
-    let resp = app
-        .http
-        .post(app.url("/api/v1/queues/pidms/canary"))
-        .header("content-type", "application/json")
-        .body("{\"hold_ms\": ")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 400);
-    let body: Value = resp.json().await.unwrap();
+    let body = support::expect_status(
+        app.http
+            .post(app.url("/api/v1/queues/pidms/canary"))
+            .header("content-type", "application/json")
+            .body("{\"hold_ms\": "),
+        400,
+        "POST /api/v1/queues/pidms/canary",
+    )
+    .await;
     assert!(!body["detail"].as_str().unwrap().is_empty());
 
     // Retrying a job that is not failed is a conflict.

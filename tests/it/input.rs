@@ -162,15 +162,8 @@ async fn bodies_are_held_to_the_document(env: TestEnv) {
     let (status, problem) =
         post(&app, "/api/v1/webhooks", hook(json!({"description": long}))).await;
     assert_eq!((status, fields(&problem)), (422, vec!["description"]), "{problem}");
-    let resp = app
-        .http
-        .patch(app.url(&format!("/api/v1/webhooks/{id}")))
-        .json(&json!({"description": long}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 422);
-    let problem: Value = resp.json().await.unwrap();
+    let problem =
+        app.patch_json(&format!("/api/v1/webhooks/{id}"), &json!({"description": long}), 422).await;
     assert_eq!(fields(&problem), ["description"]);
 
     let (status, problem) = post(
@@ -184,13 +177,14 @@ async fn bodies_are_held_to_the_document(env: TestEnv) {
 
     // A key without the scope is refused for that, whatever its body says.
     let (_, reader) = app.create_key(json!({"name": "reader", "scopes": ["webhooks:read"]})).await;
-    let resp = support::http_with_key(&reader)
-        .post(app.url("/api/v1/webhooks"))
-        .json(&hook(json!({"urll": "x"})))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 403);
+    support::expect_status(
+        support::http_with_key(&reader)
+            .post(app.url("/api/v1/webhooks"))
+            .json(&hook(json!({"urll": "x"}))),
+        403,
+        "POST /api/v1/webhooks",
+    )
+    .await;
 
     // The document says so.
     let (_, spec) = app.get_json("/openapi.json").await;
@@ -218,16 +212,8 @@ async fn the_document_matches_the_answers(env: TestEnv) {
     // A key cannot lock its holder out by revoking itself.
     let (_, whoami) = app.get_json("/api/v1/whoami").await;
     let me = whoami["key_id"].as_str().or(whoami["id"].as_str()).unwrap().to_owned();
-    let resp = app.http.delete(app.url(&format!("/api/v1/api-keys/{me}"))).send().await.unwrap();
-    assert_eq!(resp.status(), 409);
-    let resp = app
-        .http
-        .patch(app.url(&format!("/api/v1/api-keys/{me}")))
-        .json(&json!({"active": false}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 409);
+    app.delete_expect(&format!("/api/v1/api-keys/{me}"), 409).await;
+    app.patch_json(&format!("/api/v1/api-keys/{me}"), &json!({"active": false}), 409).await;
     let (status, _) = app.get_json("/api/v1/whoami").await;
     assert_eq!(status, 200, "still works");
     app.stop().await;

@@ -158,27 +158,28 @@ async fn raw_keys_never_reach_the_store_or_the_logs(mut env: TestEnv) {
     env.set("SWITCHYARD_LOG", "debug");
     let (api, base) = env.spawn_api().await;
     let admin = support::http_with_key(env.admin_key());
-    let resp = admin
-        .post(format!("{base}/api/v1/api-keys"))
-        .json(&serde_json::json!({"name": "secretive", "scopes": ["jobs:write"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
-    let created: serde_json::Value = resp.json().await.unwrap();
+    let created = support::expect_status(
+        admin
+            .post(format!("{base}/api/v1/api-keys"))
+            .json(&serde_json::json!({"name": "secretive", "scopes": ["jobs:write"]})),
+        201,
+        "POST request",
+    )
+    .await;
     let key = created["key"].as_str().unwrap().to_owned();
     let id = created["id"].as_str().unwrap().to_owned();
     // Use it, mistype it, send it where it is not wanted, revoke it, use it again.
     let client = support::http_with_key(&key);
     assert_eq!(client.get(format!("{base}/api/v1/queues")).send().await.unwrap().status(), 200);
-    let resp = client
-        .post(format!("{base}/api/v1/queues/sikka/canary"))
-        .header("idempotency-key", "k1")
-        .json(&serde_json::json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202);
+    support::expect_status(
+        client
+            .post(format!("{base}/api/v1/queues/sikka/canary"))
+            .header("idempotency-key", "k1")
+            .json(&serde_json::json!({})),
+        202,
+        "POST request",
+    )
+    .await;
     let typo = format!("{}x", &key[..key.len() - 1]);
     let resp =
         support::http_with_key(&typo).get(format!("{base}/api/v1/queues")).send().await.unwrap();
@@ -225,13 +226,12 @@ async fn the_keys_cli_creates_lists_and_revokes() {
     let app = env.start_api_only().await;
     let client = support::http_with_key(&key);
     assert_eq!(client.get(app.url("/api/v1/queues")).send().await.unwrap().status(), 200);
-    let resp = client
-        .post(app.url("/api/v1/queues/pidms/canary"))
-        .json(&serde_json::json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 403);
+    support::expect_status(
+        client.post(app.url("/api/v1/queues/pidms/canary")).json(&serde_json::json!({})),
+        403,
+        "POST /api/v1/queues/pidms/canary",
+    )
+    .await;
     let (_, listed) = app.get_json("/api/v1/api-keys").await;
     let row =
         listed["items"].as_array().unwrap().iter().find(|k| k["name"] == "ci").unwrap().clone();
@@ -279,8 +279,7 @@ async fn dev_creates_an_admin_key_on_first_start_only() {
         assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
     }
     let client = support::http_with_key(&key);
-    let resp = client.get(format!("{base}/api/v1/api-keys")).send().await.unwrap();
-    assert_eq!(resp.status(), 200, "the dev key is an admin key");
+    support::expect_status(client.get(format!("{base}/api/v1/api-keys")), 200, "GET request").await;
     dev.signal("TERM");
     assert_eq!(dev.wait(Duration::from_secs(20)).await, Some(0));
 

@@ -11,6 +11,7 @@ use poem_openapi::{
 use switchyard_shared::{
     access::{ApiKeyPatch, ApiKeyRow, NewApiKey},
     access::{Environment, RawKey, Scope, grants, scopes_to_text},
+    ids::ApiKeyId,
     services::Services,
 };
 
@@ -204,7 +205,7 @@ impl KeysApi {
         }
         let raw = RawKey::generate(environment);
         let new = NewApiKey {
-            id: ulid::Ulid::generate().to_string(),
+            id: ApiKeyId::generate().into_string(),
             name: body.name.trim().to_owned(),
             key_hash: raw.digest(),
             prefix: raw.display_prefix().to_owned(),

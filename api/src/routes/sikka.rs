@@ -10,6 +10,7 @@ use poem_openapi::{
     payload::Json,
 };
 use switchyard_shared::{
+    ids::WritebackId,
     jobs::{Job, SikkaWritebackJob},
     services::Services,
     sikka::validate,
@@ -262,7 +263,7 @@ impl SikkaApi {
         }
         let now = Utc::now();
         let stuck = chrono::Duration::seconds(self.services.config.sikka.stuck_after_secs as i64);
-        let id = ulid::Ulid::generate().to_string();
+        let id = WritebackId::generate().into_string();
         let body_text = serde_json::Value::Object(valid.body).to_string();
         let caller = auth.principal().key_id.to_string();
         let row = NewWriteback {

@@ -11,6 +11,7 @@ use poem_openapi::{
 };
 use switchyard_shared::{
     access::Environment,
+    ids::EndpointId,
     netguard::NetGuard,
     services::Services,
     webhooks::events::{self, Audience},
@@ -248,7 +249,7 @@ impl WebhooksApi {
         if !errors.is_empty() {
             return Err(ApiError::validation(errors));
         }
-        let id = format!("ep_{}", ulid::Ulid::generate());
+        let id = EndpointId::generate().into_string();
         let secret = webhooks::generate_secret();
         let new = NewEndpoint {
             secret_sealed: self.services.cipher.seal(&secret_context(&id), secret.as_bytes()),

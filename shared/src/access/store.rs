@@ -201,7 +201,7 @@ impl Store {
              ON CONFLICT (key_hash) DO UPDATE SET scopes = 'admin', revoked_at = NULL,
                deleted_at = NULL, expires_at = NULL, updated_at = excluded.updated_at
              RETURNING id")
-            .bind(ulid::Ulid::generate().to_string()).bind(hash).bind(prefix).bind(environment)
+            .bind(crate::ids::ApiKeyId::generate().into_string()).bind(hash).bind(prefix).bind(environment)
             .bind(now).fetch_one(pool).await)?;
         Ok(id)
     }

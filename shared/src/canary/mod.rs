@@ -33,7 +33,7 @@ pub async fn send(
     queue: QueueName,
     hold_ms: u64,
 ) -> Result<SentCanary, CanaryError> {
-    let run_id = ulid::Ulid::generate().to_string();
+    let run_id = crate::ids::CanaryRunId::generate().into_string();
     services.store.insert_canary_run(&run_id, queue.as_str(), chrono::Utc::now()).await?;
     let job_id = services
         .queue

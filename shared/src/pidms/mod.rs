@@ -159,13 +159,13 @@ pub async fn start_run(
     product_filter: Option<&str>,
     created_by: Option<&str>,
 ) -> Result<String, StoreError> {
-    let run_id = format!("{}_{}", kind.as_str(), ulid::Ulid::generate());
+    let run_id = crate::ids::pidms_run_id(kind);
     let size = services.config.pidkey.batch_size.max(1);
     let batches: Vec<NewPidmsBatch> = keys
         .chunks(size)
         .enumerate()
         .map(|(i, chunk)| NewPidmsBatch {
-            id: format!("pb_{}", ulid::Ulid::generate()),
+            id: crate::ids::PidmsBatchId::generate().into_string(),
             seq: i as i64,
             keys: chunk.join("\n"),
         })

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
+    ids::{DeliveryId, EventId},
     jobs::{DeliverWebhookJob, Job},
     queue::Queue,
     services::Services,
@@ -128,13 +129,11 @@ impl Publisher {
             RetrySchedule::parse(retry_schedule).map(|s| s.max_attempts()).unwrap_or(1);
         let (tx, rx) = mpsc::channel(4_096);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
-        let ids = Arc::new(std::sync::Mutex::new(ulid::Generator::new()));
         for _ in 0..WRITERS {
             let writer = Writer {
                 store: store.clone(),
                 queue: queue.clone(),
                 max_attempts: i64::from(max_attempts),
-                ids: Arc::clone(&ids),
             };
             tokio::spawn(writer.run(Arc::clone(&rx)));
         }
@@ -157,8 +156,6 @@ struct Writer {
     store: Store,
     queue: Queue,
     max_attempts: i64,
-    /// Monotonic ids: deliveries sort in the order they were published.
-    ids: Arc<std::sync::Mutex<ulid::Generator>>,
 }
 
 /// One event as written: ids chosen, audience resolved.
@@ -217,12 +214,6 @@ impl Writer {
         let _ = request.done.send(answer.map_err(PublishError::from));
     }
 
-    fn id(&mut self, prefix: &str) -> String {
-        let mut ids = self.ids.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let id = ids.generate().unwrap_or_else(|_| ulid::Ulid::generate());
-        format!("{prefix}_{id}")
-    }
-
     /// Writes the events of `requests` in one transaction and enqueues their deliveries;
     /// answers per request, per event.
     async fn write(&mut self, requests: &[&Request]) -> Result<Vec<Vec<Published>>, StoreError> {
@@ -250,9 +241,12 @@ impl Writer {
                         .map(|(id, _)| id.as_str())
                         .collect(),
                 };
-                let event_id = self.id("evt");
-                let deliveries =
-                    endpoints.into_iter().map(|e| (self.id("msg"), e.to_owned())).collect();
+                // Monotonic ids: deliveries sort in the order they were published.
+                let event_id = EventId::generate().into_string();
+                let deliveries = endpoints
+                    .into_iter()
+                    .map(|e| (DeliveryId::generate().into_string(), e.to_owned()))
+                    .collect();
                 planned.push(Planned { event_id, deliveries });
             }
             plans.push(planned);

@@ -80,13 +80,13 @@ impl Workload {
         let blocked_url = format!("http://[::ffff:127.0.0.1]:{}/blocked", rx.addr.port());
         support::insert_endpoint(&env.services().await, &blocked_url, "ops.*").await;
         for i in 0..3 {
-            let resp = http
-                .post(format!("{base}/api/v1/events"))
-                .json(&json!({"type": "ops.tick", "data": {"i": i}}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 202);
+            support::expect_status(
+                http.post(format!("{base}/api/v1/events"))
+                    .json(&json!({"type": "ops.tick", "data": {"i": i}})),
+                202,
+                "POST request",
+            )
+            .await;
         }
 
         // PIDKey: a check with one 429 on the way.
@@ -100,9 +100,12 @@ impl Workload {
         assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
 
         // Sikka: practices, a writeback, then an expired key (a refresh).
-        let resp =
-            http.post(format!("{base}/api/v1/sikka/practices/refresh")).send().await.unwrap();
-        assert_eq!(resp.status(), 202);
+        support::expect_status(
+            http.post(format!("{base}/api/v1/sikka/practices/refresh")),
+            202,
+            "POST request",
+        )
+        .await;
         let writeback = |http: reqwest::Client, base: String| async move {
             let body = json!({"office_id": "D1001", "operation": "update_patient", "target_id": "7",
                 "body": {"email": "ops@example.com"}});
@@ -132,12 +135,12 @@ impl Workload {
         writeback(http.clone(), base.clone()).await;
 
         // The API refuses: a bad key, and a key over its rate limit.
-        let resp = support::http_with_key("sy_test_nope")
-            .get(format!("{base}/api/v1/whoami"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 401);
+        support::expect_status(
+            support::http_with_key("sy_test_nope").get(format!("{base}/api/v1/whoami")),
+            401,
+            "GET request",
+        )
+        .await;
         let created: Value = http
             .post(format!("{base}/api/v1/api-keys"))
             .json(&json!({"name": "tiny", "scopes": ["jobs:read"], "rate_limit_per_minute": 1}))
@@ -352,20 +355,22 @@ async fn a_live_prometheus_fires_the_alerts_and_answers_every_panel() {
     // needs the counter to move while it is scraped).
     w.receiver.script("/gone-later", vec![Reply::Status(410)]);
     let admin = support::http_with_key(w.env.admin_key());
-    let resp = admin
-        .post(format!("{}/api/v1/webhooks", w.base))
-        .json(&json!({"url": w.receiver.url("/gone-later"), "event_types": ["late.*"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
-    let resp = admin
-        .post(format!("{}/api/v1/events", w.base))
-        .json(&json!({"type": "late.gone", "data": {}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202);
+    support::expect_status(
+        admin
+            .post(format!("{}/api/v1/webhooks", w.base))
+            .json(&json!({"url": w.receiver.url("/gone-later"), "event_types": ["late.*"]})),
+        201,
+        "POST request",
+    )
+    .await;
+    support::expect_status(
+        admin
+            .post(format!("{}/api/v1/events", w.base))
+            .json(&json!({"type": "late.gone", "data": {}})),
+        202,
+        "POST request",
+    )
+    .await;
     wait_for("SwitchyardWebhookEndpointDisabled to fire", Duration::from_secs(60), || {
         firing("SwitchyardWebhookEndpointDisabled")
     })

@@ -127,20 +127,16 @@ async fn a_sync_updates_every_key_and_announces(mut env: TestEnv) {
     let (status, body) = check(&app, &keys.join("\n"), 20).await;
     assert_eq!(status, 200, "{body}");
     let rx = Receiver::start().await;
-    let resp = app
-        .http
-        .post(app.url("/api/v1/webhooks"))
-        .json(&json!({"url": rx.url("/ops"), "event_types": ["pidms.sync.completed"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
+    app.post_json(
+        "/api/v1/webhooks",
+        &json!({"url": rx.url("/ops"), "event_types": ["pidms.sync.completed"]}),
+        201,
+    )
+    .await;
 
     // Stock moves between syncs.
     sim.set_remaining(&keys[0], 7);
-    let resp = app.http.post(app.url("/api/v1/pidms/sync")).json(&json!({})).send().await.unwrap();
-    assert_eq!(resp.status(), 202);
-    let accepted: Value = resp.json().await.unwrap();
+    let accepted = app.post_json("/api/v1/pidms/sync", &json!({}), 202).await;
     assert_eq!(
         (accepted["keys_total"].as_i64(), accepted["batches_total"].as_i64()),
         (Some(120), Some(3))
@@ -270,14 +266,12 @@ async fn the_api_key_never_leaks(mut env: TestEnv) {
         Failure::RateLimited(None),
     ]);
     let keys: Vec<String> = (300..305).map(key).collect();
-    let resp = http
-        .post(format!("{base}/api/v1/pidms/check"))
-        .json(&json!({"keys": keys.join("\n")}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202);
-    let first: Value = resp.json().await.unwrap();
+    let first = support::expect_status(
+        http.post(format!("{base}/api/v1/pidms/check")).json(&json!({"keys": keys.join("\n")})),
+        202,
+        "POST request",
+    )
+    .await;
     let first_id = first["job_id"].as_str().unwrap().to_owned();
     let run_of = |id: String| {
         let (http, base) = (http.clone(), base.clone());

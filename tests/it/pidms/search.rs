@@ -208,14 +208,16 @@ async fn the_simulator_takes_every_separator_form() {
         (format!("{a}\\r\\n{b}"), "literal"),
         (format!("{}\r\n{}", dashed(&a).to_lowercase(), dashed(&b)), "crlf"),
     ] {
-        let resp = http
-            .get(format!("http://{addr}/ajax/pidms_api"))
-            .query(&[("keys", joined.as_str()), ("justgetdescription", "0"), ("apikey", API_KEY)])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        let body: Value = resp.json().await.unwrap();
+        let body = support::expect_status(
+            http.get(format!("http://{addr}/ajax/pidms_api")).query(&[
+                ("keys", joined.as_str()),
+                ("justgetdescription", "0"),
+                ("apikey", API_KEY),
+            ]),
+            200,
+            "GET request",
+        )
+        .await;
         assert_eq!(body.as_array().map(Vec::len), Some(2), "{form}: {body}");
         assert_eq!(sim.requests().last().unwrap().separator, form);
         answers.push(body);

@@ -45,8 +45,12 @@ async fn with_sikka(mut env: TestEnv) -> (TestEnv, SikkaSim, Vec<Practice>, Test
 
 /// Pulls the practices and waits until both are stored.
 async fn pull(http: &reqwest::Client, base: &str) -> Vec<Value> {
-    let resp = http.post(format!("{base}/api/v1/sikka/practices/refresh")).send().await.unwrap();
-    assert_eq!(resp.status(), 202);
+    support::expect_status(
+        http.post(format!("{base}/api/v1/sikka/practices/refresh")),
+        202,
+        "POST request",
+    )
+    .await;
     wait_for("the practices to be pulled", Duration::from_secs(20), || async {
         let list: Value = support::get_value(http, &format!("{base}/api/v1/sikka/practices")).await;
         let items = list.as_array().cloned().unwrap_or_default();
@@ -103,14 +107,8 @@ async fn ended(http: &reqwest::Client, base: &str, id: &str) -> Value {
 }
 
 async fn subscribe(app: &TestApp, rx: &Receiver, types: &[&str]) {
-    let resp = app
-        .http
-        .post(app.url("/api/v1/webhooks"))
-        .json(&json!({"url": rx.url("/sikka"), "event_types": types}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
+    app.post_json("/api/v1/webhooks", &json!({"url": rx.url("/sikka"), "event_types": types}), 201)
+        .await;
 }
 
 fn events(rx: &Receiver) -> Vec<Value> {

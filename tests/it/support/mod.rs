@@ -5,8 +5,11 @@
 //! A test that needs Postgres or Redis skips loudly when they are unreachable, and fails
 //! instead under `CI=true`.
 
+mod http;
 pub mod proxy;
 pub mod receiver;
+
+pub use http::expect_status;
 
 use std::{
     collections::BTreeMap,

@@ -395,25 +395,18 @@ async fn test_events_and_validation(env: TestEnv) {
     let (_, live) = app
         .create_key(json!({"name": "live", "scopes": ["webhooks:write"], "environment": "live"}))
         .await;
-    let resp = support::http_with_key(&live)
-        .post(app.url("/api/v1/webhooks"))
-        .json(&json!({"url": rx.url("/live"), "event_types": ["a"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 422);
-    let body: Value = resp.json().await.unwrap();
+    let body = support::expect_status(
+        support::http_with_key(&live)
+            .post(app.url("/api/v1/webhooks"))
+            .json(&json!({"url": rx.url("/live"), "event_types": ["a"]})),
+        422,
+        "POST /api/v1/webhooks",
+    )
+    .await;
     assert!(body["errors"][0]["message"].as_str().unwrap().contains("https"));
 
     // Events: a bad type is 422; more than 256 KiB is 413.
-    let resp = app
-        .http
-        .post(app.url("/api/v1/events"))
-        .json(&json!({"type": "no spaces", "data": {}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 422);
+    app.post_json("/api/v1/events", &json!({"type": "no spaces", "data": {}}), 422).await;
     let big = "x".repeat(300 * 1024);
     let resp = app
         .http
@@ -426,9 +419,7 @@ async fn test_events_and_validation(env: TestEnv) {
     assert_eq!(resp.headers()["content-type"], "application/problem+json");
 
     // Deleting an endpoint: 204, then 404.
-    let resp =
-        app.http.delete(app.url(&format!("/api/v1/webhooks/{endpoint}"))).send().await.unwrap();
-    assert_eq!(resp.status(), 204);
+    app.delete_expect(&format!("/api/v1/webhooks/{endpoint}"), 204).await;
     let (status, _) = app.get_json(&format!("/api/v1/webhooks/{endpoint}")).await;
     assert_eq!(status, 404);
     app.stop().await;

@@ -22,14 +22,12 @@ async fn the_ssrf_guard_refuses_private_destinations(mut env: TestEnv) {
     let rx = Receiver::start().await;
     let port = rx.addr.port();
     // At creation: a name that resolves only to loopback is refused.
-    let resp = app
-        .http
-        .post(app.url("/api/v1/webhooks"))
-        .json(&json!({"url": format!("http://localhost:{port}/x"), "event_types": ["*"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 422);
+    app.post_json(
+        "/api/v1/webhooks",
+        &json!({"url": format!("http://localhost:{port}/x"), "event_types": ["*"]}),
+        422,
+    )
+    .await;
 
     let urls = [
         format!("http://127.0.0.1:{port}/a"),

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use apalis::prelude::BoxDynError;
 use chrono::Utc;
 use switchyard_shared::{
+    ids::PracticeId,
     services::Services,
     sikka::{PracticeUpsert, TokenStatus, practice_context},
     telemetry,
@@ -49,7 +50,7 @@ pub(crate) async fn pull_practices(
         for _ in 0..3 {
             let id = match store.sikka_practice_by_digest(&digest).await? {
                 Some(p) => p.id,
-                None => ulid::Ulid::generate().to_string(),
+                None => PracticeId::generate().into_string(),
             };
             let office = cipher
                 .seal(&practice_context("office-id", &id), item.office_id.expose().as_bytes());
