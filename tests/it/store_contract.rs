@@ -12,7 +12,8 @@ use switchyard_shared::{
     sikka::{Ending, NewWriteback, PracticeUpsert, Submitted, WritebackStatus},
     store::{Claim, Store, StoredResponse},
     webhooks::{
-        AttemptOutcome, AttemptRecord, DeliveryClaim, DeliveryStatus, NewEndpoint, NewEvent,
+        AttemptOutcome, AttemptRecord, DeliveryClaim, DeliveryStatus, NewDelivery, NewEndpoint,
+        NewEvent,
     },
 };
 
@@ -36,7 +37,7 @@ async fn one_delivery(store: &Store, max_attempts: i64) -> String {
         .await
         .unwrap();
     let (event, delivery) = (support::unique("evt_"), support::unique("msg_"));
-    let deliveries = [(delivery.clone(), ep)];
+    let deliveries = [NewDelivery { id: delivery.clone(), endpoint_id: ep }];
     store
         .insert_events_with_deliveries(&[NewEvent {
             event_id: &event,

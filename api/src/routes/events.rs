@@ -8,7 +8,7 @@ use switchyard_shared::{
     jobs::{DeliverWebhookJob, Job},
     services::Services,
     webhooks::events::{self, Audience, PublishError},
-    webhooks::{AttemptRow, DeliveryRow},
+    webhooks::{AttemptRow, DeliveryRow, RetriedDelivery},
 };
 
 use super::{Accepted, ApiTags};
@@ -267,7 +267,7 @@ impl EventsApi {
         _auth: Auth,
         id: Path<String>,
     ) -> Result<Accepted<RetryAccepted>, ApiError> {
-        let Some((endpoint_id, attempt)) =
+        let Some(RetriedDelivery { endpoint_id, attempt }) =
             self.services.store.retry_delivery(&id, Utc::now()).await?
         else {
             return match self.services.store.delivery(&id).await? {

@@ -4,7 +4,7 @@
 mod store;
 
 pub use store::{
-    KeySearch, NewPidmsBatch, NewPidmsRun, PidmsBatch, PidmsKey, PidmsRun, ProductSummary,
+    BatchRef, KeySearch, NewPidmsBatch, NewPidmsRun, PidmsBatch, PidmsKey, PidmsRun, ProductSummary,
 };
 
 use serde::{Deserialize, Deserializer, Serialize};

@@ -20,7 +20,7 @@ use crate::{
     services::Services,
     store::{Store, StoreError},
     telemetry,
-    webhooks::{self, NewEvent, RetrySchedule},
+    webhooks::{self, NewDelivery, NewEvent, RetrySchedule},
 };
 
 /// Events written together at most (requests keep their events together beyond it).
@@ -161,7 +161,7 @@ struct Writer {
 /// One event as written: ids chosen, audience resolved.
 struct Planned {
     event_id: String,
-    deliveries: Vec<(String, String)>,
+    deliveries: Vec<NewDelivery>,
 }
 
 impl Writer {
@@ -219,11 +219,12 @@ impl Writer {
     async fn write(&mut self, requests: &[&Request]) -> Result<Vec<Vec<Published>>, StoreError> {
         let patterns = if requests.iter().flat_map(|r| &r.events).any(|e| e.endpoint.is_none()) {
             self.store
-                .enabled_endpoint_patterns()
+                .subscriptions()
                 .await?
                 .into_iter()
-                .map(|(id, patterns)| {
-                    (id, patterns.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+                .map(|s| {
+                    let patterns = s.event_types.split_whitespace().map(str::to_owned);
+                    (s.endpoint_id, patterns.collect::<Vec<_>>())
                 })
                 .collect()
         } else {
@@ -245,7 +246,10 @@ impl Writer {
                 let event_id = EventId::generate().into_string();
                 let deliveries = endpoints
                     .into_iter()
-                    .map(|e| (DeliveryId::generate().into_string(), e.to_owned()))
+                    .map(|e| NewDelivery {
+                        id: DeliveryId::generate().into_string(),
+                        endpoint_id: e.to_owned(),
+                    })
                     .collect();
                 planned.push(Planned { event_id, deliveries });
             }
@@ -270,10 +274,10 @@ impl Writer {
             .iter()
             .flatten()
             .flat_map(|plan| &plan.deliveries)
-            .map(|(id, endpoint)| {
+            .map(|d| {
                 Job::DeliverWebhook(DeliverWebhookJob {
-                    delivery_id: id.clone(),
-                    endpoint_id: endpoint.clone(),
+                    delivery_id: d.id.clone(),
+                    endpoint_id: d.endpoint_id.clone(),
                     attempt: 1,
                 })
             })
@@ -299,7 +303,7 @@ impl Writer {
                     .into_iter()
                     .map(|p| Published {
                         event_id: p.event_id,
-                        delivery_ids: p.deliveries.into_iter().map(|(id, _)| id).collect(),
+                        delivery_ids: p.deliveries.into_iter().map(|d| d.id).collect(),
                     })
                     .collect()
             })

@@ -153,7 +153,7 @@ pub(crate) async fn sweep_batches(services: &Services) -> Result<Outcome, BoxDyn
         );
         let jobs = stale
             .into_iter()
-            .map(|(batch_id, run_id)| Job::PidmsBatch(PidmsBatchJob { batch_id, run_id }))
+            .map(|b| Job::PidmsBatch(PidmsBatchJob { batch_id: b.id, run_id: b.run_id }))
             .collect();
         services.queue.push_many(jobs).await?;
     }

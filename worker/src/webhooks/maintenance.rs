@@ -8,6 +8,7 @@ use switchyard_shared::{
     queue::RedisQueue,
     services::Services,
     telemetry,
+    webhooks::DueDelivery,
 };
 
 use super::announce_disabled;
@@ -61,8 +62,11 @@ pub(crate) async fn requeue_after_broker_loss(
         later_count = later.len();
         let jobs = later
             .into_iter()
-            .map(|(id, endpoint, attempt, at)| {
-                (delivery_job((id, endpoint, attempt)), (at - now).to_std().unwrap_or_default())
+            .map(|d| {
+                let wait = d
+                    .due_at
+                    .map_or(Default::default(), |at| (at - now).to_std().unwrap_or_default());
+                (delivery_job(d), wait)
             })
             .collect();
         services.queue.push_each_after(jobs).await?;
@@ -78,9 +82,13 @@ pub(crate) async fn requeue_after_broker_loss(
     Ok(())
 }
 
-/// The queue message of a delivery's next attempt, from its (id, endpoint, attempt) row.
-fn delivery_job((delivery_id, endpoint_id, attempt): (String, String, i64)) -> Job {
-    Job::DeliverWebhook(DeliverWebhookJob { delivery_id, endpoint_id, attempt })
+/// The queue message of a delivery's next attempt.
+fn delivery_job(d: DueDelivery) -> Job {
+    Job::DeliverWebhook(DeliverWebhookJob {
+        delivery_id: d.id,
+        endpoint_id: d.endpoint_id,
+        attempt: d.attempt,
+    })
 }
 
 pub(crate) async fn cleanup(services: &Services) -> Result<Outcome, BoxDynError> {

@@ -4,4 +4,4 @@ mod keys;
 mod runs;
 
 pub use keys::{KeySearch, PidmsKey, ProductSummary};
-pub use runs::{NewPidmsBatch, NewPidmsRun, PidmsBatch, PidmsRun};
+pub use runs::{BatchRef, NewPidmsBatch, NewPidmsRun, PidmsBatch, PidmsRun};

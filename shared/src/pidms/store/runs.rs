@@ -50,6 +50,13 @@ pub struct NewPidmsRun<'a> {
     pub now: DateTime<Utc>,
 }
 
+/// A batch, by its id and its run's.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct BatchRef {
+    pub id: String,
+    pub run_id: String,
+}
+
 /// One batch of a new run: its keys, newline-separated.
 #[derive(Debug, Clone)]
 pub struct NewPidmsBatch {
@@ -358,7 +365,7 @@ impl Store {
         &self,
         cutoff: DateTime<Utc>,
         limit: i64,
-    ) -> Result<Vec<(String, String)>, StoreError> {
+    ) -> Result<Vec<BatchRef>, StoreError> {
         let rows = on_pool!(self, pool => sqlx::query_as(
             "SELECT id, run_id FROM pidms_batches WHERE status = 'pending' AND updated_at < $1
              ORDER BY updated_at LIMIT $2")

@@ -109,16 +109,40 @@ fn endpoint_health(records: &[AttemptRecord]) -> Vec<Health<'_>> {
     out
 }
 
-/// An event and its deliveries (delivery id, endpoint id), to write together.
+/// One delivery of a new event.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub id: String,
+    pub endpoint_id: String,
+}
+
+/// An event and its deliveries, to write together.
 #[derive(Debug, Clone, Copy)]
 pub struct NewEvent<'a> {
     pub event_id: &'a str,
     pub event_type: &'a str,
     pub payload: &'a str,
     pub source: Option<&'a str>,
-    pub deliveries: &'a [(String, String)],
+    pub deliveries: &'a [NewDelivery],
     pub max_attempts: i64,
     pub now: DateTime<Utc>,
+}
+
+/// A delivery whose next attempt is to be enqueued (again): which attempt, and when it is
+/// due.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DueDelivery {
+    pub id: String,
+    pub endpoint_id: String,
+    pub attempt: i64,
+    pub due_at: Option<DateTime<Utc>>,
+}
+
+/// A failed delivery given one more attempt.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RetriedDelivery {
+    pub endpoint_id: String,
+    pub attempt: i64,
 }
 
 /// The outcome of one attempt, as the worker records it.
@@ -152,7 +176,7 @@ impl Store {
             return Ok(());
         }
         // (event, delivery) pairs, so one multi-row INSERT covers many events.
-        let deliveries: Vec<(&NewEvent<'_>, &(String, String))> =
+        let deliveries: Vec<(&NewEvent<'_>, &NewDelivery)> =
             events.iter().flat_map(|e| e.deliveries.iter().map(move |d| (e, d))).collect();
         macro_rules! push_events {
             ($qb:ident, $rows:expr) => {
@@ -174,20 +198,17 @@ impl Store {
                     "INSERT INTO webhook_deliveries (id, event_id, endpoint_id, status, attempts, \
                      max_attempts, next_attempt_at, created_at, updated_at) ",
                 );
-                $qb.push_values(
-                    $rows,
-                    |mut b, (e, (id, endpoint)): &(&NewEvent<'_>, &(String, String))| {
-                        b.push_bind(id)
-                            .push_bind(e.event_id)
-                            .push_bind(endpoint)
-                            .push_bind(DeliveryStatus::Pending)
-                            .push_bind(0i64)
-                            .push_bind(e.max_attempts)
-                            .push_bind(e.now)
-                            .push_bind(e.now)
-                            .push_bind(e.now);
-                    },
-                );
+                $qb.push_values($rows, |mut b, (e, d): &(&NewEvent<'_>, &NewDelivery)| {
+                    b.push_bind(&d.id)
+                        .push_bind(e.event_id)
+                        .push_bind(&d.endpoint_id)
+                        .push_bind(DeliveryStatus::Pending)
+                        .push_bind(0i64)
+                        .push_bind(e.max_attempts)
+                        .push_bind(e.now)
+                        .push_bind(e.now)
+                        .push_bind(e.now);
+                });
             };
         }
         macro_rules! body {
@@ -220,16 +241,6 @@ impl Store {
         }
         in_tx!(self, Sqlite tx => body!(sqlx::Sqlite, tx), Postgres tx => body!(sqlx::Postgres, tx));
         Ok(())
-    }
-
-    pub async fn event_payload(
-        &self,
-        event_id: &str,
-    ) -> Result<Option<(String, String, DateTime<Utc>)>, StoreError> {
-        let row = on_pool!(self, pool => sqlx::query_as(
-            "SELECT event_type, payload, created_at FROM webhook_events WHERE id = $1")
-            .bind(event_id).fetch_optional(pool).await)?;
-        Ok(row)
     }
 
     /// Takes attempts of many deliveries at once for `lease_until`, in one statement: each
@@ -406,24 +417,25 @@ impl Store {
         &self,
         id: &str,
         now: DateTime<Utc>,
-    ) -> Result<Option<(String, i64)>, StoreError> {
+    ) -> Result<Option<RetriedDelivery>, StoreError> {
         let row = on_pool!(self, pool => sqlx::query_as(
             "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $2,
                max_attempts = attempts + 1, updated_at = $2
-             WHERE id = $1 AND status = 'failed' RETURNING endpoint_id, attempts + 1")
+             WHERE id = $1 AND status = 'failed' RETURNING endpoint_id, attempts + 1 AS attempt")
             .bind(id).bind(now).fetch_optional(pool).await)?;
         Ok(row)
     }
 
     /// Deliveries due before `cutoff` but (presumably) not in the queue: waiting ones past
-    /// their time, and attempts whose lease ran out. (id, endpoint id, next attempt number).
+    /// their time, and attempts whose lease ran out.
     pub async fn overdue_deliveries(
         &self,
         cutoff: DateTime<Utc>,
         limit: i64,
-    ) -> Result<Vec<(String, String, i64)>, StoreError> {
+    ) -> Result<Vec<DueDelivery>, StoreError> {
         let rows = on_pool!(self, pool => sqlx::query_as(
-            "SELECT id, endpoint_id, attempts + 1 FROM webhook_deliveries
+            "SELECT id, endpoint_id, attempts + 1 AS attempt, next_attempt_at AS due_at
+             FROM webhook_deliveries
              WHERE (status IN ('pending', 'retrying') AND next_attempt_at < $1)
                 OR (status = 'delivering' AND claimed_until < $1)
              ORDER BY next_attempt_at LIMIT $2")
@@ -431,15 +443,16 @@ impl Store {
         Ok(rows)
     }
 
-    /// Deliveries waiting for a later attempt (`retrying`, due after `now`): (id, endpoint,
-    /// next attempt number, when), soonest first. Re-enqueued after the queue lost them.
+    /// Deliveries waiting for a later attempt (`retrying`, due after `now`), soonest first.
+    /// Re-enqueued after the queue lost them.
     pub async fn scheduled_deliveries(
         &self,
         now: DateTime<Utc>,
         limit: i64,
-    ) -> Result<Vec<(String, String, i64, DateTime<Utc>)>, StoreError> {
+    ) -> Result<Vec<DueDelivery>, StoreError> {
         let rows = on_pool!(self, pool => sqlx::query_as(
-            "SELECT id, endpoint_id, attempts + 1, next_attempt_at FROM webhook_deliveries
+            "SELECT id, endpoint_id, attempts + 1 AS attempt, next_attempt_at AS due_at
+             FROM webhook_deliveries
              WHERE status = 'retrying' AND next_attempt_at >= $1
              ORDER BY next_attempt_at LIMIT $2")
             .bind(now).bind(limit).fetch_all(pool).await)?;

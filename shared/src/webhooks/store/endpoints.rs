@@ -47,6 +47,13 @@ pub fn secret_context(endpoint_id: &str) -> String {
     format!("webhook-secret:{endpoint_id}")
 }
 
+/// An enabled endpoint's subscription patterns, space-separated as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Subscription {
+    pub endpoint_id: String,
+    pub event_types: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct NewEndpoint {
     pub id: String,
@@ -114,9 +121,11 @@ impl Store {
     }
 
     /// (id, patterns) of every enabled endpoint, for fan-out.
-    pub async fn enabled_endpoint_patterns(&self) -> Result<Vec<(String, String)>, StoreError> {
+    /// What every enabled endpoint is subscribed to.
+    pub async fn subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
         let rows = on_pool!(self, pool => sqlx::query_as(
-            "SELECT id, event_types FROM webhook_endpoints WHERE enabled AND deleted_at IS NULL")
+            "SELECT id AS endpoint_id, event_types FROM webhook_endpoints
+             WHERE enabled AND deleted_at IS NULL")
             .fetch_all(pool).await)?;
         Ok(rows)
     }

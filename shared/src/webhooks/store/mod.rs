@@ -3,5 +3,8 @@
 mod deliveries;
 mod endpoints;
 
-pub use deliveries::{AttemptRecord, AttemptRow, Claim, ClaimedDelivery, DeliveryRow, NewEvent};
-pub use endpoints::{EndpointPatch, EndpointRow, NewEndpoint, secret_context};
+pub use deliveries::{
+    AttemptRecord, AttemptRow, Claim, ClaimedDelivery, DeliveryRow, DueDelivery, NewDelivery,
+    NewEvent, RetriedDelivery,
+};
+pub use endpoints::{EndpointPatch, EndpointRow, NewEndpoint, Subscription, secret_context};
