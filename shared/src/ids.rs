@@ -44,6 +44,12 @@ macro_rules! id_types {
                 }
             }
 
+            impl From<&str> for $name {
+                fn from(id: &str) -> Self {
+                    Self(id.to_owned())
+                }
+            }
+
             impl From<$name> for String {
                 fn from(id: $name) -> String {
                     id.0

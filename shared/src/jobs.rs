@@ -6,7 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::queue::QueueName;
+use crate::{
+    ids::{DeliveryId, EndpointId},
+    queue::QueueName,
+};
 
 /// What a worker is asked to do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,9 +135,9 @@ pub struct UsageRetentionJob {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeliverWebhookJob {
-    pub delivery_id: String,
+    pub delivery_id: DeliveryId,
     /// Lets the worker check the endpoint's room before claiming the attempt.
-    pub endpoint_id: String,
+    pub endpoint_id: EndpointId,
     /// The attempt this message is for (1-based); the store says which attempt is next, so
     /// a stale or duplicated message does nothing.
     pub attempt: i64,

@@ -130,8 +130,8 @@ async fn workers_do_not_wedge_when_the_store_fails_under_a_backlog() {
     let jobs: Vec<Job> = (0..JOBS)
         .map(|i| {
             Job::DeliverWebhook(DeliverWebhookJob {
-                delivery_id: format!("msg_backlog{i}"),
-                endpoint_id: format!("ep_backlog{i}"),
+                delivery_id: format!("msg_backlog{i}").into(),
+                endpoint_id: format!("ep_backlog{i}").into(),
                 attempt: 1,
             })
         })

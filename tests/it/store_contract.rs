@@ -23,7 +23,7 @@ async fn one_delivery(store: &Store, max_attempts: i64) -> String {
     store
         .insert_endpoint(
             &NewEndpoint {
-                id: ep.clone(),
+                id: ep.clone().into(),
                 url: "http://127.0.0.1:9/hook".into(),
                 description: None,
                 event_types: "*".into(),
@@ -37,7 +37,7 @@ async fn one_delivery(store: &Store, max_attempts: i64) -> String {
         .await
         .unwrap();
     let (event, delivery) = (support::unique("evt_"), support::unique("msg_"));
-    let deliveries = [NewDelivery { id: delivery.clone(), endpoint_id: ep }];
+    let deliveries = [NewDelivery { id: delivery.clone().into(), endpoint_id: ep.into() }];
     store
         .insert_events_with_deliveries(&[NewEvent {
             event_id: &event,
@@ -61,8 +61,8 @@ fn record(
     code: i32,
 ) -> AttemptRecord {
     AttemptRecord {
-        delivery_id: delivery.to_owned(),
-        endpoint_id: endpoint.to_owned(),
+        delivery_id: delivery.into(),
+        endpoint_id: endpoint.into(),
         n,
         at: Utc::now(),
         status_code: Some(code),
@@ -84,25 +84,29 @@ async fn an_attempt_is_claimed_once_and_a_refused_claim_says_why(env: TestEnv) {
     let now = Utc::now();
     let lease = now + Duration::seconds(30);
 
-    let first = store.claim_deliveries(&[(id.clone(), 1)], lease, now).await.unwrap();
+    let first = store.claim_deliveries(&[(id.as_str().into(), 1)], lease, now).await.unwrap();
     assert_eq!(first.len(), 1, "a pending delivery's first attempt is claimable");
     assert_eq!(first[0].payload.as_deref(), Some(r#"{"n":1}"#));
     assert_eq!(store.delivery(&id).await.unwrap().unwrap().status, DeliveryStatus::Delivering);
 
     // A second worker with the same message: nothing to take, and told the lease is live.
-    assert!(store.claim_deliveries(&[(id.clone(), 1)], lease, now).await.unwrap().is_empty());
+    assert!(
+        store.claim_deliveries(&[(id.as_str().into(), 1)], lease, now).await.unwrap().is_empty()
+    );
     match store.unclaimed(&id, 1).await.unwrap() {
         DeliveryClaim::Held { until } => assert!((until - lease).num_milliseconds().abs() < 1000),
         other => panic!("expected Held, got {other:?}"),
     }
     // A message for an attempt that is not next is stale, never held.
-    assert!(store.claim_deliveries(&[(id.clone(), 2)], lease, now).await.unwrap().is_empty());
+    assert!(
+        store.claim_deliveries(&[(id.as_str().into(), 2)], lease, now).await.unwrap().is_empty()
+    );
     assert!(matches!(store.unclaimed(&id, 2).await.unwrap(), DeliveryClaim::Stale));
 
     // The worker died: once its lease has run out the same attempt is claimable again.
     let later = lease + Duration::seconds(1);
     let again = store
-        .claim_deliveries(&[(id.clone(), 1)], later + Duration::seconds(30), later)
+        .claim_deliveries(&[(id.as_str().into(), 1)], later + Duration::seconds(30), later)
         .await
         .unwrap();
     assert_eq!(again.len(), 1, "an expired lease is taken over");
@@ -114,7 +118,10 @@ async fn an_attempt_is_recorded_once(env: TestEnv) {
     let id = one_delivery(&store, 3).await;
     let ep = store.delivery(&id).await.unwrap().unwrap().endpoint_id;
     let now = Utc::now();
-    store.claim_deliveries(&[(id.clone(), 1)], now + Duration::seconds(30), now).await.unwrap();
+    store
+        .claim_deliveries(&[(id.as_str().into(), 1)], now + Duration::seconds(30), now)
+        .await
+        .unwrap();
 
     store.record_attempts(&[record(&id, &ep, 1, DeliveryStatus::Retrying, 503)]).await.unwrap();
     // The same attempt recorded twice (a worker's retry of its record): still one attempt,
@@ -130,7 +137,10 @@ async fn an_attempt_is_recorded_once(env: TestEnv) {
     assert_eq!(attempts[0].outcome, AttemptOutcome::HttpStatus);
 
     let now = Utc::now();
-    store.claim_deliveries(&[(id.clone(), 2)], now + Duration::seconds(30), now).await.unwrap();
+    store
+        .claim_deliveries(&[(id.as_str().into(), 2)], now + Duration::seconds(30), now)
+        .await
+        .unwrap();
     store.record_attempts(&[record(&id, &ep, 2, DeliveryStatus::Delivered, 204)]).await.unwrap();
     let d = store.delivery(&id).await.unwrap().unwrap();
     assert_eq!((d.attempts, d.status), (2, DeliveryStatus::Delivered));
@@ -142,7 +152,7 @@ async fn an_attempt_is_recorded_once(env: TestEnv) {
     let now = Utc::now();
     assert!(
         store
-            .claim_deliveries(&[(id.clone(), 3)], now + Duration::seconds(30), now)
+            .claim_deliveries(&[(id.as_str().into(), 3)], now + Duration::seconds(30), now)
             .await
             .unwrap()
             .is_empty()

@@ -105,9 +105,9 @@ pub(super) struct DeliveryView {
 impl DeliveryView {
     pub(super) fn new(d: DeliveryRow, attempts: Option<Vec<AttemptRow>>) -> Self {
         Self {
-            id: d.id,
-            event_id: d.event_id,
-            endpoint_id: d.endpoint_id,
+            id: d.id.into_string(),
+            event_id: d.event_id.into_string(),
+            endpoint_id: d.endpoint_id.into_string(),
             status: d.status.to_string(),
             attempt_count: d.attempts,
             max_attempts: d.max_attempts,
@@ -276,7 +276,7 @@ impl EventsApi {
             };
         };
         let job = Job::DeliverWebhook(DeliverWebhookJob {
-            delivery_id: id.0.clone(),
+            delivery_id: id.0.clone().into(),
             endpoint_id,
             attempt,
         });

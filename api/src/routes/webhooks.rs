@@ -91,7 +91,7 @@ impl From<EndpointRow> for EndpointView {
     fn from(r: EndpointRow) -> Self {
         let patterns = r.patterns();
         Self {
-            id: r.id,
+            id: r.id.into_string(),
             url: r.url,
             description: r.description,
             event_types: patterns,
@@ -249,7 +249,7 @@ impl WebhooksApi {
         if !errors.is_empty() {
             return Err(ApiError::validation(errors));
         }
-        let id = EndpointId::generate().into_string();
+        let id = EndpointId::generate();
         let secret = webhooks::generate_secret();
         let new = NewEndpoint {
             secret_sealed: self.services.cipher.seal(&secret_context(&id), secret.as_bytes()),

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    ids::{DeliveryId, EventId},
+    ids::{DeliveryId, EndpointId, EventId},
     jobs::{DeliverWebhookJob, Job},
     queue::Queue,
     services::Services,
@@ -247,8 +247,8 @@ impl Writer {
                 let deliveries = endpoints
                     .into_iter()
                     .map(|e| NewDelivery {
-                        id: DeliveryId::generate().into_string(),
-                        endpoint_id: e.to_owned(),
+                        id: DeliveryId::generate(),
+                        endpoint_id: EndpointId::from(e.to_owned()),
                     })
                     .collect();
                 planned.push(Planned { event_id, deliveries });
@@ -303,7 +303,11 @@ impl Writer {
                     .into_iter()
                     .map(|p| Published {
                         event_id: p.event_id,
-                        delivery_ids: p.deliveries.into_iter().map(|d| d.id).collect(),
+                        delivery_ids: p
+                            .deliveries
+                            .into_iter()
+                            .map(|d| d.id.into_string())
+                            .collect(),
                     })
                     .collect()
             })

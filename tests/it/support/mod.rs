@@ -564,7 +564,7 @@ pub async fn insert_endpoint(services: &Services, url: &str, event_types: &str) 
     let sealed =
         services.cipher.seal(&switchyard_shared::webhooks::secret_context(&id), secret.as_bytes());
     let endpoint = switchyard_shared::webhooks::NewEndpoint {
-        id: id.clone(),
+        id: id.clone().into(),
         url: url.to_owned(),
         description: None,
         event_types: event_types.to_owned(),

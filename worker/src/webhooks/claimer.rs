@@ -4,6 +4,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use chrono::Utc;
+use switchyard_shared::ids::DeliveryId;
 use switchyard_shared::store::Store;
 use switchyard_shared::webhooks::ClaimedDelivery;
 
@@ -13,31 +14,32 @@ const MAX_BATCH: usize = 256;
 
 #[derive(Clone)]
 pub(crate) struct Claimer {
-    group: GroupCommit<(String, i64), Option<ClaimedDelivery>>,
+    group: GroupCommit<(DeliveryId, i64), Option<ClaimedDelivery>>,
 }
 
 impl Claimer {
     /// `lease`: how long a claimed attempt is this worker's.
     pub(crate) fn start(store: Store, lease: Duration) -> Self {
-        let group = GroupCommit::start("claimer", MAX_BATCH, move |wanted: Vec<(String, i64)>| {
-            let store = store.clone();
-            async move {
-                let now = Utc::now();
-                let until = now + chrono::Duration::from_std(lease).unwrap_or_default();
-                let rows = store.claim_deliveries(&wanted, until, now).await?;
-                let mut claimed: HashMap<String, ClaimedDelivery> =
-                    rows.into_iter().map(|c| (c.id.clone(), c)).collect();
-                // Two copies of one message in a batch: the first gets the claim.
-                Ok(wanted.iter().map(|(id, _)| claimed.remove(id)).collect())
-            }
-        });
+        let group =
+            GroupCommit::start("claimer", MAX_BATCH, move |wanted: Vec<(DeliveryId, i64)>| {
+                let store = store.clone();
+                async move {
+                    let now = Utc::now();
+                    let until = now + chrono::Duration::from_std(lease).unwrap_or_default();
+                    let rows = store.claim_deliveries(&wanted, until, now).await?;
+                    let mut claimed: HashMap<DeliveryId, ClaimedDelivery> =
+                        rows.into_iter().map(|c| (c.id.clone(), c)).collect();
+                    // Two copies of one message in a batch: the first gets the claim.
+                    Ok(wanted.iter().map(|(id, _)| claimed.remove(id)).collect())
+                }
+            });
         Self { group }
     }
 
     /// The attempt with its payload, or `None` when it is not this worker's to make.
     pub(crate) async fn claim(
         &self,
-        delivery_id: String,
+        delivery_id: DeliveryId,
         attempt: i64,
     ) -> Result<Option<ClaimedDelivery>, GroupError> {
         self.group.submit((delivery_id, attempt)).await

@@ -18,7 +18,7 @@ use switchyard_shared::{
 const TTL: Duration = Duration::from_secs(1);
 
 pub(crate) struct Endpoint {
-    pub id: String,
+    pub id: switchyard_shared::ids::EndpointId,
     pub url: String,
     /// The signing keys: the current secret, and the previous one during a rotation.
     pub keys: Vec<Vec<u8>>,

@@ -9,6 +9,7 @@ mod endpoints;
 mod group_commit;
 mod maintenance;
 mod recorder;
+mod send;
 
 use std::{
     sync::{Arc, Mutex},
@@ -37,11 +38,9 @@ use self::{
     claimer::Claimer,
     endpoints::EndpointCache,
     recorder::Recorder,
+    send::{Answer, call},
 };
-use crate::{
-    handlers::{JobDeps, Outcome},
-    transport::Failure,
-};
+use crate::handlers::{JobDeps, Outcome};
 
 /// Response bodies are kept up to this size (lossy UTF-8).
 const BODY_LIMIT: usize = 4096;
@@ -100,151 +99,6 @@ impl Webhooks {
                 .unwrap_or(RetrySchedule { delays: vec![] }),
             throttle_floor: Duration::from_millis(config.throttle_floor_ms),
             timeout,
-        }
-    }
-}
-
-/// How an attempt ended, before it is turned into a delivery state.
-struct Answer {
-    status_code: Option<u16>,
-    /// `status_class` label: 2xx…5xx, blocked, or a [`Failure`] (timeout, connect_refused, …).
-    class: &'static str,
-    /// The `outcome` column: an HTTP answer, a redirect, blocked, or a [`Failure`].
-    kind: AttemptOutcome,
-    error: Option<String>,
-    body: Option<String>,
-    retry_after: Option<Duration>,
-}
-
-impl Answer {
-    fn success(&self) -> bool {
-        self.status_code.is_some_and(|s| (200..300).contains(&s))
-    }
-    fn gone(&self) -> bool {
-        self.status_code == Some(410)
-    }
-    /// Retrying cannot help: the guard refused the address, or the endpoint is gone.
-    fn permanent(&self) -> bool {
-        self.kind == AttemptOutcome::Blocked || self.gone()
-    }
-    fn throttled_or_timed_out(&self) -> bool {
-        self.status_code == Some(429) || self.kind == AttemptOutcome::Timeout
-    }
-}
-
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    (when.with_timezone(&Utc) - Utc::now()).to_std().ok()
-}
-
-async fn read_limited(mut resp: reqwest::Response) -> String {
-    let mut buf = Vec::new();
-    while buf.len() < BODY_LIMIT {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
-            _ => break,
-        }
-    }
-    buf.truncate(BODY_LIMIT);
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
-/// Sends one signed request and says how it went.
-async fn call(
-    hooks: &Webhooks,
-    url: &str,
-    headers: reqwest::header::HeaderMap,
-    body: String,
-) -> Answer {
-    // IP-literal URLs never reach the resolver: check them here.
-    if let Ok(parsed) = reqwest::Url::parse(url)
-        && let Some(host) = parsed.host_str()
-        && let Ok(ip) =
-            host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>()
-        && let Err(reason) = hooks.guard.check(ip)
-    {
-        return Answer {
-            status_code: None,
-            class: "blocked",
-            kind: AttemptOutcome::Blocked,
-            error: Some(format!("blocked by the SSRF guard: {ip} is a {reason} address")),
-            body: None,
-            retry_after: None,
-        };
-    }
-    if hooks.proxied
-        && let Ok(parsed) = reqwest::Url::parse(url)
-        && let Some(host) = parsed.host_str()
-        && host.parse::<std::net::IpAddr>().is_err()
-        && !host.starts_with('[')
-        && let Err(refused) = client::check_destination(
-            &hooks.guard,
-            host,
-            parsed.port_or_known_default().unwrap_or(443),
-        )
-        .await
-    {
-        let (class, kind) = match refused {
-            client::Refused::Dns(_) => (Failure::Dns.as_str(), Failure::Dns.outcome()),
-            client::Refused::Blocked(..) => ("blocked", AttemptOutcome::Blocked),
-        };
-        return Answer {
-            status_code: None,
-            class,
-            kind,
-            error: Some(refused.to_string()),
-            body: None,
-            retry_after: None,
-        };
-    }
-    match hooks.client.post(url).headers(headers).body(body).send().await {
-        Ok(resp) => {
-            let status = resp.status().as_u16();
-            let retry_after = retry_after(resp.headers());
-            let kind = if resp.status().is_redirection() {
-                AttemptOutcome::Redirect
-            } else {
-                AttemptOutcome::HttpStatus
-            };
-            let error = match status {
-                200..=299 => None,
-                300..=399 => Some(format!("HTTP {status}: redirects are not followed")),
-                _ => Some(format!("HTTP {status}")),
-            };
-            Answer {
-                status_code: Some(status),
-                class: telemetry::status_class(status),
-                kind,
-                error,
-                body: Some(read_limited(resp).await),
-                retry_after,
-            }
-        }
-        Err(e) => {
-            let (class, kind, message) = if let Some(reason) = client::blocked_reason(&e) {
-                ("blocked", AttemptOutcome::Blocked, reason)
-            } else {
-                let (failure, message) = crate::transport::classify(&e);
-                let message = match failure {
-                    Failure::Timeout => {
-                        format!("no answer within {} ms", hooks.timeout.as_millis())
-                    }
-                    _ => message,
-                };
-                (failure.as_str(), failure.outcome(), message)
-            };
-            Answer {
-                status_code: None,
-                class,
-                kind,
-                error: Some(message),
-                body: None,
-                retry_after: None,
-            }
         }
     }
 }
@@ -343,7 +197,7 @@ async fn send_and_record(
     let signature =
         signature_header(&endpoint.keys, &job.delivery_id, timestamp, payload.as_bytes());
     for (name, value) in [
-        ("webhook-id", job.delivery_id.clone()),
+        ("webhook-id", job.delivery_id.to_string()),
         ("webhook-timestamp", timestamp.to_string()),
         ("webhook-signature", signature),
         ("content-type", "application/json".to_owned()),
@@ -482,7 +336,11 @@ pub(crate) async fn unpark(deps: Arc<crate::handlers::JobDeps>) {
             let mut attempts: FuturesUnordered<BoxFuture<'_, ()>> = due
                 .into_iter()
                 .map(|(delivery_id, n)| {
-                    let job = DeliverWebhookJob { delivery_id, endpoint_id: endpoint.clone(), attempt: n };
+                    let job = DeliverWebhookJob {
+                        delivery_id: delivery_id.into(),
+                        endpoint_id: endpoint.clone().into(),
+                        attempt: n,
+                    };
                     async move {
                         if let Err(error) = attempt(deps, job, Source::Store).await {
                             tracing::warn!(%error, "a parked delivery's attempt failed; the retry sweep will");

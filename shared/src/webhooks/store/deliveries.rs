@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::{
+    ids::{DeliveryId, EndpointId, EventId},
     in_tx, on_pool,
     store::{Store, StoreError},
     webhooks::{AttemptOutcome, DeliveryStatus},
@@ -11,9 +12,9 @@ use crate::{
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DeliveryRow {
-    pub id: String,
-    pub event_id: String,
-    pub endpoint_id: String,
+    pub id: DeliveryId,
+    pub event_id: EventId,
+    pub endpoint_id: EndpointId,
     pub status: DeliveryStatus,
     pub attempts: i64,
     pub max_attempts: i64,
@@ -55,9 +56,9 @@ pub enum Claim {
 /// the event was deleted by retention).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ClaimedDelivery {
-    pub id: String,
-    pub event_id: String,
-    pub endpoint_id: String,
+    pub id: DeliveryId,
+    pub event_id: EventId,
+    pub endpoint_id: EndpointId,
     pub max_attempts: i64,
     pub created_at: DateTime<Utc>,
     pub payload: Option<String>,
@@ -79,7 +80,7 @@ struct Health<'a> {
 fn endpoint_health(records: &[AttemptRecord]) -> Vec<Health<'_>> {
     let mut out: Vec<Health<'_>> = Vec::new();
     for r in records {
-        let h = match out.iter_mut().position(|h| h.endpoint_id == r.endpoint_id) {
+        let h = match out.iter_mut().position(|h| h.endpoint_id == r.endpoint_id.as_str()) {
             Some(i) => &mut out[i],
             None => {
                 out.push(Health {
@@ -112,8 +113,8 @@ fn endpoint_health(records: &[AttemptRecord]) -> Vec<Health<'_>> {
 /// One delivery of a new event.
 #[derive(Debug, Clone)]
 pub struct NewDelivery {
-    pub id: String,
-    pub endpoint_id: String,
+    pub id: DeliveryId,
+    pub endpoint_id: EndpointId,
 }
 
 /// An event and its deliveries, to write together.
@@ -132,8 +133,8 @@ pub struct NewEvent<'a> {
 /// due.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DueDelivery {
-    pub id: String,
-    pub endpoint_id: String,
+    pub id: DeliveryId,
+    pub endpoint_id: EndpointId,
     pub attempt: i64,
     pub due_at: Option<DateTime<Utc>>,
 }
@@ -141,15 +142,15 @@ pub struct DueDelivery {
 /// A failed delivery given one more attempt.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RetriedDelivery {
-    pub endpoint_id: String,
+    pub endpoint_id: EndpointId,
     pub attempt: i64,
 }
 
 /// The outcome of one attempt, as the worker records it.
 #[derive(Debug, Clone)]
 pub struct AttemptRecord {
-    pub delivery_id: String,
-    pub endpoint_id: String,
+    pub delivery_id: DeliveryId,
+    pub endpoint_id: EndpointId,
     pub n: i64,
     pub at: DateTime<Utc>,
     pub status_code: Option<i32>,
@@ -249,7 +250,7 @@ impl Store {
     /// with their payloads; [`Store::unclaimed`] says why one was not.
     pub async fn claim_deliveries(
         &self,
-        wanted: &[(String, i64)],
+        wanted: &[(DeliveryId, i64)],
         lease_until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {

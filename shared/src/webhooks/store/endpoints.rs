@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::{
+    ids::EndpointId,
     on_pool,
     store::{Store, StoreError},
 };
@@ -14,7 +15,7 @@ const ENDPOINT_COLUMNS: &str = "id, url, description, event_types, secret_sealed
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct EndpointRow {
-    pub id: String,
+    pub id: EndpointId,
     pub url: String,
     pub description: Option<String>,
     pub event_types: String,
@@ -50,13 +51,13 @@ pub fn secret_context(endpoint_id: &str) -> String {
 /// An enabled endpoint's subscription patterns, space-separated as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Subscription {
-    pub endpoint_id: String,
+    pub endpoint_id: EndpointId,
     pub event_types: String,
 }
 
 #[derive(Debug, Clone)]
 pub struct NewEndpoint {
-    pub id: String,
+    pub id: EndpointId,
     pub url: String,
     pub description: Option<String>,
     pub event_types: String,
