@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ids::{DeliveryId, EndpointId},
+    ids::{DeliveryId, EndpointId, WritebackId},
     queue::QueueName,
 };
 
@@ -151,12 +151,12 @@ pub struct PidmsBatchJob {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SikkaWritebackJob {
-    pub writeback_id: String,
+    pub writeback_id: WritebackId,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SikkaPollJob {
-    pub writeback_id: String,
+    pub writeback_id: WritebackId,
     /// The check this message is for (1-based); the store counts checks, so a stale or
     /// duplicated message does nothing.
     pub check: i64,

@@ -125,7 +125,7 @@ impl SikkaApi {
     fn view(&self, w: SikkaWriteback, office_id: Option<String>) -> WritebackView {
         WritebackView {
             body: serde_json::from_str(&w.body).unwrap_or(serde_json::Value::Null),
-            id: w.id,
+            id: w.id.into_string(),
             office_id,
             operation: w.operation,
             target_id: w.target_id,
@@ -199,7 +199,7 @@ impl SikkaApi {
         for p in self.services.store.list_sikka_practices().await? {
             out.push(PracticeView {
                 office_id: self.office_of(&p)?,
-                id: p.id,
+                id: p.id.into_string(),
                 practice_id: p.practice_id,
                 practice_name: p.practice_name,
                 practice_management_system: p.practice_management_system,
@@ -263,7 +263,7 @@ impl SikkaApi {
         }
         let now = Utc::now();
         let stuck = chrono::Duration::seconds(self.services.config.sikka.stuck_after_secs as i64);
-        let id = WritebackId::generate().into_string();
+        let id = WritebackId::generate();
         let body_text = serde_json::Value::Object(valid.body).to_string();
         let caller = auth.principal().key_id.to_string();
         let row = NewWriteback {

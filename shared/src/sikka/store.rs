@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Ending, TokenStatus, WritebackStatus};
 use crate::{
+    ids::{PracticeId, WritebackId},
     on_pool,
     store::{Store, StoreError},
 };
@@ -18,7 +19,7 @@ const PRACTICE_COLUMNS: &str = "id, office_digest, office_id_sealed, secret_key_
 /// A practice as stored. Sealed values open only with [`practice_context`] of this row.
 #[derive(Clone, sqlx::FromRow)]
 pub struct SikkaPractice {
-    pub id: String,
+    pub id: PracticeId,
     pub office_digest: String,
     pub office_id_sealed: String,
     pub secret_key_sealed: String,
@@ -86,9 +87,9 @@ const WRITEBACK_COLUMNS: &str = "id, practice_ref, operation, target_id, body, s
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SikkaWriteback {
-    pub id: String,
+    pub id: WritebackId,
     /// `sikka_practices.id`.
-    pub practice_ref: String,
+    pub practice_ref: PracticeId,
     pub operation: String,
     pub target_id: Option<String>,
     /// The JSON body as accepted (validated for the operation).

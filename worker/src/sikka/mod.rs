@@ -50,7 +50,7 @@ pub(crate) async fn pull_practices(
         for _ in 0..3 {
             let id = match store.sikka_practice_by_digest(&digest).await? {
                 Some(p) => p.id,
-                None => PracticeId::generate().into_string(),
+                None => PracticeId::generate(),
             };
             let office = cipher
                 .seal(&practice_context("office-id", &id), item.office_id.expose().as_bytes());
