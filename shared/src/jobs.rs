@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ids::{DeliveryId, EndpointId, WritebackId},
+    ids::{DeliveryId, EndpointId, PidmsBatchId, WritebackId},
     queue::QueueName,
 };
 
@@ -145,7 +145,7 @@ pub struct DeliverWebhookJob {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PidmsBatchJob {
-    pub batch_id: String,
+    pub batch_id: PidmsBatchId,
     pub run_id: String,
 }
 

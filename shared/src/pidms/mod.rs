@@ -165,7 +165,7 @@ pub async fn start_run(
         .chunks(size)
         .enumerate()
         .map(|(i, chunk)| NewPidmsBatch {
-            id: crate::ids::PidmsBatchId::generate().into_string(),
+            id: crate::ids::PidmsBatchId::generate(),
             seq: i as i64,
             keys: chunk.join("\n"),
         })

@@ -88,7 +88,11 @@ async fn counters_are_exact_when_batches_race_on_the_same_keys(env: TestEnv) {
     for round in 0..3 {
         let run_id = format!("race-{round}");
         let batches: Vec<NewPidmsBatch> = (0..16)
-            .map(|b| NewPidmsBatch { id: format!("{run_id}-{b}"), seq: b, keys: keys.join("\n") })
+            .map(|b| NewPidmsBatch {
+                id: format!("{run_id}-{b}").into(),
+                seq: b,
+                keys: keys.join("\n"),
+            })
             .collect();
         let run = NewPidmsRun {
             id: &run_id,

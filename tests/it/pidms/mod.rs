@@ -409,8 +409,11 @@ async fn a_lost_batch_is_found_by_its_sweep(mut env: TestEnv) {
     let write = |id: String, at: chrono::DateTime<chrono::Utc>| {
         let store = store.clone();
         async move {
-            let batch =
-                NewPidmsBatch { id: format!("{id}-b"), seq: 0, keys: [key(1), key(2)].join("\n") };
+            let batch = NewPidmsBatch {
+                id: format!("{id}-b").into(),
+                seq: 0,
+                keys: [key(1), key(2)].join("\n"),
+            };
             let run = NewPidmsRun {
                 id: &id,
                 kind: RunKind::Check,

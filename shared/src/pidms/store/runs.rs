@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::{
+    ids::PidmsBatchId,
     in_tx, on_pool,
     pidms::{BatchStatus, PidkeyAnswer, RunKind, RunStatus},
     store::{Store, StoreError},
@@ -30,7 +31,7 @@ const RUN_COLUMNS: &str = "id, kind, status, product_filter, keys_total, batches
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PidmsBatch {
-    pub id: String,
+    pub id: PidmsBatchId,
     pub run_id: String,
     pub seq: i64,
     pub keys: String,
@@ -53,14 +54,14 @@ pub struct NewPidmsRun<'a> {
 /// A batch, by its id and its run's.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct BatchRef {
-    pub id: String,
+    pub id: PidmsBatchId,
     pub run_id: String,
 }
 
 /// One batch of a new run: its keys, newline-separated.
 #[derive(Debug, Clone)]
 pub struct NewPidmsBatch {
-    pub id: String,
+    pub id: PidmsBatchId,
     pub seq: i64,
     pub keys: String,
 }
