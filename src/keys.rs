@@ -75,7 +75,7 @@ async fn create(
     store
         .insert_api_key(
             &NewApiKey {
-                id: switchyard_shared::ids::ApiKeyId::generate().into_string(),
+                id: switchyard_shared::ids::ApiKeyId::generate(),
                 name: name.to_owned(),
                 key_hash: raw.digest(),
                 prefix: raw.display_prefix().to_owned(),

@@ -79,7 +79,7 @@ impl From<ApiKeyRow> for KeyView {
         Self {
             status: r.status_at(Utc::now()).as_str().to_owned(),
             scopes: r.scope_list().iter().map(ToString::to_string).collect(),
-            id: r.id,
+            id: r.id.into_string(),
             name: r.name,
             prefix: r.prefix,
             environment: r.environment,
@@ -205,7 +205,7 @@ impl KeysApi {
         }
         let raw = RawKey::generate(environment);
         let new = NewApiKey {
-            id: ApiKeyId::generate().into_string(),
+            id: ApiKeyId::generate(),
             name: body.name.trim().to_owned(),
             key_hash: raw.digest(),
             prefix: raw.display_prefix().to_owned(),

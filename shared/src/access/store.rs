@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use crate::store::{Store, StoreError};
 use crate::{
     access::{Scope, scopes_from_text},
+    ids::ApiKeyId,
     on_pool,
 };
 
@@ -13,7 +14,7 @@ const COLUMNS: &str = "id, name, key_hash, prefix, scopes, environment, rate_lim
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ApiKeyRow {
-    pub id: String,
+    pub id: ApiKeyId,
     pub name: String,
     pub key_hash: String,
     pub prefix: String,
@@ -67,7 +68,7 @@ impl ApiKeyRow {
 /// A key to insert; the raw key itself is never here, only its digest.
 #[derive(Debug, Clone)]
 pub struct NewApiKey {
-    pub id: String,
+    pub id: ApiKeyId,
     pub name: String,
     pub key_hash: String,
     pub prefix: String,
