@@ -139,6 +139,9 @@ pub struct DueDelivery {
     pub due_at: Option<DateTime<Utc>>,
 }
 
+/// The columns of a [`DueDelivery`]: its next attempt and when it is due.
+const DUE_COLUMNS: &str = "id, endpoint_id, attempts + 1 AS attempt, next_attempt_at AS due_at";
+
 /// A failed delivery given one more attempt.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RetriedDelivery {
@@ -434,12 +437,13 @@ impl Store {
         cutoff: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<DueDelivery>, StoreError> {
-        let rows = on_pool!(self, pool => sqlx::query_as(
-            "SELECT id, endpoint_id, attempts + 1 AS attempt, next_attempt_at AS due_at
-             FROM webhook_deliveries
+        let sql = format!(
+            "SELECT {DUE_COLUMNS} FROM webhook_deliveries
              WHERE (status IN ('pending', 'retrying') AND next_attempt_at < $1)
                 OR (status = 'delivering' AND claimed_until < $1)
-             ORDER BY next_attempt_at LIMIT $2")
+             ORDER BY next_attempt_at LIMIT $2"
+        );
+        let rows = on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(cutoff).bind(limit).fetch_all(pool).await)?;
         Ok(rows)
     }
@@ -451,11 +455,12 @@ impl Store {
         now: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<DueDelivery>, StoreError> {
-        let rows = on_pool!(self, pool => sqlx::query_as(
-            "SELECT id, endpoint_id, attempts + 1 AS attempt, next_attempt_at AS due_at
-             FROM webhook_deliveries
+        let sql = format!(
+            "SELECT {DUE_COLUMNS} FROM webhook_deliveries
              WHERE status = 'retrying' AND next_attempt_at >= $1
-             ORDER BY next_attempt_at LIMIT $2")
+             ORDER BY next_attempt_at LIMIT $2"
+        );
+        let rows = on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(now).bind(limit).fetch_all(pool).await)?;
         Ok(rows)
     }
