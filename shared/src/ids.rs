@@ -7,7 +7,7 @@ use std::{fmt, sync::Mutex};
 
 /// The next ULID of this process: monotonic, so a batch of events or deliveries sorts in the
 /// order it was made.
-fn next_ulid() -> ulid::Ulid {
+pub(crate) fn next_ulid() -> ulid::Ulid {
     static IDS: Mutex<ulid::Generator> = Mutex::new(ulid::Generator::new());
     let mut ids = IDS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     ids.generate().unwrap_or_else(|_| ulid::Ulid::generate())

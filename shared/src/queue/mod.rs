@@ -368,9 +368,7 @@ fn run_at_secs(m: &Message) -> Option<u64> {
 /// A job id: a ULID, monotonic within this process, so jobs pushed together are fetched in
 /// the order they were pushed (apalis-sqlite orders due jobs by second, then id).
 pub(crate) fn job_id() -> ulid::Ulid {
-    static IDS: std::sync::Mutex<ulid::Generator> = std::sync::Mutex::new(ulid::Generator::new());
-    let mut ids = IDS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    ids.generate().unwrap_or_else(|_| ulid::Ulid::generate())
+    crate::ids::next_ulid()
 }
 
 /// apalis tasks for messages, with ids of our own (ULIDs, so `GET /jobs/{id}` can find them)

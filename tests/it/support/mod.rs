@@ -388,9 +388,7 @@ impl TestApp {
 
     /// Creates a key through the API with the admin key; returns (id, raw key).
     pub async fn create_key(&self, body: serde_json::Value) -> (String, String) {
-        let resp = self.http.post(self.url("/api/v1/api-keys")).json(&body).send().await.unwrap();
-        assert_eq!(resp.status(), 201, "{:?}", resp.text().await);
-        let v: serde_json::Value = resp.json().await.unwrap();
+        let v = self.post_json("/api/v1/api-keys", &body, 201).await;
         (v["id"].as_str().unwrap().to_owned(), v["key"].as_str().unwrap().to_owned())
     }
 

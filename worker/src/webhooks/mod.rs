@@ -330,16 +330,15 @@ pub(crate) async fn unpark(deps: Arc<crate::handlers::JobDeps>) {
         // would start in any order). The last future says when all have.
         let (joined, in_line) = tokio::sync::oneshot::channel::<()>();
         let runner = Arc::clone(&deps);
-        let endpoint = endpoint_id.clone();
         tokio::spawn(async move {
             let deps = &runner;
             let mut attempts: FuturesUnordered<BoxFuture<'_, ()>> = due
                 .into_iter()
-                .map(|(delivery_id, n)| {
+                .map(|d| {
                     let job = DeliverWebhookJob {
-                        delivery_id: delivery_id.into(),
-                        endpoint_id: endpoint.clone().into(),
-                        attempt: n,
+                        delivery_id: d.id,
+                        endpoint_id: d.endpoint_id,
+                        attempt: d.attempt,
                     };
                     async move {
                         if let Err(error) = attempt(deps, job, Source::Store).await {

@@ -292,12 +292,12 @@ impl Store {
 
     /// Why attempt `attempt` of a delivery could not be claimed.
     pub async fn unclaimed(&self, id: &str, attempt: i64) -> Result<Claim, StoreError> {
-        let row: Option<(String, i64, Option<DateTime<Utc>>)> = on_pool!(self, pool => sqlx::query_as(
+        let row: Option<(DeliveryStatus, i64, Option<DateTime<Utc>>)> = on_pool!(self, pool => sqlx::query_as(
             "SELECT status, attempts, claimed_until FROM webhook_deliveries WHERE id = $1")
             .bind(id).fetch_optional(pool).await)?;
         Ok(match row {
             Some((status, attempts, Some(until)))
-                if status == DeliveryStatus::Delivering.as_str() && attempts == attempt - 1 =>
+                if status == DeliveryStatus::Delivering && attempts == attempt - 1 =>
             {
                 Claim::Held { until }
             }
@@ -465,18 +465,20 @@ impl Store {
         Ok(rows)
     }
 
-    /// One endpoint's deliveries that are due now, oldest first: (id, next attempt number).
+    /// One endpoint's deliveries that are due now, oldest first.
     /// Parked deliveries are enqueued again from this when their endpoint's line empties.
     pub async fn due_deliveries_of(
         &self,
         endpoint_id: &str,
         now: DateTime<Utc>,
         limit: i64,
-    ) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows = on_pool!(self, pool => sqlx::query_as(
-            "SELECT id, attempts + 1 FROM webhook_deliveries
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        let sql = format!(
+            "SELECT {DUE_COLUMNS} FROM webhook_deliveries
              WHERE endpoint_id = $1 AND status IN ('pending', 'retrying') AND next_attempt_at <= $2
-             ORDER BY id LIMIT $3")
+             ORDER BY id LIMIT $3"
+        );
+        let rows = on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(endpoint_id).bind(now).bind(limit).fetch_all(pool).await)?;
         Ok(rows)
     }
