@@ -140,6 +140,9 @@ pub enum KeysCommand {
         /// Requests per minute for this key (default: the server's setting).
         #[arg(long)]
         rate_limit: Option<i64>,
+        /// The tenant the key belongs to (`tn_…`); without it, a platform key.
+        #[arg(long)]
+        tenant: Option<String>,
     },
     /// List keys (never the keys themselves).
     List,

@@ -10,13 +10,14 @@ use switchyard_shared::{
     access::NewApiKey,
     access::{Environment, RawKey, Scope, scopes_to_text},
     store::Store,
+    tenants::Owner,
 };
 
 use crate::cli::KeysCommand;
 
 pub async fn run(command: KeysCommand, store: &Store) -> anyhow::Result<()> {
     match command {
-        KeysCommand::Create { name, scope, environment, expires_in, rate_limit } => {
+        KeysCommand::Create { name, scope, environment, expires_in, rate_limit, tenant } => {
             let scopes = scope
                 .iter()
                 .map(|s| s.parse::<Scope>().map_err(anyhow::Error::msg))
@@ -29,20 +30,32 @@ pub async fn run(command: KeysCommand, store: &Store) -> anyhow::Result<()> {
                 Some(s) => Some(Utc::now() + chrono::Duration::from_std(parse_duration(s)?)?),
                 None => None,
             };
-            let raw = create(store, &name, &scopes, env, expires_at, rate_limit, "cli").await?;
+            let owner = match tenant {
+                None => Owner::Platform,
+                Some(id) => match store.tenant(&id).await? {
+                    Some(t) if t.deleted_at.is_none() => Owner::Tenant(t.id),
+                    _ => bail!("no live tenant with id {id}"),
+                },
+            };
+            if let Some(s) = scopes.iter().find(|s| s.platform_only() && !owner.is_platform()) {
+                bail!("`{s}` is for platform keys only; a tenant's key cannot hold it");
+            }
+            let spec = KeySpec { name: &name, scopes: &scopes, env, expires_at, rate_limit, owner };
+            let raw = create(store, spec, "cli").await?;
             eprintln!("created API key {name:?} ({}); it is shown once:", raw.display_prefix());
             println!("{}", raw.expose());
         }
         KeysCommand::List => {
-            let (_, rows) = store.list_api_keys(0, 10_000).await?;
+            let (_, rows) = store.list_api_keys(None, true, 0, 10_000).await?;
             let now = Utc::now();
             for r in rows {
                 println!(
-                    "{}  {:<14} {:<8} {:<20} {}  used {}",
+                    "{}  {:<14} {:<8} {:<20} {:<12} {}  used {}",
                     r.id,
                     r.prefix,
                     r.status_at(now).as_str(),
                     r.name,
+                    r.tenant_id,
                     r.scopes,
                     r.usage_count
                 );
@@ -62,15 +75,17 @@ fn known_scopes() -> String {
     Scope::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
 }
 
-async fn create(
-    store: &Store,
-    name: &str,
-    scopes: &[Scope],
+struct KeySpec<'a> {
+    name: &'a str,
+    scopes: &'a [Scope],
     env: Environment,
     expires_at: Option<chrono::DateTime<Utc>>,
     rate_limit: Option<i64>,
-    created_by: &str,
-) -> anyhow::Result<RawKey> {
+    owner: Owner,
+}
+
+async fn create(store: &Store, spec: KeySpec<'_>, created_by: &str) -> anyhow::Result<RawKey> {
+    let KeySpec { name, scopes, env, expires_at, rate_limit, owner } = spec;
     let raw = RawKey::generate(env);
     store
         .insert_api_key(
@@ -84,6 +99,8 @@ async fn create(
                 rate_limit_per_minute: rate_limit,
                 expires_at,
                 created_by: Some(created_by.to_owned()),
+                tenant_id: owner,
+                metadata: "{}".to_owned(),
             },
             Utc::now(),
         )
@@ -125,8 +142,15 @@ pub async fn dev_admin_key(
         }
         return Ok(());
     }
-    let raw =
-        create(store, "dev admin", &[Scope::Admin], Environment::Test, None, None, "dev").await?;
+    let spec = KeySpec {
+        name: "dev admin",
+        scopes: &[Scope::Admin],
+        env: Environment::Test,
+        expires_at: None,
+        rate_limit: None,
+        owner: Owner::Platform,
+    };
+    let raw = create(store, spec, "dev").await?;
     write_private(&path, raw.expose())?;
     eprintln!(
         "\nAn admin API key was created for this data dir. It is shown once here and kept in {}:",

@@ -69,40 +69,7 @@ macro_rules! id_types {
                 }
             }
 
-            impl<DB: sqlx::Database> sqlx::Type<DB> for $name
-            where
-                String: sqlx::Type<DB>,
-            {
-                fn type_info() -> DB::TypeInfo {
-                    <String as sqlx::Type<DB>>::type_info()
-                }
-                fn compatible(ty: &DB::TypeInfo) -> bool {
-                    <String as sqlx::Type<DB>>::compatible(ty)
-                }
-            }
-
-            impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for $name
-            where
-                String: sqlx::Encode<'q, DB>,
-            {
-                fn encode_by_ref(
-                    &self,
-                    buf: &mut <DB as sqlx::Database>::ArgumentBuffer,
-                ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
-                    <String as sqlx::Encode<'q, DB>>::encode_by_ref(&self.0, buf)
-                }
-            }
-
-            impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for $name
-            where
-                String: sqlx::Decode<'r, DB>,
-            {
-                fn decode(
-                    value: <DB as sqlx::Database>::ValueRef<'r>,
-                ) -> Result<Self, sqlx::error::BoxDynError> {
-                    <String as sqlx::Decode<'r, DB>>::decode(value).map(Self)
-                }
-            }
+            $crate::string_column!($name, |v| &v.0, |s| Self(s));
         )+
 
         /// Every record type's id prefix.
@@ -127,6 +94,8 @@ id_types! {
     PidmsBatchId = "pb";
     /// A canary run.
     CanaryRunId = "can";
+    /// A tenant.
+    TenantId = "tn";
 }
 
 /// A PIDMS run's id names its kind (`check_…`, `sync_…`).

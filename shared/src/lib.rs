@@ -17,6 +17,7 @@ pub mod services;
 pub mod sikka;
 pub mod store;
 pub mod telemetry;
+pub mod tenants;
 mod text_enum;
 pub mod webhooks;
 

@@ -95,6 +95,50 @@ macro_rules! text_enum {
     };
 }
 
+/// sqlx `Type`/`Encode`/`Decode` for a value stored as TEXT through a `String`:
+/// `string_column!(Type, |v| text_of_v, |s| value_from_s)`.
+#[macro_export]
+macro_rules! string_column {
+    ($name:ty, |$v:ident| $to:expr, |$s:ident| $from:expr) => {
+        impl<DB: ::sqlx::Database> ::sqlx::Type<DB> for $name
+        where
+            String: ::sqlx::Type<DB>,
+        {
+            fn type_info() -> DB::TypeInfo {
+                <String as ::sqlx::Type<DB>>::type_info()
+            }
+            fn compatible(ty: &DB::TypeInfo) -> bool {
+                <String as ::sqlx::Type<DB>>::compatible(ty)
+            }
+        }
+
+        impl<'q, DB: ::sqlx::Database> ::sqlx::Encode<'q, DB> for $name
+        where
+            String: ::sqlx::Encode<'q, DB>,
+        {
+            fn encode_by_ref(
+                &self,
+                buf: &mut <DB as ::sqlx::Database>::ArgumentBuffer,
+            ) -> Result<::sqlx::encode::IsNull, ::sqlx::error::BoxDynError> {
+                let $v = self;
+                <String as ::sqlx::Encode<'q, DB>>::encode_by_ref($to, buf)
+            }
+        }
+
+        impl<'r, DB: ::sqlx::Database> ::sqlx::Decode<'r, DB> for $name
+        where
+            String: ::sqlx::Decode<'r, DB>,
+        {
+            fn decode(
+                value: <DB as ::sqlx::Database>::ValueRef<'r>,
+            ) -> Result<Self, ::sqlx::error::BoxDynError> {
+                let $s = <String as ::sqlx::Decode<'r, DB>>::decode(value)?;
+                Ok($from)
+            }
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use crate::{

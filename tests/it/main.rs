@@ -19,4 +19,5 @@ mod processes;
 mod shape;
 mod sikka;
 mod store_contract;
+mod tenants;
 mod webhooks;

@@ -315,6 +315,7 @@ async fn no_delivery_is_lost_when_a_worker_is_killed(mut env: TestEnv) {
         for i in 0..EVENTS {
             let published = switchyard_shared::webhooks::events::publish(
                 &services,
+                &switchyard_shared::tenants::Owner::Platform,
                 "load.tick",
                 &serde_json::json!({"i": i}),
                 None,

@@ -9,33 +9,35 @@ use std::collections::BTreeMap;
 use chrono::{Duration, Utc};
 use support::{Backend, TestEnv};
 use switchyard_shared::{
+    ids::TenantId,
     sikka::{Ending, NewWriteback, PracticeUpsert, Submitted, WritebackStatus},
     store::{Claim, Store, StoredResponse},
+    tenants::{NewTenant, Owner, TenantStatus},
     webhooks::{
         AttemptOutcome, AttemptRecord, DeliveryClaim, DeliveryStatus, NewDelivery, NewEndpoint,
         NewEvent,
     },
 };
 
+/// An endpoint to nowhere (these tests never send), subscribed to everything.
+fn new_endpoint(id: &str, owner: &Owner) -> NewEndpoint {
+    NewEndpoint {
+        id: id.into(),
+        url: "http://127.0.0.1:9/hook".into(),
+        description: None,
+        event_types: "*".into(),
+        secret_sealed: "sealed".into(),
+        rate_limit_per_second: None,
+        environment: "test".into(),
+        created_by: None,
+        tenant_id: owner.clone(),
+    }
+}
+
 /// An endpoint and one event with one delivery to it; returns the delivery id.
 async fn one_delivery(store: &Store, max_attempts: i64) -> String {
     let ep = support::unique("ep_");
-    store
-        .insert_endpoint(
-            &NewEndpoint {
-                id: ep.clone().into(),
-                url: "http://127.0.0.1:9/hook".into(),
-                description: None,
-                event_types: "*".into(),
-                secret_sealed: "sealed".into(),
-                rate_limit_per_second: None,
-                environment: "test".into(),
-                created_by: None,
-            },
-            Utc::now(),
-        )
-        .await
-        .unwrap();
+    store.insert_endpoint(&new_endpoint(&ep, &Owner::Platform), Utc::now()).await.unwrap();
     let (event, delivery) = (support::unique("evt_"), support::unique("msg_"));
     let deliveries = [NewDelivery { id: delivery.clone().into(), endpoint_id: ep.into() }];
     store
@@ -44,6 +46,7 @@ async fn one_delivery(store: &Store, max_attempts: i64) -> String {
             event_type: "contract.test",
             payload: r#"{"n":1}"#,
             source: None,
+            tenant_id: &Owner::Platform,
             deliveries: &deliveries,
             max_attempts,
             now: Utc::now(),
@@ -294,6 +297,39 @@ async fn a_lease_has_one_holder_until_it_expires(env: TestEnv) {
     store.release_lease(&name, "b").await.unwrap();
     assert!(store.try_acquire_lease(&name, "a", later, later).await.unwrap());
 }
+
+/// A tenant's owner round-trips through every tenant-owned row; the delete is once, disables
+/// the tenant's endpoints (not the platform's) and names its keys.
+async fn a_tenant_is_deleted_once_with_its_endpoints(env: TestEnv) {
+    let store = env.services().await.store;
+    let now = Utc::now();
+    let id = TenantId::generate();
+    let new = NewTenant { id: id.clone(), name: "t".into(), metadata: "{}".into() };
+    let row = store.insert_tenant(&new, now).await.unwrap();
+    assert_eq!(row.status, TenantStatus::Active);
+    let owner = Owner::Tenant(id.clone());
+    let (mine, platform) = (support::unique("ep_"), support::unique("ep_"));
+    let got = store.insert_endpoint(&new_endpoint(&mine, &owner), now).await.unwrap();
+    assert_eq!(got.tenant_id, owner);
+    store.insert_endpoint(&new_endpoint(&platform, &Owner::Platform), now).await.unwrap();
+    let (total, listed) = store.list_endpoints(&owner, 0, 10).await.unwrap();
+    assert_eq!((total, listed.len(), listed[0].id.as_str()), (1, 1, mine.as_str()));
+    let subs = store.subscriptions().await.unwrap();
+    assert!(subs.iter().any(|s| s.endpoint_id.as_str() == mine && s.tenant_id == owner));
+
+    let keys = store.delete_tenant(&id, now).await.unwrap();
+    assert_eq!(keys, Some(Vec::new()));
+    assert_eq!(store.delete_tenant(&id, now).await.unwrap(), None, "a second delete finds none");
+    let gone = store.tenant(&id).await.unwrap().unwrap();
+    assert_eq!((gone.status, gone.deleted_at.is_some()), (TenantStatus::Deleted, true));
+    assert!(!store.endpoint(&mine).await.unwrap().unwrap().enabled);
+    assert!(store.endpoint(&platform).await.unwrap().unwrap().enabled);
+    assert!(store.update_tenant(&id, &Default::default(), now).await.unwrap().is_none());
+    let (live, _) = store.list_tenants(false, 0, 500).await.unwrap();
+    let (all, _) = store.list_tenants(true, 0, 500).await.unwrap();
+    assert_eq!(all, live + 1);
+}
+both_backends!(a_tenant_is_deleted_once_with_its_endpoints);
 
 /// Tables → columns, and index names, as the live database reports them.
 type Schema = (BTreeMap<String, Vec<String>>, Vec<String>);

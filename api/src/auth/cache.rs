@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use switchyard_shared::{
     access::{ApiKeyRow, KeyStatus},
     access::{Environment, Scope},
+    tenants::Owner,
 };
 
 /// What the middleware needs to know about a key.
@@ -26,10 +27,14 @@ pub(crate) struct CachedKey {
     pub rate_limit_per_minute: Option<i64>,
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked: bool,
+    /// The key's tenant, or the platform.
+    pub owner: Owner,
+    /// Its tenant is deleted: the key no longer works.
+    pub tenant_deleted: bool,
 }
 
 impl CachedKey {
-    pub(crate) fn from_row(row: &ApiKeyRow) -> Self {
+    pub(crate) fn from_row(row: &ApiKeyRow, tenant_deleted: bool) -> Self {
         Self {
             id: Arc::from(row.id.as_str()),
             scopes: Arc::from(row.scope_list()),
@@ -38,11 +43,13 @@ impl CachedKey {
             rate_limit_per_minute: row.rate_limit_per_minute,
             expires_at: row.expires_at,
             revoked: row.revoked_at.is_some(),
+            owner: row.tenant_id.clone(),
+            tenant_deleted,
         }
     }
 
     pub(crate) fn status_at(&self, now: DateTime<Utc>) -> KeyStatus {
-        if self.revoked {
+        if self.revoked || self.tenant_deleted {
             KeyStatus::Revoked
         } else if self.expires_at.is_some_and(|e| e <= now) {
             KeyStatus::Expired
@@ -135,6 +142,8 @@ mod tests {
             rate_limit_per_minute: None,
             expires_at: None,
             revoked: false,
+            owner: Owner::Platform,
+            tenant_deleted: false,
         });
         cache.put(digest(u64::MAX), Some(Arc::clone(&hot)));
         for n in 0..50_000 {

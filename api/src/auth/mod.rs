@@ -9,6 +9,7 @@ mod cache;
 pub(crate) mod idempotency;
 mod revocations;
 pub(crate) mod scopes;
+pub(crate) mod tenancy;
 mod usage;
 
 use std::{
@@ -30,6 +31,7 @@ use switchyard_shared::{
     ratelimit::{Decision, Quota, RateLimiter},
     services::Services,
     telemetry,
+    tenants::Owner,
 };
 
 pub use self::bootstrap::bootstrap_admin_key;
@@ -46,6 +48,8 @@ pub struct Principal {
     pub key_id: Arc<str>,
     pub scopes: Arc<[Scope]>,
     pub environment: Environment,
+    /// The key's tenant, or the platform: what it may see and change.
+    pub owner: Owner,
 }
 
 /// Why a request could not be authenticated (the `reason` label of the failure metric).
@@ -203,7 +207,13 @@ impl Authenticator {
                         tracing::warn!(error = %e, "key lookup failed");
                         None
                     })?;
-                let entry = row.map(|r| Arc::new(CachedKey::from_row(&r)));
+                let entry = match row {
+                    None => None,
+                    Some(r) => {
+                        let tenant_deleted = self.tenant_deleted(&r.tenant_id).await?;
+                        Some(Arc::new(CachedKey::from_row(&r, tenant_deleted)))
+                    }
+                };
                 self.cache.put(digest, entry.clone());
                 entry
             }
@@ -214,6 +224,16 @@ impl Authenticator {
             KeyStatus::Revoked => Err(Some(Failure::Revoked)),
             KeyStatus::Expired => Err(Some(Failure::Expired)),
         }
+    }
+
+    /// Whether a key's tenant is gone (its keys stop working). `Err(None)`: no answer.
+    async fn tenant_deleted(&self, owner: &Owner) -> Result<bool, Option<Failure>> {
+        let Some(id) = owner.tenant_id() else { return Ok(false) };
+        let tenant = self.services.store.tenant(id).await.map_err(|e| {
+            tracing::warn!(error = %e, "tenant lookup failed");
+            None
+        })?;
+        Ok(tenant.is_none_or(|t| t.deleted_at.is_some()))
     }
 
     async fn check_rate(&self, bucket: &str, quota: Quota) -> Decision {
@@ -259,6 +279,11 @@ impl Authenticator {
         resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         resp
     }
+}
+
+/// Whether the key presented is cached as belonging to a deleted tenant (for the detail).
+fn cached_tenant_deleted(auth: &Authenticator, presented: &str) -> bool {
+    auth.cache.get(&digest_bytes(presented)).flatten().is_some_and(|k| k.tenant_deleted)
 }
 
 fn set_retry_after(resp: &mut Response, wait: Duration) {
@@ -340,6 +365,9 @@ async fn authenticate<E: Endpoint>(
         }
         Err(Some(failure)) => {
             let detail = match failure {
+                Failure::Revoked if cached_tenant_deleted(auth, presented) => {
+                    "this API key's tenant has been deleted"
+                }
                 Failure::Revoked => "this API key has been revoked",
                 Failure::Expired => "this API key has expired",
                 _ => "unknown API key",
@@ -364,6 +392,7 @@ async fn authenticate<E: Endpoint>(
             key_id: cached.id.clone(),
             scopes: cached.scopes.clone(),
             environment: cached.environment,
+            owner: cached.owner.clone(),
         });
         match next.call(req).await {
             Ok(out) => out.into_response(),
@@ -394,6 +423,7 @@ async fn authenticate<E: Endpoint>(
         user_agent,
         error_kind: (status.is_client_error() || status.is_server_error())
             .then(|| slug_for(status).to_owned()),
+        tenant_id: cached.owner.clone(),
     });
     Ok(resp)
 }

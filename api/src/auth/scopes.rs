@@ -83,6 +83,13 @@ impl<E: Endpoint> Endpoint for RequireScopeEndpoint<E> {
                 "missing API key",
             )));
         };
+        if self.scope.platform_only() && !principal.owner.is_platform() {
+            return Ok(problem_response(&Problem::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("`{}` is for platform keys only; this key belongs to a tenant", self.scope),
+            )));
+        }
         if !grants(&principal.scopes, self.scope) {
             return Ok(problem_response(&Problem::new(
                 StatusCode::FORBIDDEN,
@@ -123,5 +130,7 @@ scope_transform! {
     pidms_read => PidmsRead;
     pidms_write_idempotent => PidmsWrite, idempotent;
     sikka_read => SikkaRead;
+    sikka_write => SikkaWrite;
     sikka_write_idempotent => SikkaWrite, idempotent;
+    tenants_manage => TenantsManage;
 }

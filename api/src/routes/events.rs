@@ -3,7 +3,11 @@
 
 use chrono::{DateTime, Utc};
 use poem::http::StatusCode;
-use poem_openapi::{Object, OpenApi, param::Path, payload::Json};
+use poem_openapi::{
+    Object, OpenApi,
+    param::{Path, Query},
+    payload::Json,
+};
 use switchyard_shared::{
     jobs::{DeliverWebhookJob, Job},
     services::Services,
@@ -14,6 +18,7 @@ use switchyard_shared::{
 use super::{Accepted, ApiTags};
 use crate::{
     auth::scopes::{Auth, events_publish_idempotent, webhooks_read, webhooks_write_idempotent},
+    auth::tenancy::owned,
     problem::{ApiError, FieldError, Problem},
 };
 
@@ -22,12 +27,21 @@ pub struct EventsApi {
 }
 
 #[derive(Object)]
-struct PublishEvent {
+struct EventInput {
     /// Dot-separated `[a-zA-Z0-9_]` words, e.g. `order.paid`.
     #[oai(rename = "type")]
     event_type: String,
     /// Any JSON; the delivered body is `{"type", "timestamp", "data"}` (at most 256 KiB).
     data: serde_json::Value,
+}
+
+#[derive(Object)]
+struct PublishEvent {
+    #[oai(flatten)]
+    event: EventInput,
+    /// The tenant whose endpoints receive it (platform keys acting for a tenant; a tenant's
+    /// key always publishes to its own tenant). Without it: the platform's endpoints.
+    tenant_id: Option<String>,
 }
 
 #[derive(Object)]
@@ -41,7 +55,9 @@ struct EventAccepted {
 #[derive(Object)]
 struct PublishBatch {
     /// 1 to 100 events.
-    events: Vec<PublishEvent>,
+    events: Vec<EventInput>,
+    /// As for a single event: whose endpoints receive them.
+    tenant_id: Option<String>,
 }
 
 #[derive(Object)]
@@ -127,6 +143,20 @@ struct RetryAccepted {
     attempt: i64,
 }
 
+impl EventsApi {
+    /// The delivery `id` when it belongs to the owner this request acts for, else 404.
+    async fn delivery_or_404(
+        &self,
+        auth: &Auth,
+        id: &str,
+        tenant_id: Option<&str>,
+    ) -> Result<DeliveryRow, ApiError> {
+        let acting = auth.principal().acting_for(&self.services.store, tenant_id).await?;
+        let row = self.services.store.delivery(id).await?;
+        owned(row, |r| &r.tenant_id, &acting, "no such delivery")
+    }
+}
+
 pub(super) fn publish_error(e: PublishError) -> ApiError {
     match e {
         PublishError::InvalidType(_) => ApiError::field("type", e.to_string()),
@@ -155,11 +185,14 @@ impl EventsApi {
         auth: Auth,
         body: Json<PublishEvent>,
     ) -> Result<Accepted<EventAccepted>, ApiError> {
-        let source = auth.principal().key_id.to_string();
+        let caller = auth.principal();
+        let owner = caller.acting_for(&self.services.store, body.tenant_id.as_deref()).await?;
+        let source = caller.key_id.to_string();
         let published = events::publish(
             &self.services,
-            &body.event_type,
-            &body.data,
+            &owner,
+            &body.event.event_type,
+            &body.event.data,
             Some(&source),
             Audience::Subscribers,
         )
@@ -196,12 +229,15 @@ impl EventsApi {
         if count == 0 {
             return Err(ApiError::field("events", "at least one event"));
         }
-        let source = auth.principal().key_id.to_string();
+        let caller = auth.principal();
+        let owner = caller.acting_for(&self.services.store, body.tenant_id.as_deref()).await?;
+        let source = caller.key_id.to_string();
         let mut prepared = Vec::with_capacity(count);
         let mut errors = Vec::new();
         for (i, event) in body.0.events.iter().enumerate() {
             match events::prepare(
                 &self.services,
+                &owner,
                 &event.event_type,
                 &event.data,
                 Some(&source),
@@ -241,15 +277,11 @@ impl EventsApi {
     )]
     async fn delivery(
         &self,
-        _auth: Auth,
+        auth: Auth,
         id: Path<String>,
+        tenant_id: Query<Option<String>>,
     ) -> Result<Json<DeliveryView>, ApiError> {
-        let d = self
-            .services
-            .store
-            .delivery(&id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("no such delivery"))?;
+        let d = self.delivery_or_404(&auth, &id, tenant_id.as_deref()).await?;
         let attempts = self.services.store.delivery_attempts(&id).await?;
         Ok(Json(DeliveryView::new(d, Some(attempts))))
     }
@@ -264,9 +296,11 @@ impl EventsApi {
     )]
     async fn retry(
         &self,
-        _auth: Auth,
+        auth: Auth,
         id: Path<String>,
+        tenant_id: Query<Option<String>>,
     ) -> Result<Accepted<RetryAccepted>, ApiError> {
+        self.delivery_or_404(&auth, &id, tenant_id.as_deref()).await?;
         let Some(RetriedDelivery { endpoint_id, attempt }) =
             self.services.store.retry_delivery(&id, Utc::now()).await?
         else {

@@ -13,6 +13,7 @@ use switchyard_shared::{
     access::{Environment, RawKey, Scope, grants, scopes_to_text},
     ids::ApiKeyId,
     services::Services,
+    tenants::Owner,
 };
 
 use super::{ApiTags, Page, page_bounds};
@@ -20,6 +21,7 @@ use crate::{
     auth::{
         Authenticator,
         scopes::{Auth, keys_manage},
+        tenancy::owned,
     },
     problem::{ApiError, FieldError},
 };
@@ -42,6 +44,11 @@ struct CreateKey {
     expires_at: Option<DateTime<Utc>>,
     /// Requests per minute for this key (default: the server's setting).
     rate_limit_per_minute: Option<i64>,
+    /// The tenant the key belongs to (platform keys only; a tenant's key always makes keys
+    /// of its own tenant). Without it, a platform key makes a platform key.
+    tenant_id: Option<String>,
+    /// A JSON object of your own (at most 4 KiB), shown back as given.
+    metadata: Option<serde_json::Value>,
 }
 
 #[derive(Object)]
@@ -52,6 +59,8 @@ struct UpdateKey {
     rate_limit_per_minute: Option<i64>,
     /// `false` revokes the key; `true` re-activates a revoked (not deleted) key.
     active: Option<bool>,
+    /// Replaces the metadata (a JSON object, at most 4 KiB).
+    metadata: Option<serde_json::Value>,
 }
 
 #[derive(Object)]
@@ -72,6 +81,10 @@ pub(crate) struct KeyView {
     /// Updated in batches every few seconds.
     last_used_at: Option<DateTime<Utc>>,
     usage_count: i64,
+    /// The key's tenant; `null` for a platform key.
+    tenant_id: Option<String>,
+    metadata: serde_json::Value,
+    deleted_at: Option<DateTime<Utc>>,
 }
 
 impl From<ApiKeyRow> for KeyView {
@@ -90,6 +103,9 @@ impl From<ApiKeyRow> for KeyView {
             updated_at: r.updated_at,
             last_used_at: r.last_used_at,
             usage_count: r.usage_count,
+            tenant_id: r.tenant_id.tenant_id().map(|t| t.to_string()),
+            metadata: serde_json::from_str(&r.metadata).unwrap_or_default(),
+            deleted_at: r.deleted_at,
         }
     }
 }
@@ -118,14 +134,26 @@ enum DeleteResponse {
 
 type KeyPage = Page<KeyView>;
 
-/// Checks names, scopes (known, and held by the caller) and limits; collects every problem.
-fn check_scopes(raw: &[String], held: &[Scope], errors: &mut Vec<FieldError>) -> Vec<Scope> {
+/// Checks names, scopes (known, held by the caller, and for a tenant's key none that only
+/// platform keys hold) and limits; collects every problem.
+fn check_scopes(
+    raw: &[String],
+    held: &[Scope],
+    owner: &Owner,
+    errors: &mut Vec<FieldError>,
+) -> Vec<Scope> {
     let mut scopes = Vec::new();
     if raw.is_empty() {
         errors.push(FieldError { field: "scopes".into(), message: "at least one scope".into() });
     }
     for (i, s) in raw.iter().enumerate() {
         match s.parse::<Scope>() {
+            Ok(scope) if scope.platform_only() && !owner.is_platform() => {
+                errors.push(FieldError {
+                    field: format!("scopes[{i}]"),
+                    message: format!("`{scope}` is for platform keys only"),
+                });
+            }
             Ok(scope) if grants(held, scope) => scopes.push(scope),
             Ok(scope) => errors.push(FieldError {
                 field: format!("scopes[{i}]"),
@@ -135,6 +163,21 @@ fn check_scopes(raw: &[String], held: &[Scope], errors: &mut Vec<FieldError>) ->
         }
     }
     scopes
+}
+
+/// Metadata: a JSON object of at most 4 KiB, stored as text.
+pub(crate) fn check_metadata(
+    value: Option<&serde_json::Value>,
+    errors: &mut Vec<FieldError>,
+) -> Option<String> {
+    let value = value?;
+    let text = value.to_string();
+    if !value.is_object() {
+        errors.push(FieldError { field: "metadata".into(), message: "a JSON object".into() });
+    } else if text.len() > 4096 {
+        errors.push(FieldError { field: "metadata".into(), message: "at most 4096 bytes".into() });
+    }
+    Some(text)
 }
 
 fn check_name(name: &str, errors: &mut Vec<FieldError>) {
@@ -158,11 +201,13 @@ struct WhoAmI {
     key_id: String,
     scopes: Vec<String>,
     environment: String,
+    /// The key's tenant; `null` for a platform key.
+    tenant_id: Option<String>,
 }
 
 #[OpenApi(tag = "ApiTags::Keys")]
 impl KeysApi {
-    /// The calling key: its id, scopes and environment. Any valid key.
+    /// The calling key: its id, scopes, environment and tenant. Any valid key.
     #[oai(path = "/whoami", method = "get", operation_id = "whoAmI")]
     async fn whoami(&self, auth: Auth) -> Json<WhoAmI> {
         let p = auth.principal();
@@ -170,6 +215,7 @@ impl KeysApi {
             key_id: p.key_id.to_string(),
             scopes: p.scopes.iter().map(ToString::to_string).collect(),
             environment: p.environment.as_str().to_owned(),
+            tenant_id: p.owner.tenant_id().map(|t| t.to_string()),
         })
     }
 
@@ -183,9 +229,11 @@ impl KeysApi {
     )]
     async fn create(&self, auth: Auth, body: Json<CreateKey>) -> Result<CreateResponse, ApiError> {
         let caller = auth.principal();
+        let owner = caller.acting_for(&self.services.store, body.tenant_id.as_deref()).await?;
         let mut errors = Vec::new();
         check_name(&body.name, &mut errors);
-        let scopes = check_scopes(&body.scopes, &caller.scopes, &mut errors);
+        let scopes = check_scopes(&body.scopes, &caller.scopes, &owner, &mut errors);
+        let metadata = check_metadata(body.metadata.as_ref(), &mut errors);
         check_rate(body.rate_limit_per_minute, &mut errors);
         let environment = match body.environment.as_deref() {
             None => caller.environment,
@@ -214,6 +262,8 @@ impl KeysApi {
             rate_limit_per_minute: body.rate_limit_per_minute,
             expires_at: body.expires_at,
             created_by: Some(caller.key_id.to_string()),
+            tenant_id: owner,
+            metadata: metadata.unwrap_or_else(|| "{}".to_owned()),
         };
         let row = self.services.store.insert_api_key(&new, Utc::now()).await?;
         tracing::info!(key_id = %row.id, prefix = %row.prefix, created_by = %caller.key_id, "api key created");
@@ -223,7 +273,9 @@ impl KeysApi {
         })))
     }
 
-    /// Every key, newest first (never the key itself). Scope: `keys:manage`.
+    /// The keys of the caller's tenant (or of the platform, or of the tenant a platform key
+    /// names), newest first, never the key itself; deleted keys with
+    /// `include_deleted=true`. Scope: `keys:manage`.
     #[oai(
         path = "/api-keys",
         method = "get",
@@ -232,12 +284,20 @@ impl KeysApi {
     )]
     async fn list(
         &self,
-        _auth: Auth,
+        auth: Auth,
+        tenant_id: Query<Option<String>>,
+        include_deleted: Query<Option<bool>>,
         page: Query<Option<i64>>,
         page_size: Query<Option<i64>>,
     ) -> Result<Json<KeyPage>, ApiError> {
         let (page, page_size, offset) = page_bounds(page.0, page_size.0)?;
-        let (total, rows) = self.services.store.list_api_keys(offset, page_size).await?;
+        let owner = auth.principal().acting_for(&self.services.store, tenant_id.as_deref()).await?;
+        let include_deleted = include_deleted.0.unwrap_or(false);
+        let (total, rows) = self
+            .services
+            .store
+            .list_api_keys(Some(&owner), include_deleted, offset, page_size)
+            .await?;
         Ok(Json(Page { total, page, page_size, items: rows.into_iter().map(Into::into).collect() }))
     }
 
@@ -248,9 +308,13 @@ impl KeysApi {
         operation_id = "getApiKey",
         transform = "keys_manage"
     )]
-    async fn get(&self, _auth: Auth, id: Path<String>) -> Result<Json<KeyView>, ApiError> {
-        let row = self.services.store.api_key(&id).await?;
-        row.map(|r| Json(r.into())).ok_or_else(|| ApiError::not_found("no such API key"))
+    async fn get(
+        &self,
+        auth: Auth,
+        id: Path<String>,
+        tenant_id: Query<Option<String>>,
+    ) -> Result<Json<KeyView>, ApiError> {
+        Ok(Json(self.key_of(&auth, &id, tenant_id.as_deref()).await?.into()))
     }
 
     /// Rename, re-scope, re-limit, revoke (`active: false`) or re-activate a key. Takes
@@ -266,24 +330,24 @@ impl KeysApi {
         &self,
         auth: Auth,
         id: Path<String>,
+        tenant_id: Query<Option<String>>,
         body: Json<UpdateKey>,
     ) -> Result<Json<KeyView>, ApiError> {
         let caller = auth.principal();
+        let existing = self.key_of(&auth, &id, tenant_id.as_deref()).await?;
         let mut errors = Vec::new();
         if let Some(name) = &body.name {
             check_name(name, &mut errors);
         }
-        let scopes = body.scopes.as_ref().map(|s| check_scopes(s, &caller.scopes, &mut errors));
+        let scopes = body
+            .scopes
+            .as_ref()
+            .map(|s| check_scopes(s, &caller.scopes, &existing.tenant_id, &mut errors));
         check_rate(body.rate_limit_per_minute, &mut errors);
+        let metadata = check_metadata(body.metadata.as_ref(), &mut errors);
         if !errors.is_empty() {
             return Err(ApiError::validation(errors));
         }
-        let existing = self
-            .services
-            .store
-            .api_key(&id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("no such API key"))?;
         if *caller.key_id == *id.0 && (body.active == Some(false) || body.scopes.is_some()) {
             return Err(not_on_itself());
         }
@@ -297,6 +361,7 @@ impl KeysApi {
             scopes: scopes.map(|s| scopes_to_text(&s)),
             rate_limit_per_minute: body.rate_limit_per_minute,
             active: body.active,
+            metadata,
         };
         let row = self.services.store.update_api_key(&id, &patch, Utc::now()).await?;
         let row = row.ok_or_else(|| ApiError::not_found("no such API key"))?;
@@ -305,7 +370,8 @@ impl KeysApi {
         Ok(Json(row.into()))
     }
 
-    /// Revoke a key (a soft delete: it stays listed as `revoked`). A key cannot revoke itself
+    /// Revoke a key (a soft delete: `GET` still shows it as `revoked`; lists show it with
+    /// `include_deleted=true`). A key cannot revoke itself
     /// (409). Scope: `keys:manage`.
     #[oai(
         path = "/api-keys/:id",
@@ -313,16 +379,36 @@ impl KeysApi {
         operation_id = "deleteApiKey",
         transform = "keys_manage"
     )]
-    async fn delete(&self, auth: Auth, id: Path<String>) -> Result<DeleteResponse, ApiError> {
+    async fn delete(
+        &self,
+        auth: Auth,
+        id: Path<String>,
+        tenant_id: Query<Option<String>>,
+    ) -> Result<DeleteResponse, ApiError> {
         if *auth.principal().key_id == *id.0 {
             return Err(not_on_itself());
         }
+        self.key_of(&auth, &id, tenant_id.as_deref()).await?;
         if !self.services.store.delete_api_key(&id, Utc::now()).await? {
             return Err(ApiError::not_found("no such API key"));
         }
         self.auth.key_changed(&id).await;
         tracing::info!(key_id = %id.0, by = %auth.principal().key_id, "api key revoked");
         Ok(DeleteResponse::Revoked)
+    }
+}
+
+impl KeysApi {
+    /// The key `id` when it belongs to the owner this request acts for, else 404.
+    async fn key_of(
+        &self,
+        auth: &Auth,
+        id: &str,
+        tenant_id: Option<&str>,
+    ) -> Result<ApiKeyRow, ApiError> {
+        let acting = auth.principal().acting_for(&self.services.store, tenant_id).await?;
+        let row = self.services.store.api_key(id).await?;
+        owned(row, |r| &r.tenant_id, &acting, "no such API key")
     }
 }
 

@@ -1,10 +1,11 @@
 //! The `/api/v1` operations, grouped by area; each area is one poem-openapi `OpenApi`.
 
 mod events;
-mod keys;
+pub(crate) mod keys;
 mod pidms;
 mod queues;
 mod sikka;
+mod tenants;
 mod usage;
 mod webhooks;
 
@@ -31,6 +32,8 @@ pub(crate) enum ApiTags {
     Pidms,
     /// Sikka practices and writebacks.
     Sikka,
+    /// Tenants: each customer's keys, endpoints, events and usage, kept apart.
+    Tenants,
 }
 
 /// One page of a list: `?page=1&page_size=50` (at most 500).
@@ -80,6 +83,7 @@ pub(crate) type Apis = (
     events::EventsApi,
     pidms::PidmsApi,
     sikka::SikkaApi,
+    tenants::TenantsApi,
 );
 
 pub(crate) fn openapi(services: &Services, auth: &Arc<Authenticator>) -> OpenApiService<Apis, ()> {
@@ -91,6 +95,7 @@ pub(crate) fn openapi(services: &Services, auth: &Arc<Authenticator>) -> OpenApi
         events::EventsApi { services: services.clone() },
         pidms::PidmsApi { services: services.clone() },
         sikka::SikkaApi { services: services.clone() },
+        tenants::TenantsApi { services: services.clone(), auth: Arc::clone(auth) },
     );
     OpenApiService::new(apis, "Switchyard", env!("CARGO_PKG_VERSION"))
         .description(

@@ -8,6 +8,7 @@ use poem_openapi::{
     ApiResponse, Object, OpenApi,
     param::{Path, Query},
     payload::Json,
+    types::MaybeUndefined,
 };
 use switchyard_shared::{
     ids::WritebackId,
@@ -17,11 +18,12 @@ use switchyard_shared::{
     sikka::{
         NewWriteback, SikkaPractice, SikkaWriteback, TokenStatus, WritebackStatus, practice_context,
     },
+    tenants::Owner,
 };
 
 use super::{ApiTags, Page, page_bounds};
 use crate::{
-    auth::scopes::{Auth, sikka_read, sikka_write_idempotent},
+    auth::scopes::{Auth, sikka_read, sikka_write, sikka_write_idempotent},
     problem::{ApiError, FieldError},
 };
 
@@ -51,7 +53,15 @@ struct PracticeView {
     token_refreshed_at: Option<DateTime<Utc>>,
     token_refresh_count: i64,
     token_error: Option<String>,
+    /// The tenant the practice is assigned to; `null`: the platform.
+    tenant_id: Option<String>,
     updated_at: DateTime<Utc>,
+}
+
+#[derive(Object)]
+struct AssignPractice {
+    /// The tenant its writebacks and events belong to from now on; `null`: the platform.
+    tenant_id: MaybeUndefined<String>,
 }
 
 #[derive(Object)]
@@ -105,6 +115,26 @@ enum WritebackResponse {
 }
 
 impl SikkaApi {
+    /// A practice as the API shows it: never a secret or a key.
+    fn practice_view(&self, p: SikkaPractice) -> Result<PracticeView, ApiError> {
+        Ok(PracticeView {
+            office_id: self.office_of(&p)?,
+            id: p.id.into_string(),
+            practice_id: p.practice_id,
+            practice_name: p.practice_name,
+            practice_management_system: p.practice_management_system,
+            domain: p.domain,
+            authorized: p.authorized,
+            token_status: p.token_status.to_string(),
+            token_expires_at: p.key_expires_at,
+            token_refreshed_at: p.refreshed_at,
+            token_refresh_count: p.refresh_count,
+            token_error: p.token_error,
+            tenant_id: p.tenant_id.tenant_id().map(ToString::to_string),
+            updated_at: p.updated_at,
+        })
+    }
+
     fn office_of(&self, p: &SikkaPractice) -> Result<String, ApiError> {
         let office = self
             .services
@@ -197,23 +227,38 @@ impl SikkaApi {
     async fn practices(&self, _auth: Auth) -> Result<Json<Vec<PracticeView>>, ApiError> {
         let mut out = Vec::new();
         for p in self.services.store.list_sikka_practices().await? {
-            out.push(PracticeView {
-                office_id: self.office_of(&p)?,
-                id: p.id.into_string(),
-                practice_id: p.practice_id,
-                practice_name: p.practice_name,
-                practice_management_system: p.practice_management_system,
-                domain: p.domain,
-                authorized: p.authorized,
-                token_status: p.token_status.to_string(),
-                token_expires_at: p.key_expires_at,
-                token_refreshed_at: p.refreshed_at,
-                token_refresh_count: p.refresh_count,
-                token_error: p.token_error,
-                updated_at: p.updated_at,
-            });
+            out.push(self.practice_view(p)?);
         }
         Ok(Json(out))
+    }
+
+    /// Assign a practice to a tenant (`tenant_id`), or back to the platform (`null`): its
+    /// writebacks' events then go to that owner's endpoints. Scope: `sikka:write`.
+    #[oai(
+        path = "/sikka/practices/:id",
+        method = "patch",
+        operation_id = "updateSikkaPractice",
+        transform = "sikka_write"
+    )]
+    async fn assign(
+        &self,
+        _auth: Auth,
+        id: Path<String>,
+        body: Json<AssignPractice>,
+    ) -> Result<Json<PracticeView>, ApiError> {
+        let owner = match &body.tenant_id {
+            MaybeUndefined::Undefined => {
+                return Err(ApiError::field("tenant_id", "required: a tenant id, or null"));
+            }
+            MaybeUndefined::Null => Owner::Platform,
+            MaybeUndefined::Value(t) => match self.services.store.tenant(t).await? {
+                Some(row) if row.deleted_at.is_none() => Owner::Tenant(row.id),
+                _ => return Err(ApiError::field("tenant_id", "no such tenant")),
+            },
+        };
+        let row = self.services.store.assign_sikka_practice(&id, &owner, Utc::now()).await?;
+        let row = row.ok_or_else(|| ApiError::not_found("no such Sikka practice"))?;
+        Ok(Json(self.practice_view(row)?))
     }
 
     /// Write to a practice's system: `book_appointment`, `create_patient`,

@@ -54,13 +54,15 @@ struct KeyUsageView {
 
 #[OpenApi(tag = "ApiTags::Keys")]
 impl UsageApi {
-    /// Requests per key in a period (default: the last 24 h), by status class, with latency
+    /// Requests per key of the caller's tenant (or the platform's, or the tenant a platform
+    /// key names) in a period (default: the last 24 h), by status class, with latency
     /// percentiles. Records arrive within a second or two of the request. Scope: `usage:read`.
     #[oai(path = "/usage", method = "get", operation_id = "getUsage", transform = "usage_read")]
     async fn usage(
         &self,
-        _auth: Auth,
+        auth: Auth,
         key_id: Query<Option<String>>,
+        tenant_id: Query<Option<String>>,
         since: Query<Option<DateTime<Utc>>>,
         until: Query<Option<DateTime<Utc>>>,
     ) -> Result<Json<UsageReport>, ApiError> {
@@ -69,7 +71,9 @@ impl UsageApi {
         if since >= until {
             return Err(ApiError::field("since", "must be before `until`"));
         }
-        let rows = self.services.store.usage_summary(key_id.0.as_deref(), since, until).await?;
+        let owner = auth.principal().acting_for(&self.services.store, tenant_id.as_deref()).await?;
+        let rows =
+            self.services.store.usage_summary(&owner, key_id.0.as_deref(), since, until).await?;
         let mut keys = Vec::with_capacity(rows.len());
         for u in rows {
             let key = self.services.store.api_key(&u.key_id).await?;

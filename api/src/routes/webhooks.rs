@@ -26,6 +26,7 @@ use super::{
 };
 use crate::{
     auth::scopes::{Auth, webhooks_read, webhooks_write, webhooks_write_idempotent},
+    auth::tenancy::owned,
     problem::{ApiError, FieldError},
 };
 
@@ -49,6 +50,9 @@ struct CreateEndpoint {
     description: Option<String>,
     /// At most this many deliveries per second to this endpoint, across the fleet.
     rate_limit_per_second: Option<i64>,
+    /// The tenant the endpoint belongs to (platform keys acting for a tenant; a tenant's
+    /// key always creates in its own tenant).
+    tenant_id: Option<String>,
 }
 
 #[derive(Object)]
@@ -81,6 +85,8 @@ struct EndpointView {
     disabled_at: Option<DateTime<Utc>>,
     rate_limit_per_second: Option<i64>,
     environment: String,
+    /// The endpoint's tenant; `null` for a platform endpoint.
+    tenant_id: Option<String>,
     /// While set, the previous secret still signs alongside the current one.
     previous_secret_valid_until: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
@@ -104,6 +110,7 @@ impl From<EndpointRow> for EndpointView {
             disabled_at: r.disabled_at,
             rate_limit_per_second: r.rate_limit_per_second,
             environment: r.environment,
+            tenant_id: r.tenant_id.tenant_id().map(ToString::to_string),
             previous_secret_valid_until: r.previous_secret_until.filter(|t| *t > Utc::now()),
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -221,12 +228,16 @@ impl WebhooksApi {
         }
     }
 
-    async fn endpoint_or_404(&self, id: &str) -> Result<EndpointRow, ApiError> {
-        self.services
-            .store
-            .endpoint(id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("no such webhook endpoint"))
+    /// The endpoint `id` when it belongs to the owner this request acts for, else 404.
+    async fn endpoint_or_404(
+        &self,
+        auth: &Auth,
+        id: &str,
+        tenant_id: Option<&str>,
+    ) -> Result<EndpointRow, ApiError> {
+        let acting = auth.principal().acting_for(&self.services.store, tenant_id).await?;
+        let row = self.services.store.endpoint(id).await?;
+        owned(row, |r| &r.tenant_id, &acting, "no such webhook endpoint")
     }
 }
 
@@ -242,6 +253,7 @@ impl WebhooksApi {
     )]
     async fn create(&self, auth: Auth, body: Json<CreateEndpoint>) -> Result<Created, ApiError> {
         let caller = auth.principal();
+        let owner = caller.acting_for(&self.services.store, body.tenant_id.as_deref()).await?;
         let mut errors = Vec::new();
         self.check_url(&body.url, caller.environment, &mut errors).await;
         check_patterns(&body.event_types, &mut errors);
@@ -260,13 +272,15 @@ impl WebhooksApi {
             rate_limit_per_second: body.rate_limit_per_second,
             environment: caller.environment.as_str().to_owned(),
             created_by: Some(caller.key_id.to_string()),
+            tenant_id: owner,
         };
         let row = self.services.store.insert_endpoint(&new, Utc::now()).await?;
         tracing::info!(endpoint_id = %row.id, "webhook endpoint created");
         Ok(Created::Created(Json(EndpointCreated { secret, endpoint: row.into() })))
     }
 
-    /// Every endpoint, newest first. Scope: `webhooks:read`.
+    /// The endpoints of the caller's tenant (or the platform's, or of the tenant a platform
+    /// key names), newest first. Scope: `webhooks:read`.
     #[oai(
         path = "/webhooks",
         method = "get",
@@ -275,12 +289,14 @@ impl WebhooksApi {
     )]
     async fn list(
         &self,
-        _auth: Auth,
+        auth: Auth,
+        tenant_id: Query<Option<String>>,
         page: Query<Option<i64>>,
         page_size: Query<Option<i64>>,
     ) -> Result<Json<Page<EndpointView>>, ApiError> {
         let (page, page_size, offset) = page_bounds(page.0, page_size.0)?;
-        let (total, rows) = self.services.store.list_endpoints(offset, page_size).await?;
+        let owner = auth.principal().acting_for(&self.services.store, tenant_id.as_deref()).await?;
+        let (total, rows) = self.services.store.list_endpoints(&owner, offset, page_size).await?;
         Ok(Json(Page { total, page, page_size, items: rows.into_iter().map(Into::into).collect() }))
     }
 
@@ -291,8 +307,13 @@ impl WebhooksApi {
         operation_id = "getWebhook",
         transform = "webhooks_read"
     )]
-    async fn get(&self, _auth: Auth, id: Path<String>) -> Result<Json<EndpointView>, ApiError> {
-        Ok(Json(self.endpoint_or_404(&id).await?.into()))
+    async fn get(
+        &self,
+        auth: Auth,
+        id: Path<String>,
+        tenant_id: Query<Option<String>>,
+    ) -> Result<Json<EndpointView>, ApiError> {
+        Ok(Json(self.endpoint_or_404(&auth, &id, tenant_id.as_deref()).await?.into()))
     }
 
     /// Change an endpoint; `enabled: true` re-enables it and resets its failure count.
@@ -307,9 +328,10 @@ impl WebhooksApi {
         &self,
         auth: Auth,
         id: Path<String>,
+        tenant_id: Query<Option<String>>,
         body: Json<UpdateEndpoint>,
     ) -> Result<Json<EndpointView>, ApiError> {
-        let existing = self.endpoint_or_404(&id).await?;
+        let existing = self.endpoint_or_404(&auth, &id, tenant_id.as_deref()).await?;
         let env = existing.environment.parse().unwrap_or(auth.principal().environment);
         let mut errors = Vec::new();
         if let Some(url) = &body.url {
@@ -340,7 +362,13 @@ impl WebhooksApi {
         operation_id = "deleteWebhook",
         transform = "webhooks_write"
     )]
-    async fn delete(&self, _auth: Auth, id: Path<String>) -> Result<Deleted, ApiError> {
+    async fn delete(
+        &self,
+        auth: Auth,
+        id: Path<String>,
+        tenant_id: Query<Option<String>>,
+    ) -> Result<Deleted, ApiError> {
+        self.endpoint_or_404(&auth, &id, tenant_id.as_deref()).await?;
         if !self.services.store.delete_endpoint(&id, Utc::now()).await? {
             return Err(ApiError::not_found("no such webhook endpoint"));
         }
@@ -355,8 +383,13 @@ impl WebhooksApi {
         operation_id = "rotateWebhookSecret",
         transform = "webhooks_write"
     )]
-    async fn rotate(&self, _auth: Auth, id: Path<String>) -> Result<Json<SecretRotated>, ApiError> {
-        let existing = self.endpoint_or_404(&id).await?;
+    async fn rotate(
+        &self,
+        auth: Auth,
+        id: Path<String>,
+        tenant_id: Query<Option<String>>,
+    ) -> Result<Json<SecretRotated>, ApiError> {
+        let existing = self.endpoint_or_404(&auth, &id, tenant_id.as_deref()).await?;
         let secret = webhooks::generate_secret();
         let sealed = self.services.cipher.seal(&secret_context(&existing.id), secret.as_bytes());
         let now = Utc::now();
@@ -377,12 +410,18 @@ impl WebhooksApi {
         operation_id = "testWebhook",
         transform = "webhooks_write_idempotent"
     )]
-    async fn test(&self, auth: Auth, id: Path<String>) -> Result<Accepted<TestSent>, ApiError> {
-        let endpoint = self.endpoint_or_404(&id).await?;
+    async fn test(
+        &self,
+        auth: Auth,
+        id: Path<String>,
+        tenant_id: Query<Option<String>>,
+    ) -> Result<Accepted<TestSent>, ApiError> {
+        let endpoint = self.endpoint_or_404(&auth, &id, tenant_id.as_deref()).await?;
         let data = serde_json::json!({"endpoint_id": endpoint.id, "message": "a test event from Switchyard"});
         let source = auth.principal().key_id.to_string();
         let published = events::publish(
             &self.services,
+            &endpoint.tenant_id,
             "webhook.test",
             &data,
             Some(&source),
@@ -404,8 +443,9 @@ impl WebhooksApi {
     )]
     async fn deliveries(
         &self,
-        _auth: Auth,
+        auth: Auth,
         id: Path<String>,
+        tenant_id: Query<Option<String>>,
         status: Query<Option<String>>,
         page: Query<Option<i64>>,
         page_size: Query<Option<i64>>,
@@ -418,7 +458,7 @@ impl WebhooksApi {
             None => None,
         };
         let (page, page_size, offset) = page_bounds(page.0, page_size.0)?;
-        self.endpoint_or_404(&id).await?;
+        self.endpoint_or_404(&auth, &id, tenant_id.as_deref()).await?;
         let (total, rows) =
             self.services.store.list_deliveries(&id, status, offset, page_size).await?;
         let items = rows.into_iter().map(|d| DeliveryView::new(d, None)).collect();

@@ -217,10 +217,12 @@ pub enum Scope {
     JobsRead,
     JobsWrite,
     UsageRead,
+    /// Tenants: create, change, delete. Only platform keys (keys without a tenant) hold it.
+    TenantsManage,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 12] = [
+    pub const ALL: [Scope; 13] = [
         Scope::Admin,
         Scope::KeysManage,
         Scope::WebhooksRead,
@@ -233,6 +235,7 @@ impl Scope {
         Scope::JobsRead,
         Scope::JobsWrite,
         Scope::UsageRead,
+        Scope::TenantsManage,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -249,7 +252,23 @@ impl Scope {
             Self::JobsRead => "jobs:read",
             Self::JobsWrite => "jobs:write",
             Self::UsageRead => "usage:read",
+            Self::TenantsManage => "tenants:manage",
         }
+    }
+
+    /// Scopes over what belongs to no tenant (queues, the PIDMS inventory, Sikka, tenants
+    /// themselves): a tenant's key never holds them, `admin` included.
+    pub fn platform_only(self) -> bool {
+        matches!(
+            self,
+            Self::TenantsManage
+                | Self::JobsRead
+                | Self::JobsWrite
+                | Self::PidmsRead
+                | Self::PidmsWrite
+                | Self::SikkaRead
+                | Self::SikkaWrite
+        )
     }
 
     /// Whether holding `self` grants `needed`.

@@ -7,10 +7,12 @@ use crate::{
     access::{Scope, scopes_from_text},
     ids::ApiKeyId,
     on_pool,
+    tenants::Owner,
 };
 
 const COLUMNS: &str = "id, name, key_hash, prefix, scopes, environment, rate_limit_per_minute, \
-    expires_at, revoked_at, deleted_at, created_by, created_at, updated_at, last_used_at, usage_count";
+    expires_at, revoked_at, deleted_at, created_by, created_at, updated_at, last_used_at, usage_count, \
+    tenant_id, metadata";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ApiKeyRow {
@@ -29,6 +31,9 @@ pub struct ApiKeyRow {
     pub updated_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
     pub usage_count: i64,
+    pub tenant_id: Owner,
+    /// A JSON object, the caller's own.
+    pub metadata: String,
 }
 
 /// A key's status as the API reports it.
@@ -77,6 +82,8 @@ pub struct NewApiKey {
     pub rate_limit_per_minute: Option<i64>,
     pub expires_at: Option<DateTime<Utc>>,
     pub created_by: Option<String>,
+    pub tenant_id: Owner,
+    pub metadata: String,
 }
 
 /// Changes to a key; `None` leaves a field alone.
@@ -87,6 +94,7 @@ pub struct ApiKeyPatch {
     pub rate_limit_per_minute: Option<i64>,
     /// `Some(false)` revokes, `Some(true)` re-activates.
     pub active: Option<bool>,
+    pub metadata: Option<String>,
 }
 
 /// Usage to add to a key: requests counted and the latest use.
@@ -105,13 +113,14 @@ impl Store {
     ) -> Result<ApiKeyRow, StoreError> {
         let sql = format!(
             "INSERT INTO api_keys (id, name, key_hash, prefix, scopes, environment,
-               rate_limit_per_minute, expires_at, created_by, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING {COLUMNS}"
+               rate_limit_per_minute, expires_at, created_by, created_at, updated_at,
+               tenant_id, metadata)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12) RETURNING {COLUMNS}"
         );
         let row = on_pool!(self, pool => sqlx::query_as::<_, ApiKeyRow>(sqlx::AssertSqlSafe(sql))
             .bind(&k.id).bind(&k.name).bind(&k.key_hash).bind(&k.prefix).bind(&k.scopes)
             .bind(&k.environment).bind(k.rate_limit_per_minute).bind(k.expires_at)
-            .bind(&k.created_by).bind(now)
+            .bind(&k.created_by).bind(now).bind(&k.tenant_id).bind(&k.metadata)
             .fetch_one(pool).await)?;
         Ok(row)
     }
@@ -130,17 +139,23 @@ impl Store {
         Ok(row)
     }
 
-    /// A page of keys, newest first, and the total.
+    /// A page of one owner's keys (every owner's with `None`), newest first, and the total;
+    /// deleted keys only when asked for.
     pub async fn list_api_keys(
         &self,
+        owner: Option<&Owner>,
+        include_deleted: bool,
         offset: i64,
         limit: i64,
     ) -> Result<(i64, Vec<ApiKeyRow>), StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM api_keys ORDER BY id DESC LIMIT $1 OFFSET $2");
-        let rows = on_pool!(self, pool => sqlx::query_as::<_, ApiKeyRow>(sqlx::AssertSqlSafe(sql))
-            .bind(limit).bind(offset).fetch_all(pool).await)?;
-        let (total,): (i64,) = on_pool!(self, pool => sqlx::query_as("SELECT COUNT(*) FROM api_keys")
-            .fetch_one(pool).await)?;
+        let filter = "WHERE ($1 IS NULL OR tenant_id = $1) AND ($2 OR deleted_at IS NULL)";
+        let sql =
+            format!("SELECT {COLUMNS} FROM api_keys {filter} ORDER BY id DESC LIMIT $3 OFFSET $4");
+        let rows = on_pool!(self, pool => sqlx::query_as::<_, ApiKeyRow>(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(owner).bind(include_deleted).bind(limit).bind(offset).fetch_all(pool).await)?;
+        let count = format!("SELECT COUNT(*) FROM api_keys {filter}");
+        let (total,): (i64,) = on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(count.clone()))
+            .bind(owner).bind(include_deleted).fetch_one(pool).await)?;
         Ok((total, rows))
     }
 
@@ -166,12 +181,13 @@ impl Store {
                rate_limit_per_minute = COALESCE($4, rate_limit_per_minute),
                revoked_at = CASE WHEN $5 THEN COALESCE(revoked_at, $7)
                                  WHEN $6 THEN NULL ELSE revoked_at END,
+               metadata = COALESCE($8, metadata),
                updated_at = $7
              WHERE id = $1 RETURNING {COLUMNS}"
         );
         let row = on_pool!(self, pool => sqlx::query_as::<_, ApiKeyRow>(sqlx::AssertSqlSafe(sql))
             .bind(id).bind(&patch.name).bind(&patch.scopes).bind(patch.rate_limit_per_minute)
-            .bind(revoke).bind(reactivate).bind(now)
+            .bind(revoke).bind(reactivate).bind(now).bind(&patch.metadata)
             .fetch_optional(pool).await)?;
         Ok(row)
     }

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 
 use crate::on_pool;
 use crate::store::{Store, StoreError};
+use crate::tenants::Owner;
 
 #[derive(Debug, Clone)]
 pub struct UsageEvent {
@@ -21,6 +22,8 @@ pub struct UsageEvent {
     pub user_agent: Option<String>,
     /// The problem type slug of an error answer (`validation`, `not-found`, …).
     pub error_kind: Option<String>,
+    /// The calling key's tenant.
+    pub tenant_id: Owner,
 }
 
 /// One key's requests in a period.
@@ -49,7 +52,7 @@ SELECT key_id, COUNT(*),
   SUM(CASE WHEN status >= 500 THEN 1 ELSE 0 END),
   MAX(at)
 FROM api_usage
-WHERE at >= $1 AND at < $2 AND ($3 IS NULL OR key_id = $3)
+WHERE at >= $1 AND at < $2 AND ($3 IS NULL OR key_id = $3) AND tenant_id = $4
 GROUP BY key_id ORDER BY key_id";
 
 /// 1-based nearest rank of percentile `q` among `n` values.
@@ -67,7 +70,7 @@ impl Store {
             ($db:ty, $pool:expr) => {{
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
                     "INSERT INTO api_usage (key_id, at, method, route, status, latency_ms, \
-                     client_addr, user_agent, error_kind) ",
+                     client_addr, user_agent, error_kind, tenant_id) ",
                 );
                 qb.push_values(events, |mut b, e| {
                     b.push_bind(e.key_id.as_ref())
@@ -78,7 +81,8 @@ impl Store {
                         .push_bind(e.latency_ms)
                         .push_bind(&e.client_addr)
                         .push_bind(&e.user_agent)
-                        .push_bind(&e.error_kind);
+                        .push_bind(&e.error_kind)
+                        .push_bind(&e.tenant_id);
                 });
                 qb.build().execute($pool).await.map(|r| r.rows_affected())
             }};
@@ -90,15 +94,17 @@ impl Store {
         Ok(())
     }
 
-    /// Requests per key in `[since, until)`, by status class, with latency percentiles.
+    /// Requests per key of one owner in `[since, until)`, by status class, with latency
+    /// percentiles.
     pub async fn usage_summary(
         &self,
+        owner: &Owner,
         key_id: Option<&str>,
         since: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<Vec<KeyUsage>, StoreError> {
         let rows: Vec<CountRow> = on_pool!(self, pool => sqlx::query_as(COUNTS)
-            .bind(since).bind(until).bind(key_id).fetch_all(pool).await)?;
+            .bind(since).bind(until).bind(key_id).bind(owner).fetch_all(pool).await)?;
         let mut out = Vec::with_capacity(rows.len());
         for (key_id, requests, s2, s3, s4, s5, last) in rows {
             let mut usage = KeyUsage {

@@ -9,12 +9,13 @@ use crate::{
     ids::{PracticeId, WritebackId},
     on_pool,
     store::{Store, StoreError},
+    tenants::Owner,
 };
 
 const PRACTICE_COLUMNS: &str = "id, office_digest, office_id_sealed, secret_key_sealed, \
     practice_id, practice_name, practice_management_system, domain, authorized, token_status, \
     request_key_sealed, refresh_key_sealed, key_version, key_expires_at, refreshed_at, \
-    refresh_count, token_error, created_at, updated_at";
+    refresh_count, token_error, created_at, updated_at, tenant_id";
 
 /// A practice as stored. Sealed values open only with [`practice_context`] of this row.
 #[derive(Clone, sqlx::FromRow)]
@@ -42,6 +43,8 @@ pub struct SikkaPractice {
     pub token_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The tenant the practice is assigned to: its writebacks' events go to that tenant.
+    pub tenant_id: Owner,
 }
 
 impl std::fmt::Debug for SikkaPractice {
@@ -138,6 +141,22 @@ impl Store {
         let sql = format!("SELECT {PRACTICE_COLUMNS} FROM sikka_practices WHERE id = $1");
         Ok(on_pool!(self, pool => sqlx::query_as::<_, SikkaPractice>(sqlx::AssertSqlSafe(sql))
             .bind(id).fetch_optional(pool).await)?)
+    }
+
+    /// Assigns a practice to an owner (its writebacks' events follow); `None` when there
+    /// is no such practice.
+    pub async fn assign_sikka_practice(
+        &self,
+        id: &str,
+        owner: &Owner,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SikkaPractice>, StoreError> {
+        let sql = format!(
+            "UPDATE sikka_practices SET tenant_id = $2, updated_at = $3 WHERE id = $1
+             RETURNING {PRACTICE_COLUMNS}"
+        );
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, SikkaPractice>(sqlx::AssertSqlSafe(sql))
+            .bind(id).bind(owner).bind(now).fetch_optional(pool).await)?)
     }
 
     pub async fn sikka_practice_by_digest(

@@ -20,6 +20,7 @@ use crate::{
     services::Services,
     store::{Store, StoreError},
     telemetry,
+    tenants::Owner,
     webhooks::{self, NewDelivery, NewEvent, RetrySchedule},
 };
 
@@ -62,6 +63,8 @@ pub struct Prepared {
     event_type: String,
     payload: String,
     source: Option<String>,
+    /// Whose event it is: it reaches only this owner's endpoints.
+    owner: Owner,
     /// `None`: the subscribers.
     endpoint: Option<String>,
     created_at: chrono::DateTime<chrono::Utc>,
@@ -70,6 +73,7 @@ pub struct Prepared {
 /// Checks an event (type, payload size) and renders its payload.
 pub fn prepare(
     services: &Services,
+    owner: &Owner,
     event_type: &str,
     data: &serde_json::Value,
     source: Option<&str>,
@@ -88,6 +92,7 @@ pub fn prepare(
         event_type: event_type.to_owned(),
         payload,
         source: source.map(str::to_owned),
+        owner: owner.clone(),
         endpoint: match audience {
             Audience::Subscribers => None,
             Audience::Endpoint(id) => Some(id.to_owned()),
@@ -96,15 +101,16 @@ pub fn prepare(
     })
 }
 
-/// Publishes one event.
+/// Publishes one event of `owner`.
 pub async fn publish(
     services: &Services,
+    owner: &Owner,
     event_type: &str,
     data: &serde_json::Value,
     source: Option<&str>,
     audience: Audience<'_>,
 ) -> Result<Published, PublishError> {
-    let event = prepare(services, event_type, data, source, audience)?;
+    let event = prepare(services, owner, event_type, data, source, audience)?;
     let mut published = services.publisher.publish(vec![event]).await?;
     published.pop().ok_or(PublishError::Stopped)
 }
@@ -224,7 +230,7 @@ impl Writer {
                 .into_iter()
                 .map(|s| {
                     let patterns = s.event_types.split_whitespace().map(str::to_owned);
-                    (s.endpoint_id, patterns.collect::<Vec<_>>())
+                    (s.endpoint_id, s.tenant_id, patterns.collect::<Vec<_>>())
                 })
                 .collect()
         } else {
@@ -238,8 +244,10 @@ impl Writer {
                     Some(id) => vec![id.as_str()],
                     None => patterns
                         .iter()
-                        .filter(|(_, p)| webhooks::subscribed(p, &event.event_type))
-                        .map(|(id, _)| id.as_str())
+                        .filter(|(_, owner, p)| {
+                            *owner == event.owner && webhooks::subscribed(p, &event.event_type)
+                        })
+                        .map(|(id, _, _)| id.as_str())
                         .collect(),
                 };
                 // Monotonic ids: deliveries sort in the order they were published.
@@ -264,6 +272,7 @@ impl Writer {
                 event_type: &event.event_type,
                 payload: &event.payload,
                 source: event.source.as_deref(),
+                tenant_id: &event.owner,
                 deliveries: &plan.deliveries,
                 max_attempts: self.max_attempts,
                 now: event.created_at,

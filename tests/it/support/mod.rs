@@ -570,6 +570,7 @@ pub async fn insert_endpoint(services: &Services, url: &str, event_types: &str) 
         rate_limit_per_second: None,
         environment: "test".into(),
         created_by: None,
+        tenant_id: switchyard_shared::tenants::Owner::Platform,
     };
     services.store.insert_endpoint(&endpoint, chrono::Utc::now()).await.unwrap();
     id

@@ -13,6 +13,7 @@ use switchyard_shared::{
     ratelimit::RateLimiter,
     services::Services,
     telemetry,
+    tenants::Owner,
     webhooks::events::{self, Audience},
 };
 
@@ -80,6 +81,7 @@ async fn watch_stock(services: &Services, prd: &str) -> Result<(), BoxDynError> 
             serde_json::json!({"product": prd, "total_remaining": total, "threshold": threshold});
         events::publish(
             services,
+            &Owner::Platform,
             "pidms.low_inventory",
             &data,
             Some("system"),
@@ -114,6 +116,7 @@ async fn completed(services: &Services, run: &PidmsRun) {
     });
     if let Err(error) = events::publish(
         services,
+        &Owner::Platform,
         "pidms.sync.completed",
         &data,
         Some("system"),

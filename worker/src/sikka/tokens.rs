@@ -306,6 +306,7 @@ impl Tokens {
         });
         if let Err(error) = events::publish(
             &self.services,
+            &p.tenant_id,
             "sikka.reauthorization_required",
             &data,
             Some("system"),

@@ -212,14 +212,13 @@ async fn announce(services: &Services, wb: &SikkaWriteback) {
         metrics::histogram!(telemetry::SIKKA_WRITEBACK_COMPLETION).record(secs.max(0.0));
     }
     tracing::info!(writeback = %wb.id, status = %wb.status, checks = wb.check_count, "Sikka writeback ended");
-    let office = match services.store.sikka_practice(&wb.practice_ref).await {
-        Ok(Some(p)) => services
-            .cipher
-            .open_string(&practice_context("office-id", &p.id), &p.office_id_sealed)
-            .ok()
-            .map(|o| o.expose().clone()),
-        _ => None,
-    };
+    let practice = services.store.sikka_practice(&wb.practice_ref).await.ok().flatten();
+    let office = practice.as_ref().and_then(|p| {
+        let context = practice_context("office-id", &p.id);
+        services.cipher.open_string(&context, &p.office_id_sealed).ok().map(|o| o.expose().clone())
+    });
+    // A practice assigned to a tenant: its writebacks' events are that tenant's.
+    let owner = practice.map(|p| p.tenant_id).unwrap_or_default();
     let data = serde_json::json!({
         "writeback_id": wb.id,
         "office_id": office,
@@ -235,7 +234,7 @@ async fn announce(services: &Services, wb: &SikkaWriteback) {
     });
     let kind = format!("sikka.writeback.{outcome}");
     if let Err(error) =
-        events::publish(services, &kind, &data, Some("system"), Audience::Subscribers).await
+        events::publish(services, &owner, &kind, &data, Some("system"), Audience::Subscribers).await
     {
         tracing::warn!(%error, writeback = %wb.id, "could not publish {kind}");
     }

@@ -25,6 +25,8 @@ pub(crate) struct Endpoint {
     pub enabled: bool,
     pub disabled_reason: Option<String>,
     pub rate_limit_per_second: Option<i64>,
+    /// Whose endpoint it is (its `webhook.endpoint.disabled` goes to the same owner).
+    pub owner: switchyard_shared::tenants::Owner,
 }
 
 pub(crate) struct EndpointCache {
@@ -81,6 +83,7 @@ impl EndpointCache {
                     enabled: row.enabled,
                     disabled_reason: row.disabled_reason,
                     rate_limit_per_second: row.rate_limit_per_second,
+                    owner: row.tenant_id,
                 }))
             }
         };

@@ -111,7 +111,8 @@ pub(crate) async fn disable_failing(services: &Services) -> Result<Outcome, BoxD
         tracing::warn!(endpoint_id = %endpoint.id, %reason, "webhook endpoint disabled");
         metrics::counter!(telemetry::WEBHOOK_ENDPOINTS_DISABLED, "reason" => "failing")
             .increment(1);
-        announce_disabled(services, &endpoint.id, &endpoint.url, &reason).await;
+        announce_disabled(services, &endpoint.tenant_id, &endpoint.id, &endpoint.url, &reason)
+            .await;
     }
     Ok(Outcome::Success)
 }

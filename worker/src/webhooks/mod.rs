@@ -25,6 +25,7 @@ use switchyard_shared::{
     ratelimit::{Quota, RateLimiter},
     services::Services,
     telemetry,
+    tenants::Owner,
     webhooks::events::{self, Audience},
     webhooks::{AttemptOutcome, DeliveryStatus, RetrySchedule, next_delay, signature_header},
     webhooks::{AttemptRecord, ClaimedDelivery, DeliveryClaim},
@@ -253,8 +254,8 @@ async fn send_and_record(
     if answer.gone() {
         hooks.endpoints.forget(&endpoint.id);
         metrics::counter!(telemetry::WEBHOOK_ENDPOINTS_DISABLED, "reason" => "gone").increment(1);
-        announce_disabled(services, &endpoint.id, &endpoint.url, "the endpoint answered 410 Gone")
-            .await;
+        let why = "the endpoint answered 410 Gone";
+        announce_disabled(services, &endpoint.owner, &endpoint.id, &endpoint.url, why).await;
     }
 
     // Schedule the next attempt as a new delayed task (the row already says when).
@@ -379,11 +380,18 @@ pub(crate) async fn requeue_when_back(
     }
 }
 
-/// Publishes `webhook.endpoint.disabled` to the endpoints subscribed to it.
-pub(crate) async fn announce_disabled(services: &Services, id: &str, url: &str, reason: &str) {
+/// Publishes `webhook.endpoint.disabled` to the endpoints of the same owner subscribed to it.
+pub(crate) async fn announce_disabled(
+    services: &Services,
+    owner: &Owner,
+    id: &str,
+    url: &str,
+    reason: &str,
+) {
     let data = serde_json::json!({"endpoint_id": id, "url": url, "reason": reason});
     if let Err(error) = events::publish(
         services,
+        owner,
         "webhook.endpoint.disabled",
         &data,
         Some("system"),

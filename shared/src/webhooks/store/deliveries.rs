@@ -7,6 +7,7 @@ use crate::{
     ids::{DeliveryId, EndpointId, EventId},
     in_tx, on_pool,
     store::{Store, StoreError},
+    tenants::Owner,
     webhooks::{AttemptOutcome, DeliveryStatus},
 };
 
@@ -24,10 +25,12 @@ pub struct DeliveryRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub delivered_at: Option<DateTime<Utc>>,
+    /// The event's owner (and so the endpoint's).
+    pub tenant_id: Owner,
 }
 
 const DELIVERY_COLUMNS: &str = "id, event_id, endpoint_id, status, attempts, max_attempts, \
-    next_attempt_at, last_status_code, last_error, created_at, updated_at, delivered_at";
+    next_attempt_at, last_status_code, last_error, created_at, updated_at, delivered_at, tenant_id";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AttemptRow {
@@ -124,6 +127,8 @@ pub struct NewEvent<'a> {
     pub event_type: &'a str,
     pub payload: &'a str,
     pub source: Option<&'a str>,
+    /// Whose event it is; its deliveries are the same owner's.
+    pub tenant_id: &'a Owner,
     pub deliveries: &'a [NewDelivery],
     pub max_attempts: i64,
     pub now: DateTime<Utc>,
@@ -185,14 +190,16 @@ impl Store {
         macro_rules! push_events {
             ($qb:ident, $rows:expr) => {
                 $qb.push(
-                    "INSERT INTO webhook_events (id, event_type, payload, source, created_at) ",
+                    "INSERT INTO webhook_events (id, event_type, payload, source, created_at, \
+                     tenant_id) ",
                 );
                 $qb.push_values($rows, |mut b, e: &NewEvent<'_>| {
                     b.push_bind(e.event_id)
                         .push_bind(e.event_type)
                         .push_bind(e.payload)
                         .push_bind(e.source)
-                        .push_bind(e.now);
+                        .push_bind(e.now)
+                        .push_bind(e.tenant_id);
                 });
             };
         }
@@ -200,7 +207,7 @@ impl Store {
             ($qb:ident, $rows:expr) => {
                 $qb.push(
                     "INSERT INTO webhook_deliveries (id, event_id, endpoint_id, status, attempts, \
-                     max_attempts, next_attempt_at, created_at, updated_at) ",
+                     max_attempts, next_attempt_at, created_at, updated_at, tenant_id) ",
                 );
                 $qb.push_values($rows, |mut b, (e, d): &(&NewEvent<'_>, &NewDelivery)| {
                     b.push_bind(&d.id)
@@ -211,7 +218,8 @@ impl Store {
                         .push_bind(e.max_attempts)
                         .push_bind(e.now)
                         .push_bind(e.now)
-                        .push_bind(e.now);
+                        .push_bind(e.now)
+                        .push_bind(e.tenant_id);
                 });
             };
         }

@@ -6,12 +6,13 @@ use crate::{
     ids::EndpointId,
     on_pool,
     store::{Store, StoreError},
+    tenants::Owner,
 };
 
 const ENDPOINT_COLUMNS: &str = "id, url, description, event_types, secret_sealed, \
     previous_secret_sealed, previous_secret_until, rate_limit_per_second, enabled, \
     disabled_reason, disabled_at, failure_count, last_success_at, last_failure_at, last_error, \
-    environment, created_by, created_at, updated_at, deleted_at";
+    environment, created_by, created_at, updated_at, deleted_at, tenant_id";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct EndpointRow {
@@ -35,6 +36,7 @@ pub struct EndpointRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
+    pub tenant_id: Owner,
 }
 
 impl EndpointRow {
@@ -53,6 +55,8 @@ pub fn secret_context(endpoint_id: &str) -> String {
 pub struct Subscription {
     pub endpoint_id: EndpointId,
     pub event_types: String,
+    /// An endpoint receives only its own owner's events.
+    pub tenant_id: Owner,
 }
 
 #[derive(Debug, Clone)]
@@ -65,6 +69,7 @@ pub struct NewEndpoint {
     pub rate_limit_per_second: Option<i64>,
     pub environment: String,
     pub created_by: Option<String>,
+    pub tenant_id: Owner,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -85,13 +90,14 @@ impl Store {
     ) -> Result<EndpointRow, StoreError> {
         let sql = format!(
             "INSERT INTO webhook_endpoints (id, url, description, event_types, secret_sealed,
-               rate_limit_per_second, enabled, environment, created_by, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7, $8, $9, $9) RETURNING {ENDPOINT_COLUMNS}"
+               rate_limit_per_second, enabled, environment, created_by, created_at, updated_at,
+               tenant_id)
+             VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7, $8, $9, $9, $10) RETURNING {ENDPOINT_COLUMNS}"
         );
         let row = on_pool!(self, pool => sqlx::query_as::<_, EndpointRow>(sqlx::AssertSqlSafe(sql))
             .bind(&e.id).bind(&e.url).bind(&e.description).bind(&e.event_types)
             .bind(&e.secret_sealed).bind(e.rate_limit_per_second).bind(&e.environment)
-            .bind(&e.created_by).bind(now).fetch_one(pool).await)?;
+            .bind(&e.created_by).bind(now).bind(&e.tenant_id).fetch_one(pool).await)?;
         Ok(row)
     }
 
@@ -105,27 +111,30 @@ impl Store {
         Ok(row)
     }
 
+    /// One owner's endpoints, newest first, and their total.
     pub async fn list_endpoints(
         &self,
+        owner: &Owner,
         offset: i64,
         limit: i64,
     ) -> Result<(i64, Vec<EndpointRow>), StoreError> {
         let sql = format!(
-            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE deleted_at IS NULL
-             ORDER BY id DESC LIMIT $1 OFFSET $2"
+            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints
+             WHERE deleted_at IS NULL AND tenant_id = $1
+             ORDER BY id DESC LIMIT $2 OFFSET $3"
         );
         let rows = on_pool!(self, pool => sqlx::query_as::<_, EndpointRow>(sqlx::AssertSqlSafe(sql))
-            .bind(limit).bind(offset).fetch_all(pool).await)?;
+            .bind(owner).bind(limit).bind(offset).fetch_all(pool).await)?;
         let (total,): (i64,) = on_pool!(self, pool => sqlx::query_as(
-            "SELECT COUNT(*) FROM webhook_endpoints WHERE deleted_at IS NULL").fetch_one(pool).await)?;
+            "SELECT COUNT(*) FROM webhook_endpoints WHERE deleted_at IS NULL AND tenant_id = $1")
+            .bind(owner).fetch_one(pool).await)?;
         Ok((total, rows))
     }
 
-    /// (id, patterns) of every enabled endpoint, for fan-out.
-    /// What every enabled endpoint is subscribed to.
+    /// What every enabled endpoint is subscribed to, and whose it is, for fan-out.
     pub async fn subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
         let rows = on_pool!(self, pool => sqlx::query_as(
-            "SELECT id AS endpoint_id, event_types FROM webhook_endpoints
+            "SELECT id AS endpoint_id, event_types, tenant_id FROM webhook_endpoints
              WHERE enabled AND deleted_at IS NULL")
             .fetch_all(pool).await)?;
         Ok(rows)
