@@ -489,3 +489,49 @@ async fn the_rate_limit_window_is_honoured(mut env: TestEnv) {
     app.stop().await;
 }
 both_backends!(the_rate_limit_window_is_honoured);
+
+/// A practice assigned to a tenant: its writebacks' events reach that tenant's endpoints and
+/// not the platform's; assigned back (`null`), the platform's again.
+async fn a_practice_assigned_to_a_tenant_sends_it_its_events(env: TestEnv) {
+    let (_env, _sim, _practices, app) = with_sikka(env).await;
+    let (platform_rx, tenant_rx) = (Receiver::start().await, Receiver::start().await);
+    subscribe(&app, &platform_rx, &["sikka.*"]).await;
+    let tenant = app.post_json("/api/v1/tenants", &json!({"name": "Dental Co"}), 201).await;
+    let tenant = tenant["id"].as_str().unwrap();
+    let hook =
+        json!({"url": tenant_rx.url("/sikka"), "event_types": ["sikka.*"], "tenant_id": tenant});
+    app.post_json("/api/v1/webhooks", &hook, 201).await;
+    let (_, list) = app.get_json("/api/v1/sikka/practices").await;
+    let practice = list.as_array().unwrap().iter().find(|p| p["office_id"] == "D1002").unwrap();
+    assert_eq!(practice["tenant_id"], Value::Null);
+    let path = format!("/api/v1/sikka/practices/{}", practice["id"].as_str().unwrap());
+    app.patch_json(&path, &json!({}), 422).await;
+    app.patch_json(&path, &json!({"tenant_id": "tn_nope"}), 422).await;
+    app.patch_json("/api/v1/sikka/practices/sp_nope", &json!({"tenant_id": null}), 404).await;
+    let assigned = app.patch_json(&path, &json!({"tenant_id": tenant}), 200).await;
+    assert_eq!(assigned["tenant_id"], tenant);
+
+    let (_, w) =
+        create(&app.http, &app.base, "D1002", "book_appointment", None, &appointment()).await;
+    let first = w["id"].as_str().unwrap().to_owned();
+    ended(&app.http, &app.base, &first).await;
+    app.patch_json(&path, &json!({"tenant_id": null}), 200).await;
+    let (_, w) =
+        create(&app.http, &app.base, "D1002", "book_appointment", None, &appointment()).await;
+    let second = w["id"].as_str().unwrap().to_owned();
+    ended(&app.http, &app.base, &second).await;
+    let ids = |rx: &Receiver| -> Vec<String> {
+        rx.received("/sikka")
+            .iter()
+            .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap())
+            .map(|e| e["data"]["writeback_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    wait_for("both events", Duration::from_secs(20), || async {
+        (platform_rx.count() + tenant_rx.count() == 2).then_some(())
+    })
+    .await;
+    assert_eq!((ids(&tenant_rx), ids(&platform_rx)), (vec![first], vec![second]));
+    app.stop().await;
+}
+both_backends!(a_practice_assigned_to_a_tenant_sends_it_its_events);
