@@ -101,6 +101,7 @@ async fn create(store: &Store, spec: KeySpec<'_>, created_by: &str) -> anyhow::R
                 created_by: Some(created_by.to_owned()),
                 tenant_id: owner,
                 metadata: "{}".to_owned(),
+                quotas: Default::default(),
             },
             Utc::now(),
         )

@@ -22,6 +22,45 @@ pub struct Problem {
     /// One entry per invalid field, for validation errors (absent otherwise).
     #[oai(default, skip_serializing_if_is_empty)]
     pub errors: Vec<FieldError>,
+    /// For a refused request: the limit's window (`per_minute`, `per_hour`, `per_day`,
+    /// `per_month`).
+    #[oai(skip_serializing_if_is_none)]
+    pub window: Option<LimitWindow>,
+}
+
+/// The window of a limit a request went over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, poem_openapi::Enum)]
+pub enum LimitWindow {
+    #[oai(rename = "per_minute")]
+    Minute,
+    #[oai(rename = "per_hour")]
+    Hour,
+    #[oai(rename = "per_day")]
+    Day,
+    #[oai(rename = "per_month")]
+    Month,
+}
+
+impl LimitWindow {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Minute => "per_minute",
+            Self::Hour => "per_hour",
+            Self::Day => "per_day",
+            Self::Month => "per_month",
+        }
+    }
+}
+
+impl From<switchyard_shared::quotas::Window> for LimitWindow {
+    fn from(w: switchyard_shared::quotas::Window) -> Self {
+        use switchyard_shared::quotas::Window;
+        match w {
+            Window::PerHour => Self::Hour,
+            Window::PerDay => Self::Day,
+            Window::PerMonth => Self::Month,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Object)]
@@ -39,7 +78,13 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             errors: Vec::new(),
+            window: None,
         }
+    }
+
+    pub fn with_window(mut self, window: LimitWindow) -> Self {
+        self.window = Some(window);
+        self
     }
 
     pub fn to_json_bytes(&self) -> Vec<u8> {
@@ -52,6 +97,9 @@ impl Problem {
                 .iter()
                 .map(|e| serde_json::json!({"field": e.field, "message": e.message}))
                 .collect();
+        }
+        if let Some(window) = self.window {
+            value["window"] = window.as_str().into();
         }
         serde_json::to_vec(&value).unwrap_or_default()
     }

@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod netguard;
 pub mod pidms;
 pub mod queue;
+pub mod quotas;
 pub mod ratelimit;
 pub mod schedules;
 pub mod secret;

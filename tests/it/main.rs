@@ -16,6 +16,7 @@ mod ops;
 mod outages;
 mod pidms;
 mod processes;
+mod quotas;
 mod shape;
 mod sikka;
 mod store_contract;

@@ -11,7 +11,7 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use switchyard_shared::{
-    access::{ApiKeyRow, KeyStatus},
+    access::{ApiKeyRow, KeyQuotas, KeyStatus},
     access::{Environment, Scope},
     tenants::Owner,
 };
@@ -25,6 +25,8 @@ pub(crate) struct CachedKey {
     pub bucket: Arc<str>,
     pub environment: Environment,
     pub rate_limit_per_minute: Option<i64>,
+    /// The key's own hour/day/month quotas.
+    pub quotas: KeyQuotas,
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked: bool,
     /// The key's tenant, or the platform.
@@ -41,6 +43,7 @@ impl CachedKey {
             bucket: Arc::from(format!("key:{}", row.id)),
             environment: row.environment.parse().unwrap_or(Environment::Live),
             rate_limit_per_minute: row.rate_limit_per_minute,
+            quotas: row.quotas(),
             expires_at: row.expires_at,
             revoked: row.revoked_at.is_some(),
             owner: row.tenant_id.clone(),
@@ -140,6 +143,7 @@ mod tests {
             bucket: Arc::from("key:key_hot"),
             environment: Environment::Live,
             rate_limit_per_minute: None,
+            quotas: KeyQuotas::default(),
             expires_at: None,
             revoked: false,
             owner: Owner::Platform,

@@ -26,8 +26,9 @@ use poem::{
 };
 use switchyard_shared::{
     CancellationToken,
+    access::{ApiKeyRow, KeyStatus, UsageEvent},
     access::{Environment, Scope, check_format, digest_bytes, hex},
-    access::{KeyStatus, UsageEvent},
+    quotas::{QuotaCounter, QuotaDecision, WindowState},
     ratelimit::{Decision, Quota, RateLimiter},
     services::Services,
     telemetry,
@@ -39,7 +40,7 @@ pub(crate) use self::cache::CachedKey;
 use self::{cache::KeyCache, revocations::Revocations, usage::UsageRecorder};
 use crate::{
     edge::{error_response, problem_response, route_label, slug_for},
-    problem::Problem,
+    problem::{LimitWindow, Problem},
 };
 
 /// Who is calling: set by the middleware, read by routes.
@@ -79,6 +80,9 @@ pub struct Authenticator {
     services: Services,
     cache: KeyCache,
     limiter: RateLimiter,
+    quotas: QuotaCounter,
+    /// Hour, day, month quotas for keys without their own (0: none).
+    default_quotas: [u64; 3],
     usage: UsageRecorder,
     revocations: Revocations,
     default_per_minute: u32,
@@ -111,6 +115,12 @@ impl Authenticator {
             services: services.clone(),
             cache,
             limiter: RateLimiter::for_queue(&services.queue),
+            quotas: QuotaCounter::for_queue(&services.queue),
+            default_quotas: [
+                config.rate_limit_per_hour,
+                config.rate_limit_per_day,
+                config.rate_limit_per_month,
+            ],
             usage,
             revocations,
             default_per_minute: config.rate_limit_per_minute,
@@ -258,6 +268,35 @@ impl Authenticator {
         }
     }
 
+    /// What is used of each quota window of a key (empty when it has none, or when the
+    /// counter cannot be read).
+    pub(crate) async fn quota_usage(&self, row: &ApiKeyRow) -> Vec<WindowState> {
+        let limits = row.quotas().effective(self.default_quotas);
+        let bucket = format!("key:{}", row.id);
+        self.quotas.peek(&bucket, &limits).await.unwrap_or_else(|error| {
+            tracing::warn!(%error, "quota counters unavailable");
+            Vec::new()
+        })
+    }
+
+    /// Takes one request from every quota window of the key; `Err` names the window used
+    /// up. Fails open, as the rate limiter does.
+    async fn take_quota(&self, key: &CachedKey) -> Result<Vec<WindowState>, WindowState> {
+        let limits = key.quotas.effective(self.default_quotas);
+        if limits.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.quotas.take(&key.bucket, &limits).await {
+            Ok(QuotaDecision::Allowed(states)) => Ok(states),
+            Ok(QuotaDecision::Refused(state)) => Err(state),
+            Err(error) => {
+                metrics::counter!(telemetry::RATE_LIMITER_ERRORS).increment(1);
+                tracing::warn!(%error, "quota counters unavailable; allowing the request");
+                Ok(Vec::new())
+            }
+        }
+    }
+
     /// A 401, unless this address has failed too often lately (then 429).
     async fn reject(&self, failure: Failure, detail: String, addr: Option<&str>) -> Response {
         metrics::counter!(telemetry::AUTH_FAILURES, "reason" => failure.reason()).increment(1);
@@ -291,11 +330,32 @@ fn set_retry_after(resp: &mut Response, wait: Duration) {
     resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
 }
 
-fn set_rate_headers(resp: &mut Response, d: &Decision) {
+/// `X-RateLimit-*` values: (limit, remaining, reset at).
+type RateHeaders = (u64, u64, u64);
+
+/// The tightest of the per-minute rate and the quota windows: the one with the fewest
+/// requests left (the refusing window when one refused).
+fn tightest(minute: &Decision, quota: &Result<Vec<WindowState>, WindowState>) -> RateHeaders {
+    let as_headers = |w: &WindowState| (w.limit, w.remaining(), w.resets_at.max(0) as u64);
+    let mut best = (u64::from(minute.limit), u64::from(minute.remaining), minute.reset_at);
+    match quota {
+        Err(full) => best = as_headers(full),
+        Ok(states) => {
+            for w in states {
+                if w.remaining() < best.1 {
+                    best = as_headers(w);
+                }
+            }
+        }
+    }
+    best
+}
+
+fn set_rate_headers(resp: &mut Response, (limit, remaining, reset): &RateHeaders) {
     let h = resp.headers_mut();
-    h.insert("x-ratelimit-limit", HeaderValue::from(d.limit));
-    h.insert("x-ratelimit-remaining", HeaderValue::from(d.remaining));
-    h.insert("x-ratelimit-reset", HeaderValue::from(d.reset_at));
+    h.insert("x-ratelimit-limit", HeaderValue::from(*limit));
+    h.insert("x-ratelimit-remaining", HeaderValue::from(*remaining));
+    h.insert("x-ratelimit-reset", HeaderValue::from(*reset));
 }
 
 /// The raw key from `Authorization: Bearer …` or `X-API-Key`.
@@ -387,7 +447,28 @@ async fn authenticate<E: Endpoint>(
         .and_then(|v| v.to_str().ok())
         .map(|s| s.chars().take(256).collect());
 
-    let mut resp = if decision.allowed {
+    let quota = if decision.allowed { auth.take_quota(&cached).await } else { Ok(Vec::new()) };
+    let mut resp = if let Err(full) = &quota {
+        metrics::counter!(telemetry::RATE_LIMITED, "kind" => "quota").increment(1);
+        let window = full.window.as_str();
+        let mut resp = problem_response(
+            &Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "quota-exceeded",
+                format!(
+                    "quota of {} requests {} exceeded; it resets at the start of the next \
+                     UTC {}; see Retry-After",
+                    full.limit,
+                    window.replace('_', " "),
+                    window.trim_start_matches("per_"),
+                ),
+            )
+            .with_window(full.window.into()),
+        );
+        let wait = (full.resets_at - Utc::now().timestamp()).max(1) as u64;
+        set_retry_after(&mut resp, Duration::from_secs(wait));
+        resp
+    } else if decision.allowed {
         req.extensions_mut().insert(Principal {
             key_id: cached.id.clone(),
             scopes: cached.scopes.clone(),
@@ -400,15 +481,18 @@ async fn authenticate<E: Endpoint>(
         }
     } else {
         metrics::counter!(telemetry::RATE_LIMITED, "kind" => "key").increment(1);
-        let mut resp = problem_response(&Problem::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate-limited",
-            format!("rate limit of {per_minute} requests per minute exceeded; see Retry-After"),
-        ));
+        let mut resp = problem_response(
+            &Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                format!("rate limit of {per_minute} requests per minute exceeded; see Retry-After"),
+            )
+            .with_window(LimitWindow::Minute),
+        );
         set_retry_after(&mut resp, decision.retry_after);
         resp
     };
-    set_rate_headers(&mut resp, &decision);
+    set_rate_headers(&mut resp, &tightest(&decision, &quota));
 
     let status = resp.status();
     let route = route_label(&mut resp);

@@ -9,7 +9,7 @@ use poem_openapi::{
     payload::Json,
 };
 use switchyard_shared::{
-    access::{ApiKeyPatch, ApiKeyRow, NewApiKey},
+    access::{ApiKeyPatch, ApiKeyRow, KeyQuotas, NewApiKey},
     access::{Environment, RawKey, Scope, grants, scopes_to_text},
     ids::ApiKeyId,
     services::Services,
@@ -42,8 +42,12 @@ struct CreateKey {
     environment: Option<String>,
     /// When the key stops working (RFC 3339, in the future).
     expires_at: Option<DateTime<Utc>>,
-    /// Requests per minute for this key (default: the server's setting).
+    /// Requests per minute for this key (default: the server's setting); the same as
+    /// `rate_limits.per_minute`.
     rate_limit_per_minute: Option<i64>,
+    /// Limits per window: `per_minute` (smooth, GCRA) and quotas per UTC hour, day and
+    /// calendar month; any left out take the server's defaults.
+    rate_limits: Option<RateLimits>,
     /// The tenant the key belongs to (platform keys only; a tenant's key always makes keys
     /// of its own tenant). Without it, a platform key makes a platform key.
     tenant_id: Option<String>,
@@ -57,10 +61,32 @@ struct UpdateKey {
     #[oai(validator(max_items = 64))]
     scopes: Option<Vec<String>>,
     rate_limit_per_minute: Option<i64>,
+    /// Each window given replaces that limit.
+    rate_limits: Option<RateLimits>,
     /// `false` revokes the key; `true` re-activates a revoked (not deleted) key.
     active: Option<bool>,
     /// Replaces the metadata (a JSON object, at most 4 KiB).
     metadata: Option<serde_json::Value>,
+}
+
+/// A key's limits; `null` in a view means the server's default.
+#[derive(Object, Clone, Copy, Default)]
+struct RateLimits {
+    per_minute: Option<i64>,
+    per_hour: Option<i64>,
+    per_day: Option<i64>,
+    per_month: Option<i64>,
+}
+
+/// What is used of one window now.
+#[derive(Object)]
+struct WindowUsage {
+    /// per_hour, per_day or per_month.
+    window: String,
+    limit: u64,
+    used: u64,
+    remaining: u64,
+    resets_at: DateTime<Utc>,
 }
 
 #[derive(Object)]
@@ -85,6 +111,11 @@ pub(crate) struct KeyView {
     tenant_id: Option<String>,
     metadata: serde_json::Value,
     deleted_at: Option<DateTime<Utc>>,
+    /// The key's own limits (`null`: the server's default).
+    rate_limits: RateLimits,
+    /// What is used of each quota window now (on `GET /api-keys/{id}`).
+    #[oai(skip_serializing_if_is_empty)]
+    usage_windows: Vec<WindowUsage>,
 }
 
 impl From<ApiKeyRow> for KeyView {
@@ -106,6 +137,13 @@ impl From<ApiKeyRow> for KeyView {
             tenant_id: r.tenant_id.tenant_id().map(|t| t.to_string()),
             metadata: serde_json::from_str(&r.metadata).unwrap_or_default(),
             deleted_at: r.deleted_at,
+            rate_limits: RateLimits {
+                per_minute: r.rate_limit_per_minute,
+                per_hour: r.rate_limit_per_hour,
+                per_day: r.rate_limit_per_day,
+                per_month: r.rate_limit_per_month,
+            },
+            usage_windows: Vec::new(),
         }
     }
 }
@@ -187,13 +225,43 @@ fn check_name(name: &str, errors: &mut Vec<FieldError>) {
     }
 }
 
-fn check_rate(rate: Option<i64>, errors: &mut Vec<FieldError>) {
-    if rate.is_some_and(|r| !(1..=1_000_000).contains(&r)) {
+/// The per-minute rate (given either way, the same if both) and the window quotas.
+fn check_limits(
+    alias: Option<i64>,
+    limits: Option<RateLimits>,
+    errors: &mut Vec<FieldError>,
+) -> (Option<i64>, KeyQuotas) {
+    let limits = limits.unwrap_or_default();
+    if alias.is_some() && limits.per_minute.is_some() && alias != limits.per_minute {
         errors.push(FieldError {
-            field: "rate_limit_per_minute".into(),
-            message: "between 1 and 1000000".into(),
+            field: "rate_limits.per_minute".into(),
+            message: "differs from rate_limit_per_minute; give one".into(),
         });
     }
+    let per_minute = alias.or(limits.per_minute);
+    if per_minute.is_some_and(|r| !(1..=1_000_000).contains(&r)) {
+        let field =
+            if alias.is_some() { "rate_limit_per_minute" } else { "rate_limits.per_minute" };
+        errors.push(FieldError { field: field.into(), message: "between 1 and 1000000".into() });
+    }
+    for (name, value) in [
+        ("per_hour", limits.per_hour),
+        ("per_day", limits.per_day),
+        ("per_month", limits.per_month),
+    ] {
+        if value.is_some_and(|v| !(1..=1_000_000_000).contains(&v)) {
+            errors.push(FieldError {
+                field: format!("rate_limits.{name}"),
+                message: "between 1 and 1000000000".into(),
+            });
+        }
+    }
+    let quotas = KeyQuotas {
+        per_hour: limits.per_hour,
+        per_day: limits.per_day,
+        per_month: limits.per_month,
+    };
+    (per_minute, quotas)
 }
 
 #[derive(Object)]
@@ -234,7 +302,8 @@ impl KeysApi {
         check_name(&body.name, &mut errors);
         let scopes = check_scopes(&body.scopes, &caller.scopes, &owner, &mut errors);
         let metadata = check_metadata(body.metadata.as_ref(), &mut errors);
-        check_rate(body.rate_limit_per_minute, &mut errors);
+        let (per_minute, quotas) =
+            check_limits(body.rate_limit_per_minute, body.rate_limits, &mut errors);
         let environment = match body.environment.as_deref() {
             None => caller.environment,
             Some(e) => e.parse::<Environment>().unwrap_or_else(|msg| {
@@ -259,11 +328,12 @@ impl KeysApi {
             prefix: raw.display_prefix().to_owned(),
             scopes: scopes_to_text(&scopes),
             environment: environment.as_str().to_owned(),
-            rate_limit_per_minute: body.rate_limit_per_minute,
+            rate_limit_per_minute: per_minute,
             expires_at: body.expires_at,
             created_by: Some(caller.key_id.to_string()),
             tenant_id: owner,
             metadata: metadata.unwrap_or_else(|| "{}".to_owned()),
+            quotas,
         };
         let row = self.services.store.insert_api_key(&new, Utc::now()).await?;
         tracing::info!(key_id = %row.id, prefix = %row.prefix, created_by = %caller.key_id, "api key created");
@@ -314,7 +384,20 @@ impl KeysApi {
         id: Path<String>,
         tenant_id: Query<Option<String>>,
     ) -> Result<Json<KeyView>, ApiError> {
-        Ok(Json(self.key_of(&auth, &id, tenant_id.as_deref()).await?.into()))
+        let row = self.key_of(&auth, &id, tenant_id.as_deref()).await?;
+        let windows = self.auth.quota_usage(&row).await;
+        let mut view = KeyView::from(row);
+        view.usage_windows = windows
+            .into_iter()
+            .map(|w| WindowUsage {
+                window: w.window.as_str().to_owned(),
+                limit: w.limit,
+                used: w.used.min(w.limit),
+                remaining: w.remaining(),
+                resets_at: DateTime::from_timestamp(w.resets_at, 0).unwrap_or_default(),
+            })
+            .collect();
+        Ok(Json(view))
     }
 
     /// Rename, re-scope, re-limit, revoke (`active: false`) or re-activate a key. Takes
@@ -343,7 +426,8 @@ impl KeysApi {
             .scopes
             .as_ref()
             .map(|s| check_scopes(s, &caller.scopes, &existing.tenant_id, &mut errors));
-        check_rate(body.rate_limit_per_minute, &mut errors);
+        let (per_minute, quotas) =
+            check_limits(body.rate_limit_per_minute, body.rate_limits, &mut errors);
         let metadata = check_metadata(body.metadata.as_ref(), &mut errors);
         if !errors.is_empty() {
             return Err(ApiError::validation(errors));
@@ -359,9 +443,10 @@ impl KeysApi {
         let patch = ApiKeyPatch {
             name: body.name.as_ref().map(|n| n.trim().to_owned()),
             scopes: scopes.map(|s| scopes_to_text(&s)),
-            rate_limit_per_minute: body.rate_limit_per_minute,
+            rate_limit_per_minute: per_minute,
             active: body.active,
             metadata,
+            quotas,
         };
         let row = self.services.store.update_api_key(&id, &patch, Utc::now()).await?;
         let row = row.ok_or_else(|| ApiError::not_found("no such API key"))?;

@@ -5,5 +5,5 @@ mod store;
 mod usage;
 
 pub use keys::*;
-pub use store::{ApiKeyPatch, ApiKeyRow, KeyStatus, KeyUse, NewApiKey};
+pub use store::{ApiKeyPatch, ApiKeyRow, KeyQuotas, KeyStatus, KeyUse, NewApiKey};
 pub use usage::{KeyUsage, UsageEvent};

@@ -7,12 +7,13 @@ use crate::{
     access::{Scope, scopes_from_text},
     ids::ApiKeyId,
     on_pool,
+    quotas::{Window, WindowLimit},
     tenants::Owner,
 };
 
 const COLUMNS: &str = "id, name, key_hash, prefix, scopes, environment, rate_limit_per_minute, \
     expires_at, revoked_at, deleted_at, created_by, created_at, updated_at, last_used_at, usage_count, \
-    tenant_id, metadata";
+    tenant_id, metadata, rate_limit_per_hour, rate_limit_per_day, rate_limit_per_month";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ApiKeyRow {
@@ -34,6 +35,9 @@ pub struct ApiKeyRow {
     pub tenant_id: Owner,
     /// A JSON object, the caller's own.
     pub metadata: String,
+    pub rate_limit_per_hour: Option<i64>,
+    pub rate_limit_per_day: Option<i64>,
+    pub rate_limit_per_month: Option<i64>,
 }
 
 /// A key's status as the API reports it.
@@ -55,6 +59,14 @@ impl KeyStatus {
 }
 
 impl ApiKeyRow {
+    pub fn quotas(&self) -> KeyQuotas {
+        KeyQuotas {
+            per_hour: self.rate_limit_per_hour,
+            per_day: self.rate_limit_per_day,
+            per_month: self.rate_limit_per_month,
+        }
+    }
+
     pub fn scope_list(&self) -> Vec<Scope> {
         scopes_from_text(&self.scopes)
     }
@@ -84,6 +96,31 @@ pub struct NewApiKey {
     pub created_by: Option<String>,
     pub tenant_id: Owner,
     pub metadata: String,
+    pub quotas: KeyQuotas,
+}
+
+/// A key's own quotas over calendar windows; `None`: the server's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyQuotas {
+    pub per_hour: Option<i64>,
+    pub per_day: Option<i64>,
+    pub per_month: Option<i64>,
+}
+
+impl KeyQuotas {
+    /// The windows that apply: the key's own, else the server's `defaults` (hour, day,
+    /// month; 0 is none).
+    pub fn effective(self, defaults: [u64; 3]) -> Vec<WindowLimit> {
+        [Window::PerHour, Window::PerDay, Window::PerMonth]
+            .into_iter()
+            .zip([self.per_hour, self.per_day, self.per_month])
+            .zip(defaults)
+            .filter_map(|((window, own), default)| {
+                let limit = own.map_or(default, |n| n.max(0) as u64);
+                (limit > 0).then_some(WindowLimit { window, limit })
+            })
+            .collect()
+    }
 }
 
 /// Changes to a key; `None` leaves a field alone.
@@ -95,6 +132,8 @@ pub struct ApiKeyPatch {
     /// `Some(false)` revokes, `Some(true)` re-activates.
     pub active: Option<bool>,
     pub metadata: Option<String>,
+    /// Each `Some` replaces that window's quota.
+    pub quotas: KeyQuotas,
 }
 
 /// Usage to add to a key: requests counted and the latest use.
@@ -114,13 +153,15 @@ impl Store {
         let sql = format!(
             "INSERT INTO api_keys (id, name, key_hash, prefix, scopes, environment,
                rate_limit_per_minute, expires_at, created_by, created_at, updated_at,
-               tenant_id, metadata)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12) RETURNING {COLUMNS}"
+               tenant_id, metadata, rate_limit_per_hour, rate_limit_per_day, rate_limit_per_month)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14, $15)
+             RETURNING {COLUMNS}"
         );
         let row = on_pool!(self, pool => sqlx::query_as::<_, ApiKeyRow>(sqlx::AssertSqlSafe(sql))
             .bind(&k.id).bind(&k.name).bind(&k.key_hash).bind(&k.prefix).bind(&k.scopes)
             .bind(&k.environment).bind(k.rate_limit_per_minute).bind(k.expires_at)
             .bind(&k.created_by).bind(now).bind(&k.tenant_id).bind(&k.metadata)
+            .bind(k.quotas.per_hour).bind(k.quotas.per_day).bind(k.quotas.per_month)
             .fetch_one(pool).await)?;
         Ok(row)
     }
@@ -182,12 +223,16 @@ impl Store {
                revoked_at = CASE WHEN $5 THEN COALESCE(revoked_at, $7)
                                  WHEN $6 THEN NULL ELSE revoked_at END,
                metadata = COALESCE($8, metadata),
+               rate_limit_per_hour = COALESCE($9, rate_limit_per_hour),
+               rate_limit_per_day = COALESCE($10, rate_limit_per_day),
+               rate_limit_per_month = COALESCE($11, rate_limit_per_month),
                updated_at = $7
              WHERE id = $1 RETURNING {COLUMNS}"
         );
         let row = on_pool!(self, pool => sqlx::query_as::<_, ApiKeyRow>(sqlx::AssertSqlSafe(sql))
             .bind(id).bind(&patch.name).bind(&patch.scopes).bind(patch.rate_limit_per_minute)
             .bind(revoke).bind(reactivate).bind(now).bind(&patch.metadata)
+            .bind(patch.quotas.per_hour).bind(patch.quotas.per_day).bind(patch.quotas.per_month)
             .fetch_optional(pool).await)?;
         Ok(row)
     }

@@ -113,6 +113,12 @@ settings! {
         auth_cache_ttl_secs: u64 = "30", "SWITCHYARD_AUTH_CACHE_TTL_SECS", positive;
         /// Requests per minute per key unless the key says otherwise.
         rate_limit_per_minute: u32 = "600", "SWITCHYARD_RATE_LIMIT_PER_MINUTE", positive;
+        /// Requests per UTC hour per key unless the key says otherwise (0: no hourly quota).
+        rate_limit_per_hour: u64 = "0", "SWITCHYARD_RATE_LIMIT_PER_HOUR", any;
+        /// Requests per UTC day per key unless the key says otherwise (0: no daily quota).
+        rate_limit_per_day: u64 = "0", "SWITCHYARD_RATE_LIMIT_PER_DAY", any;
+        /// Requests per UTC calendar month per key unless the key says otherwise (0: none).
+        rate_limit_per_month: u64 = "0", "SWITCHYARD_RATE_LIMIT_PER_MONTH", any;
         /// Failed authentications per minute per client address before 429s.
         auth_failure_limit_per_minute: u32 = "30", "SWITCHYARD_AUTH_FAILURE_LIMIT_PER_MINUTE", positive;
         /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
