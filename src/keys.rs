@@ -9,6 +9,7 @@ use chrono::Utc;
 use switchyard_shared::{
     access::NewApiKey,
     access::{Environment, RawKey, Scope, scopes_to_text},
+    audit::{Actor, AuditEntry},
     store::Store,
     tenants::Owner,
 };
@@ -62,7 +63,10 @@ pub async fn run(command: KeysCommand, store: &Store) -> anyhow::Result<()> {
             }
         }
         KeysCommand::Revoke { id } => {
-            if !store.delete_api_key(&id, Utc::now()).await? {
+            let audit =
+                AuditEntry::new(&cli_actor(), &Owner::Platform, "api_key.deleted", "api_key")
+                    .target(id.as_str());
+            if !store.delete_api_key(&id, Utc::now(), &audit).await? {
                 bail!("no API key with id {id}");
             }
             eprintln!("revoked {id} (API processes drop it within SWITCHYARD_AUTH_CACHE_TTL_SECS)");
@@ -87,10 +91,14 @@ struct KeySpec<'a> {
 async fn create(store: &Store, spec: KeySpec<'_>, created_by: &str) -> anyhow::Result<RawKey> {
     let KeySpec { name, scopes, env, expires_at, rate_limit, owner } = spec;
     let raw = RawKey::generate(env);
+    let id = switchyard_shared::ids::ApiKeyId::generate();
+    let audit = AuditEntry::new(&cli_actor(), &owner, "api_key.created", "api_key")
+        .target(id.as_str())
+        .changed(&[("name", true), ("scopes", true), ("environment", true)]);
     store
         .insert_api_key(
             &NewApiKey {
-                id: switchyard_shared::ids::ApiKeyId::generate(),
+                id,
                 name: name.to_owned(),
                 key_hash: raw.digest(),
                 prefix: raw.display_prefix().to_owned(),
@@ -104,10 +112,16 @@ async fn create(store: &Store, spec: KeySpec<'_>, created_by: &str) -> anyhow::R
                 quotas: Default::default(),
             },
             Utc::now(),
+            &audit,
         )
         .await
         .context("storing the key")?;
     Ok(raw)
+}
+
+/// Changes made from the command line (no key, no address) in the audit log.
+fn cli_actor() -> Actor {
+    Actor { user_agent: Some("switchyard-cli".into()), ..Actor::default() }
 }
 
 /// `90d`, `12h`, `30m`, `45s`.

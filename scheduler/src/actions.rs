@@ -2,7 +2,7 @@
 
 use switchyard_shared::{
     canary,
-    jobs::{Job, QueueVacuumJob, UsageRetentionJob},
+    jobs::{AuditRetentionJob, Job, QueueVacuumJob, UsageRetentionJob},
     queue::QueueName,
     schedules::ScheduleName,
     services::Services,
@@ -26,6 +26,10 @@ pub(crate) async fn enqueue(services: &Services, schedule: ScheduleName) -> Resu
                 .push(Job::UsageRetention(UsageRetentionJob { retention_secs }))
                 .await
                 .map_err(|e| e.to_string())?;
+        }
+        ScheduleName::AuditRetention => {
+            let retention_secs = services.config.audit_retention_days * 86_400;
+            push(services, Job::AuditRetention(AuditRetentionJob { retention_secs })).await?;
         }
         ScheduleName::WebhookRetrySweep => push(services, Job::WebhookRetrySweep).await?,
         ScheduleName::WebhookDeliveryCleanup => push(services, Job::WebhookCleanup).await?,

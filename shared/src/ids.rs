@@ -96,6 +96,8 @@ id_types! {
     CanaryRunId = "can";
     /// A tenant.
     TenantId = "tn";
+    /// An audit log entry.
+    AuditId = "aud";
 }
 
 /// A PIDMS run's id names its kind (`check_…`, `sync_…`).

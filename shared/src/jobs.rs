@@ -24,6 +24,9 @@ pub enum Job {
     /// Deletes old API usage records and expired idempotency keys.
     #[serde(rename = "usage_retention.v1")]
     UsageRetention(UsageRetentionJob),
+    /// Deletes old audit log entries.
+    #[serde(rename = "audit_retention.v1")]
+    AuditRetention(AuditRetentionJob),
     /// One attempt of a webhook delivery.
     #[serde(rename = "webhook_deliver.v1")]
     DeliverWebhook(DeliverWebhookJob),
@@ -80,6 +83,7 @@ impl Job {
             | Job::SikkaWritebackSweep => QueueName::Sikka,
             Job::QueueVacuum(_)
             | Job::UsageRetention(_)
+            | Job::AuditRetention(_)
             | Job::WebhookRetrySweep
             | Job::WebhookCleanup
             | Job::WebhookDisableFailing
@@ -93,6 +97,7 @@ impl Job {
             Job::Canary(_) => "canary",
             Job::QueueVacuum(_) => "queue_vacuum",
             Job::UsageRetention(_) => "usage_retention",
+            Job::AuditRetention(_) => "audit_retention",
             Job::DeliverWebhook(_) => "webhook_deliver",
             Job::WebhookRetrySweep => "webhook_retry_sweep",
             Job::WebhookCleanup => "webhook_cleanup",
@@ -130,6 +135,11 @@ pub struct QueueVacuumJob {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UsageRetentionJob {
+    pub retention_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRetentionJob {
     pub retention_secs: u64,
 }
 

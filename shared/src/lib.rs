@@ -2,6 +2,7 @@
 //! adapters, job messages, metric names. This crate knows nothing about HTTP.
 
 pub mod access;
+pub mod audit;
 pub mod canary;
 pub mod config;
 pub mod crypto;

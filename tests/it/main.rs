@@ -7,6 +7,7 @@
 mod support;
 
 mod access;
+mod audit;
 mod auth_throttle;
 mod connections;
 mod dispatch;

@@ -37,7 +37,10 @@ fn new_endpoint(id: &str, owner: &Owner) -> NewEndpoint {
 /// An endpoint and one event with one delivery to it; returns the delivery id.
 async fn one_delivery(store: &Store, max_attempts: i64) -> String {
     let ep = support::unique("ep_");
-    store.insert_endpoint(&new_endpoint(&ep, &Owner::Platform), Utc::now()).await.unwrap();
+    store
+        .insert_endpoint(&new_endpoint(&ep, &Owner::Platform), Utc::now(), &support::test_audit())
+        .await
+        .unwrap();
     let (event, delivery) = (support::unique("evt_"), support::unique("msg_"));
     let deliveries = [NewDelivery { id: delivery.clone().into(), endpoint_id: ep.into() }];
     store
@@ -305,26 +308,42 @@ async fn a_tenant_is_deleted_once_with_its_endpoints(env: TestEnv) {
     let now = Utc::now();
     let id = TenantId::generate();
     let new = NewTenant { id: id.clone(), name: "t".into(), metadata: "{}".into() };
-    let row = store.insert_tenant(&new, now).await.unwrap();
+    let row = store.insert_tenant(&new, now, &support::test_audit()).await.unwrap();
     assert_eq!(row.status, TenantStatus::Active);
     let owner = Owner::Tenant(id.clone());
     let (mine, platform) = (support::unique("ep_"), support::unique("ep_"));
-    let got = store.insert_endpoint(&new_endpoint(&mine, &owner), now).await.unwrap();
+    let got = store
+        .insert_endpoint(&new_endpoint(&mine, &owner), now, &support::test_audit())
+        .await
+        .unwrap();
     assert_eq!(got.tenant_id, owner);
-    store.insert_endpoint(&new_endpoint(&platform, &Owner::Platform), now).await.unwrap();
+    store
+        .insert_endpoint(&new_endpoint(&platform, &Owner::Platform), now, &support::test_audit())
+        .await
+        .unwrap();
     let (total, listed) = store.list_endpoints(&owner, 0, 10).await.unwrap();
     assert_eq!((total, listed.len(), listed[0].id.as_str()), (1, 1, mine.as_str()));
     let subs = store.subscriptions().await.unwrap();
     assert!(subs.iter().any(|s| s.endpoint_id.as_str() == mine && s.tenant_id == owner));
 
-    let keys = store.delete_tenant(&id, now).await.unwrap();
+    let keys = store.delete_tenant(&id, now, &support::test_audit()).await.unwrap();
     assert_eq!(keys, Some(Vec::new()));
-    assert_eq!(store.delete_tenant(&id, now).await.unwrap(), None, "a second delete finds none");
+    assert_eq!(
+        store.delete_tenant(&id, now, &support::test_audit()).await.unwrap(),
+        None,
+        "a second delete finds none"
+    );
     let gone = store.tenant(&id).await.unwrap().unwrap();
     assert_eq!((gone.status, gone.deleted_at.is_some()), (TenantStatus::Deleted, true));
     assert!(!store.endpoint(&mine).await.unwrap().unwrap().enabled);
     assert!(store.endpoint(&platform).await.unwrap().unwrap().enabled);
-    assert!(store.update_tenant(&id, &Default::default(), now).await.unwrap().is_none());
+    assert!(
+        store
+            .update_tenant(&id, &Default::default(), now, &support::test_audit())
+            .await
+            .unwrap()
+            .is_none()
+    );
     let (live, _) = store.list_tenants(false, 0, 500).await.unwrap();
     let (all, _) = store.list_tenants(true, 0, 500).await.unwrap();
     assert_eq!(all, live + 1);

@@ -20,6 +20,8 @@ use switchyard_shared::{
 #[derive(Debug, Clone)]
 pub(crate) struct CachedKey {
     pub id: Arc<str>,
+    /// The key's display prefix (`sy_live_Ab3x`), for audit entries.
+    pub prefix: Arc<str>,
     pub scopes: Arc<[Scope]>,
     /// The rate-limit bucket of the key.
     pub bucket: Arc<str>,
@@ -39,6 +41,7 @@ impl CachedKey {
     pub(crate) fn from_row(row: &ApiKeyRow, tenant_deleted: bool) -> Self {
         Self {
             id: Arc::from(row.id.as_str()),
+            prefix: Arc::from(row.prefix.as_str()),
             scopes: Arc::from(row.scope_list()),
             bucket: Arc::from(format!("key:{}", row.id)),
             environment: row.environment.parse().unwrap_or(Environment::Live),
@@ -139,6 +142,7 @@ mod tests {
         let cache = KeyCache::with_capacity(Duration::from_secs(60), 1_000);
         let hot = Arc::new(CachedKey {
             id: Arc::from("key_hot"),
+            prefix: Arc::from("sy_live_hot0"),
             scopes: Arc::from(Vec::new()),
             bucket: Arc::from("key:key_hot"),
             environment: Environment::Live,

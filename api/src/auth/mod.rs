@@ -28,6 +28,7 @@ use switchyard_shared::{
     CancellationToken,
     access::{ApiKeyRow, KeyStatus, UsageEvent},
     access::{Environment, Scope, check_format, digest_bytes, hex},
+    audit::Actor,
     quotas::{QuotaCounter, QuotaDecision, WindowState},
     ratelimit::{Decision, Quota, RateLimiter},
     services::Services,
@@ -39,7 +40,7 @@ pub use self::bootstrap::bootstrap_admin_key;
 pub(crate) use self::cache::CachedKey;
 use self::{cache::KeyCache, revocations::Revocations, usage::UsageRecorder};
 use crate::{
-    edge::{error_response, problem_response, route_label, slug_for},
+    edge::{RequestId, error_response, problem_response, route_label, slug_for},
     problem::{LimitWindow, Problem},
 };
 
@@ -51,6 +52,8 @@ pub struct Principal {
     pub environment: Environment,
     /// The key's tenant, or the platform: what it may see and change.
     pub owner: Owner,
+    /// Who and from where, for audit entries.
+    pub actor: Arc<Actor>,
 }
 
 /// Why a request could not be authenticated (the `reason` label of the failure metric).
@@ -469,11 +472,20 @@ async fn authenticate<E: Endpoint>(
         set_retry_after(&mut resp, Duration::from_secs(wait));
         resp
     } else if decision.allowed {
+        let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
         req.extensions_mut().insert(Principal {
             key_id: cached.id.clone(),
             scopes: cached.scopes.clone(),
             environment: cached.environment,
             owner: cached.owner.clone(),
+            actor: Arc::new(Actor {
+                key_id: Some(cached.id.to_string()),
+                key_prefix: Some(cached.prefix.to_string()),
+                tenant: cached.owner.clone(),
+                client_addr: addr.clone(),
+                user_agent: user_agent.clone(),
+                request_id,
+            }),
         });
         match next.call(req).await {
             Ok(out) => out.into_response(),

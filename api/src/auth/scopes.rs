@@ -133,4 +133,5 @@ scope_transform! {
     sikka_write => SikkaWrite;
     sikka_write_idempotent => SikkaWrite, idempotent;
     tenants_manage => TenantsManage;
+    audit_read => AuditRead;
 }

@@ -11,6 +11,7 @@ use poem_openapi::{
 use switchyard_shared::{
     access::{ApiKeyPatch, ApiKeyRow, KeyQuotas, NewApiKey},
     access::{Environment, RawKey, Scope, grants, scopes_to_text},
+    audit::AuditEntry,
     ids::ApiKeyId,
     services::Services,
     tenants::Owner,
@@ -335,7 +336,18 @@ impl KeysApi {
             metadata: metadata.unwrap_or_else(|| "{}".to_owned()),
             quotas,
         };
-        let row = self.services.store.insert_api_key(&new, Utc::now()).await?;
+        let audit = AuditEntry::new(&caller.actor, &new.tenant_id, "api_key.created", "api_key")
+            .target(new.id.as_str())
+            .changed(&[
+                ("name", true),
+                ("scopes", true),
+                ("environment", true),
+                ("expires_at", new.expires_at.is_some()),
+                ("rate_limit_per_minute", new.rate_limit_per_minute.is_some()),
+                ("rate_limits", new.quotas != KeyQuotas::default()),
+                ("metadata", body.metadata.is_some()),
+            ]);
+        let row = self.services.store.insert_api_key(&new, Utc::now(), &audit).await?;
         tracing::info!(key_id = %row.id, prefix = %row.prefix, created_by = %caller.key_id, "api key created");
         Ok(CreateResponse::Created(Json(KeyCreated {
             key: raw.expose().to_owned(),
@@ -448,7 +460,18 @@ impl KeysApi {
             metadata,
             quotas,
         };
-        let row = self.services.store.update_api_key(&id, &patch, Utc::now()).await?;
+        let audit =
+            AuditEntry::new(&caller.actor, &existing.tenant_id, "api_key.updated", "api_key")
+                .target(existing.id.as_str())
+                .changed(&[
+                    ("name", patch.name.is_some()),
+                    ("scopes", patch.scopes.is_some()),
+                    ("rate_limit_per_minute", patch.rate_limit_per_minute.is_some()),
+                    ("rate_limits", patch.quotas != KeyQuotas::default()),
+                    ("active", patch.active.is_some()),
+                    ("metadata", patch.metadata.is_some()),
+                ]);
+        let row = self.services.store.update_api_key(&id, &patch, Utc::now(), &audit).await?;
         let row = row.ok_or_else(|| ApiError::not_found("no such API key"))?;
         self.auth.key_changed(&row.id).await;
         tracing::info!(key_id = %row.id, by = %caller.key_id, "api key updated");
@@ -473,8 +496,15 @@ impl KeysApi {
         if *auth.principal().key_id == *id.0 {
             return Err(not_on_itself());
         }
-        self.key_of(&auth, &id, tenant_id.as_deref()).await?;
-        if !self.services.store.delete_api_key(&id, Utc::now()).await? {
+        let existing = self.key_of(&auth, &id, tenant_id.as_deref()).await?;
+        let audit = AuditEntry::new(
+            &auth.principal().actor,
+            &existing.tenant_id,
+            "api_key.deleted",
+            "api_key",
+        )
+        .target(existing.id.as_str());
+        if !self.services.store.delete_api_key(&id, Utc::now(), &audit).await? {
             return Err(ApiError::not_found("no such API key"));
         }
         self.auth.key_changed(&id).await;

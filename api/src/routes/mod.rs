@@ -1,5 +1,6 @@
 //! The `/api/v1` operations, grouped by area; each area is one poem-openapi `OpenApi`.
 
+mod audit;
 mod events;
 pub(crate) mod keys;
 mod pidms;
@@ -84,6 +85,7 @@ pub(crate) type Apis = (
     pidms::PidmsApi,
     sikka::SikkaApi,
     tenants::TenantsApi,
+    audit::AuditApi,
 );
 
 pub(crate) fn openapi(services: &Services, auth: &Arc<Authenticator>) -> OpenApiService<Apis, ()> {
@@ -96,6 +98,7 @@ pub(crate) fn openapi(services: &Services, auth: &Arc<Authenticator>) -> OpenApi
         pidms::PidmsApi { services: services.clone() },
         sikka::SikkaApi { services: services.clone() },
         tenants::TenantsApi { services: services.clone(), auth: Arc::clone(auth) },
+        audit::AuditApi { services: services.clone() },
     );
     OpenApiService::new(apis, "Switchyard", env!("CARGO_PKG_VERSION"))
         .description(

@@ -11,6 +11,7 @@ use poem_openapi::{
     types::MaybeUndefined,
 };
 use switchyard_shared::{
+    audit::AuditEntry,
     ids::WritebackId,
     jobs::{Job, SikkaWritebackJob},
     services::Services,
@@ -242,7 +243,7 @@ impl SikkaApi {
     )]
     async fn assign(
         &self,
-        _auth: Auth,
+        auth: Auth,
         id: Path<String>,
         body: Json<AssignPractice>,
     ) -> Result<Json<PracticeView>, ApiError> {
@@ -256,7 +257,16 @@ impl SikkaApi {
                 _ => return Err(ApiError::field("tenant_id", "no such tenant")),
             },
         };
-        let row = self.services.store.assign_sikka_practice(&id, &owner, Utc::now()).await?;
+        let audit = AuditEntry::new(
+            &auth.principal().actor,
+            &owner,
+            "sikka.practice.updated",
+            "sikka_practice",
+        )
+        .target(id.0.as_str())
+        .changed(&[("tenant_id", true)]);
+        let row =
+            self.services.store.assign_sikka_practice(&id, &owner, Utc::now(), &audit).await?;
         let row = row.ok_or_else(|| ApiError::not_found("no such Sikka practice"))?;
         Ok(Json(self.practice_view(row)?))
     }

@@ -10,8 +10,10 @@ use poem_openapi::{
     payload::Json,
 };
 use switchyard_shared::{
+    audit::AuditEntry,
     ids::TenantId,
     services::Services,
+    tenants::Owner,
     tenants::{self, NewTenant, TenantPatch, TenantRow},
 };
 
@@ -104,7 +106,7 @@ impl TenantsApi {
         operation_id = "createTenant",
         transform = "tenants_manage"
     )]
-    async fn create(&self, _auth: Auth, body: Json<CreateTenant>) -> Result<Created, ApiError> {
+    async fn create(&self, auth: Auth, body: Json<CreateTenant>) -> Result<Created, ApiError> {
         let mut errors = Vec::new();
         check_name(&body.name, &mut errors);
         let metadata = check_metadata(body.metadata.as_ref(), &mut errors);
@@ -116,7 +118,11 @@ impl TenantsApi {
             name: body.name.trim().to_owned(),
             metadata: metadata.unwrap_or_else(|| "{}".to_owned()),
         };
-        let row = self.services.store.insert_tenant(&new, Utc::now()).await?;
+        let owner = Owner::Tenant(new.id.clone());
+        let audit = AuditEntry::new(&auth.principal().actor, &owner, "tenant.created", "tenant")
+            .target(new.id.as_str())
+            .changed(&[("name", true), ("metadata", body.metadata.is_some())]);
+        let row = self.services.store.insert_tenant(&new, Utc::now(), &audit).await?;
         tracing::info!(tenant_id = %row.id, "tenant created");
         Ok(Created::Created(Json(row.into())))
     }
@@ -164,7 +170,7 @@ impl TenantsApi {
     )]
     async fn update(
         &self,
-        _auth: Auth,
+        auth: Auth,
         id: Path<String>,
         body: Json<UpdateTenant>,
     ) -> Result<Json<TenantView>, ApiError> {
@@ -177,7 +183,11 @@ impl TenantsApi {
             return Err(ApiError::validation(errors));
         }
         let patch = TenantPatch { name: body.name.as_ref().map(|n| n.trim().to_owned()), metadata };
-        let row = self.services.store.update_tenant(&id, &patch, Utc::now()).await?;
+        let owner = Owner::Tenant(TenantId::from(id.0.as_str()));
+        let audit = AuditEntry::new(&auth.principal().actor, &owner, "tenant.updated", "tenant")
+            .target(id.0.as_str())
+            .changed(&[("name", patch.name.is_some()), ("metadata", patch.metadata.is_some())]);
+        let row = self.services.store.update_tenant(&id, &patch, Utc::now(), &audit).await?;
         Ok(Json(row.ok_or_else(no_such_tenant)?.into()))
     }
 
@@ -189,8 +199,11 @@ impl TenantsApi {
         operation_id = "deleteTenant",
         transform = "tenants_manage"
     )]
-    async fn delete(&self, _auth: Auth, id: Path<String>) -> Result<Deleted, ApiError> {
-        let keys = self.services.store.delete_tenant(&id, Utc::now()).await?;
+    async fn delete(&self, auth: Auth, id: Path<String>) -> Result<Deleted, ApiError> {
+        let owner = Owner::Tenant(TenantId::from(id.0.as_str()));
+        let audit = AuditEntry::new(&auth.principal().actor, &owner, "tenant.deleted", "tenant")
+            .target(id.0.as_str());
+        let keys = self.services.store.delete_tenant(&id, Utc::now(), &audit).await?;
         let keys = keys.ok_or_else(no_such_tenant)?;
         for key in &keys {
             self.auth.key_changed(key).await;

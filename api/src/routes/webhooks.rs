@@ -11,6 +11,7 @@ use poem_openapi::{
 };
 use switchyard_shared::{
     access::Environment,
+    audit::AuditEntry,
     ids::EndpointId,
     netguard::NetGuard,
     services::Services,
@@ -274,7 +275,20 @@ impl WebhooksApi {
             created_by: Some(caller.key_id.to_string()),
             tenant_id: owner,
         };
-        let row = self.services.store.insert_endpoint(&new, Utc::now()).await?;
+        let audit = AuditEntry::new(
+            &caller.actor,
+            &new.tenant_id,
+            "webhook.endpoint.created",
+            "webhook_endpoint",
+        )
+        .target(new.id.as_str())
+        .changed(&[
+            ("url", true),
+            ("event_types", true),
+            ("description", new.description.is_some()),
+            ("rate_limit_per_second", new.rate_limit_per_second.is_some()),
+        ]);
+        let row = self.services.store.insert_endpoint(&new, Utc::now(), &audit).await?;
         tracing::info!(endpoint_id = %row.id, "webhook endpoint created");
         Ok(Created::Created(Json(EndpointCreated { secret, endpoint: row.into() })))
     }
@@ -351,7 +365,21 @@ impl WebhooksApi {
             rate_limit_per_second: body.rate_limit_per_second,
             enabled: body.enabled,
         };
-        let row = self.services.store.update_endpoint(&id, &patch, Utc::now()).await?;
+        let audit = AuditEntry::new(
+            &auth.principal().actor,
+            &existing.tenant_id,
+            "webhook.endpoint.updated",
+            "webhook_endpoint",
+        )
+        .target(existing.id.as_str())
+        .changed(&[
+            ("url", patch.url.is_some()),
+            ("description", patch.description.is_some()),
+            ("event_types", patch.event_types.is_some()),
+            ("rate_limit_per_second", patch.rate_limit_per_second.is_some()),
+            ("enabled", patch.enabled.is_some()),
+        ]);
+        let row = self.services.store.update_endpoint(&id, &patch, Utc::now(), &audit).await?;
         Ok(Json(row.ok_or_else(|| ApiError::not_found("no such webhook endpoint"))?.into()))
     }
 
@@ -368,8 +396,15 @@ impl WebhooksApi {
         id: Path<String>,
         tenant_id: Query<Option<String>>,
     ) -> Result<Deleted, ApiError> {
-        self.endpoint_or_404(&auth, &id, tenant_id.as_deref()).await?;
-        if !self.services.store.delete_endpoint(&id, Utc::now()).await? {
+        let existing = self.endpoint_or_404(&auth, &id, tenant_id.as_deref()).await?;
+        let audit = AuditEntry::new(
+            &auth.principal().actor,
+            &existing.tenant_id,
+            "webhook.endpoint.deleted",
+            "webhook_endpoint",
+        )
+        .target(existing.id.as_str());
+        if !self.services.store.delete_endpoint(&id, Utc::now(), &audit).await? {
             return Err(ApiError::not_found("no such webhook endpoint"));
         }
         Ok(Deleted::Deleted)
@@ -396,7 +431,21 @@ impl WebhooksApi {
         let until = now + ROTATION_OVERLAP;
         self.services
             .store
-            .rotate_endpoint_secret(&existing.id, &sealed, &existing.secret_sealed, until, now)
+            .rotate_endpoint_secret(
+                &existing.id,
+                &sealed,
+                &existing.secret_sealed,
+                until,
+                now,
+                &AuditEntry::new(
+                    &auth.principal().actor,
+                    &existing.tenant_id,
+                    "webhook.endpoint.secret_rotated",
+                    "webhook_endpoint",
+                )
+                .target(existing.id.as_str())
+                .changed(&[("secret", true)]),
+            )
             .await?
             .ok_or_else(|| ApiError::not_found("no such webhook endpoint"))?;
         Ok(Json(SecretRotated { secret, previous_valid_until: until }))

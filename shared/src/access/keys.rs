@@ -219,10 +219,12 @@ pub enum Scope {
     UsageRead,
     /// Tenants: create, change, delete. Only platform keys (keys without a tenant) hold it.
     TenantsManage,
+    /// The audit log (a tenant's key: its tenant's entries).
+    AuditRead,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 13] = [
+    pub const ALL: [Scope; 14] = [
         Scope::Admin,
         Scope::KeysManage,
         Scope::WebhooksRead,
@@ -236,6 +238,7 @@ impl Scope {
         Scope::JobsWrite,
         Scope::UsageRead,
         Scope::TenantsManage,
+        Scope::AuditRead,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -253,6 +256,7 @@ impl Scope {
             Self::JobsWrite => "jobs:write",
             Self::UsageRead => "usage:read",
             Self::TenantsManage => "tenants:manage",
+            Self::AuditRead => "audit:read",
         }
     }
 

@@ -2,6 +2,8 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::audit::AuditEntry;
+
 use crate::store::{Store, StoreError};
 use crate::{
     access::{Scope, scopes_from_text},
@@ -149,6 +151,7 @@ impl Store {
         &self,
         k: &NewApiKey,
         now: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> Result<ApiKeyRow, StoreError> {
         let sql = format!(
             "INSERT INTO api_keys (id, name, key_hash, prefix, scopes, environment,
@@ -157,13 +160,13 @@ impl Store {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14, $15)
              RETURNING {COLUMNS}"
         );
-        let row = on_pool!(self, pool => sqlx::query_as::<_, ApiKeyRow>(sqlx::AssertSqlSafe(sql))
+        let row = crate::audited!(self, audit, tx => sqlx::query_as::<_, ApiKeyRow>(sqlx::AssertSqlSafe(sql))
             .bind(&k.id).bind(&k.name).bind(&k.key_hash).bind(&k.prefix).bind(&k.scopes)
             .bind(&k.environment).bind(k.rate_limit_per_minute).bind(k.expires_at)
             .bind(&k.created_by).bind(now).bind(&k.tenant_id).bind(&k.metadata)
             .bind(k.quotas.per_hour).bind(k.quotas.per_day).bind(k.quotas.per_month)
-            .fetch_one(pool).await)?;
-        Ok(row)
+            .fetch_one(&mut *tx).await.map(Some)?);
+        Ok(row.expect("an insert returns its row"))
     }
 
     pub async fn api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKeyRow>, StoreError> {
@@ -212,6 +215,7 @@ impl Store {
         id: &str,
         patch: &ApiKeyPatch,
         now: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> Result<Option<ApiKeyRow>, StoreError> {
         let revoke = patch.active == Some(false);
         let reactivate = patch.active == Some(true);
@@ -229,22 +233,27 @@ impl Store {
                updated_at = $7
              WHERE id = $1 RETURNING {COLUMNS}"
         );
-        let row = on_pool!(self, pool => sqlx::query_as::<_, ApiKeyRow>(sqlx::AssertSqlSafe(sql))
+        let row = crate::audited!(self, audit, tx => sqlx::query_as::<_, ApiKeyRow>(sqlx::AssertSqlSafe(sql))
             .bind(id).bind(&patch.name).bind(&patch.scopes).bind(patch.rate_limit_per_minute)
             .bind(revoke).bind(reactivate).bind(now).bind(&patch.metadata)
             .bind(patch.quotas.per_hour).bind(patch.quotas.per_day).bind(patch.quotas.per_month)
-            .fetch_optional(pool).await)?;
+            .fetch_optional(&mut *tx).await?);
         Ok(row)
     }
 
     /// Revokes and marks deleted (a soft delete: the row stays for audit and usage).
-    pub async fn delete_api_key(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let n = on_pool!(self, pool => sqlx::query(
+    pub async fn delete_api_key(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<bool, StoreError> {
+        let n = crate::audited!(self, audit, tx => sqlx::query(
             "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2),
                                  deleted_at = COALESCE(deleted_at, $2), updated_at = $2
              WHERE id = $1")
-            .bind(id).bind(now).execute(pool).await.map(|r| r.rows_affected()))?;
-        Ok(n == 1)
+            .bind(id).bind(now).execute(&mut *tx).await?.rows_affected() == 1);
+        Ok(n)
     }
 
     /// Makes the key with this digest an active admin key, creating it if needed (used by

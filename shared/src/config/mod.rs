@@ -125,6 +125,8 @@ settings! {
         trust_forwarded_for: bool = "false", "SWITCHYARD_TRUST_FORWARDED_FOR", any;
         /// Days API usage records are kept (`usage-retention`).
         usage_retention_days: u64 = "30", "SWITCHYARD_USAGE_RETENTION_DAYS", positive;
+        /// Days audit log entries are kept (`audit-retention`).
+        audit_retention_days: u64 = "365", "SWITCHYARD_AUDIT_RETENTION_DAYS", positive;
         /// Usage records waiting to be written; beyond this they are dropped and counted.
         usage_buffer: usize = "10000", "SWITCHYARD_USAGE_BUFFER", positive;
         /// Base64 of 32 bytes: the key sealing webhook secrets and Sikka tokens at rest.

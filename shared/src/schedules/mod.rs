@@ -17,6 +17,8 @@ pub enum ScheduleName {
     Canary,
     /// Deletes API usage records past their retention, and expired idempotency keys.
     UsageRetention,
+    /// Deletes audit log entries past their retention.
+    AuditRetention,
     /// Re-enqueues webhook deliveries that are due but not in the queue.
     WebhookRetrySweep,
     /// Deletes webhook attempts and payloads past their retention.
@@ -34,10 +36,11 @@ pub enum ScheduleName {
 }
 
 impl ScheduleName {
-    pub const ALL: [ScheduleName; 10] = [
+    pub const ALL: [ScheduleName; 11] = [
         ScheduleName::QueueVacuum,
         ScheduleName::Canary,
         ScheduleName::UsageRetention,
+        ScheduleName::AuditRetention,
         ScheduleName::WebhookRetrySweep,
         ScheduleName::WebhookDeliveryCleanup,
         ScheduleName::WebhookDisableFailing,
@@ -52,6 +55,7 @@ impl ScheduleName {
             Self::QueueVacuum => "queue-vacuum",
             Self::Canary => "canary",
             Self::UsageRetention => "usage-retention",
+            Self::AuditRetention => "audit-retention",
             Self::WebhookRetrySweep => "webhook-retry-sweep",
             Self::WebhookDeliveryCleanup => "webhook-delivery-cleanup",
             Self::WebhookDisableFailing => "webhook-disable-failing",
@@ -68,6 +72,7 @@ impl ScheduleName {
             Self::QueueVacuum => "0 17 * * * *",
             Self::Canary => "0 * * * * *",
             Self::UsageRetention => "0 30 3 * * *",
+            Self::AuditRetention => "0 45 3 * * *",
             Self::WebhookRetrySweep => "0 */5 * * * *",
             Self::WebhookDeliveryCleanup => "0 0 2 * * *",
             Self::WebhookDisableFailing => "0 0 */6 * * *",

@@ -4,6 +4,8 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::audit::AuditEntry;
+
 use super::{Ending, TokenStatus, WritebackStatus};
 use crate::{
     ids::{PracticeId, WritebackId},
@@ -150,13 +152,16 @@ impl Store {
         id: &str,
         owner: &Owner,
         now: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> Result<Option<SikkaPractice>, StoreError> {
         let sql = format!(
             "UPDATE sikka_practices SET tenant_id = $2, updated_at = $3 WHERE id = $1
              RETURNING {PRACTICE_COLUMNS}"
         );
-        Ok(on_pool!(self, pool => sqlx::query_as::<_, SikkaPractice>(sqlx::AssertSqlSafe(sql))
-            .bind(id).bind(owner).bind(now).fetch_optional(pool).await)?)
+        Ok(
+            crate::audited!(self, audit, tx => sqlx::query_as::<_, SikkaPractice>(sqlx::AssertSqlSafe(sql))
+            .bind(id).bind(owner).bind(now).fetch_optional(&mut *tx).await?),
+        )
     }
 
     pub async fn sikka_practice_by_digest(

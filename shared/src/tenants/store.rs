@@ -3,10 +3,12 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::audit::AuditEntry;
+
 use super::TenantStatus;
 use crate::ids::TenantId;
+use crate::on_pool;
 use crate::store::{Store, StoreError};
-use crate::{in_tx, on_pool};
 
 const COLUMNS: &str = "id, name, metadata, status, created_at, updated_at, deleted_at";
 
@@ -41,15 +43,16 @@ impl Store {
         &self,
         t: &NewTenant,
         now: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> Result<TenantRow, StoreError> {
         let sql = format!(
             "INSERT INTO tenants (id, name, metadata, status, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $5) RETURNING {COLUMNS}"
         );
-        let row = on_pool!(self, pool => sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(sql))
+        let row = crate::audited!(self, audit, tx => sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(sql))
             .bind(&t.id).bind(&t.name).bind(&t.metadata).bind(TenantStatus::Active).bind(now)
-            .fetch_one(pool).await)?;
-        Ok(row)
+            .fetch_one(&mut *tx).await.map(Some)?);
+        Ok(row.expect("an insert returns its row"))
     }
 
     /// A tenant, deleted or not.
@@ -85,15 +88,16 @@ impl Store {
         id: &str,
         patch: &TenantPatch,
         now: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> Result<Option<TenantRow>, StoreError> {
         let sql = format!(
             "UPDATE tenants SET name = COALESCE($2, name), metadata = COALESCE($3, metadata),
                updated_at = $4
              WHERE id = $1 AND deleted_at IS NULL RETURNING {COLUMNS}"
         );
-        let row = on_pool!(self, pool => sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(sql))
+        let row = crate::audited!(self, audit, tx => sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(sql))
             .bind(id).bind(&patch.name).bind(&patch.metadata).bind(now)
-            .fetch_optional(pool).await)?;
+            .fetch_optional(&mut *tx).await?);
         Ok(row)
     }
 
@@ -104,6 +108,7 @@ impl Store {
         &self,
         id: &str,
         now: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> Result<Option<Vec<String>>, StoreError> {
         macro_rules! body {
             ($tx:ident) => {{
@@ -138,8 +143,6 @@ impl Store {
                 }
             }};
         }
-        let keys: Option<Vec<String>>;
-        in_tx!(self, Sqlite tx => keys = body!(tx), Postgres tx => keys = body!(tx));
-        Ok(keys)
+        Ok(crate::audited!(self, audit, tx => body!(tx)))
     }
 }

@@ -22,6 +22,13 @@ use std::{
 
 use switchyard_shared::{CancellationToken, config::Config, services::Services, telemetry};
 
+/// An audit entry for changes a test makes below the API.
+pub fn test_audit() -> switchyard_shared::audit::AuditEntry {
+    let actor = switchyard_shared::audit::Actor::default();
+    let platform = switchyard_shared::tenants::Owner::Platform;
+    switchyard_shared::audit::AuditEntry::new(&actor, &platform, "test.change", "test")
+}
+
 pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
 
@@ -572,6 +579,7 @@ pub async fn insert_endpoint(services: &Services, url: &str, event_types: &str) 
         created_by: None,
         tenant_id: switchyard_shared::tenants::Owner::Platform,
     };
-    services.store.insert_endpoint(&endpoint, chrono::Utc::now()).await.unwrap();
+    let audit = test_audit();
+    services.store.insert_endpoint(&endpoint, chrono::Utc::now(), &audit).await.unwrap();
     id
 }

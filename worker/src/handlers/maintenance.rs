@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use apalis::prelude::BoxDynError;
-use switchyard_shared::jobs::{QueueVacuumJob, UsageRetentionJob};
+use switchyard_shared::jobs::{AuditRetentionJob, QueueVacuumJob, UsageRetentionJob};
 
 use super::{JobDeps, Outcome};
 
@@ -39,5 +39,16 @@ pub(super) async fn usage_retention(
         idempotency_keys_deleted = idempotency,
         "usage retention"
     );
+    Ok(Outcome::Success)
+}
+
+/// Deletes audit log entries older than the retention period.
+pub(super) async fn audit_retention(
+    deps: &JobDeps,
+    job: AuditRetentionJob,
+) -> Result<Outcome, BoxDynError> {
+    let cutoff = chrono::Utc::now() - chrono::Duration::seconds(job.retention_secs as i64);
+    let deleted = deps.services.store.delete_audit_before(cutoff).await?;
+    tracing::info!(audit_entries_deleted = deleted, "audit retention");
     Ok(Outcome::Success)
 }

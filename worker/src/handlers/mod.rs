@@ -60,6 +60,7 @@ async fn run(job: Job, deps: &Arc<JobDeps>) -> Result<Outcome, BoxDynError> {
         Job::Canary(job) => canary::run(deps, job).await,
         Job::QueueVacuum(job) => maintenance::queue_vacuum(deps, job).await,
         Job::UsageRetention(job) => maintenance::usage_retention(deps, job).await,
+        Job::AuditRetention(job) => maintenance::audit_retention(deps, job).await,
         Job::DeliverWebhook(job) => webhooks::deliver(deps, job).await,
         Job::WebhookRetrySweep => webhooks::retry_sweep(&deps.services).await,
         Job::WebhookCleanup => webhooks::cleanup(&deps.services).await,

@@ -2,6 +2,8 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::audit::AuditEntry;
+
 use crate::{
     ids::EndpointId,
     on_pool,
@@ -87,6 +89,7 @@ impl Store {
         &self,
         e: &NewEndpoint,
         now: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> Result<EndpointRow, StoreError> {
         let sql = format!(
             "INSERT INTO webhook_endpoints (id, url, description, event_types, secret_sealed,
@@ -94,11 +97,11 @@ impl Store {
                tenant_id)
              VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7, $8, $9, $9, $10) RETURNING {ENDPOINT_COLUMNS}"
         );
-        let row = on_pool!(self, pool => sqlx::query_as::<_, EndpointRow>(sqlx::AssertSqlSafe(sql))
+        let row = crate::audited!(self, audit, tx => sqlx::query_as::<_, EndpointRow>(sqlx::AssertSqlSafe(sql))
             .bind(&e.id).bind(&e.url).bind(&e.description).bind(&e.event_types)
             .bind(&e.secret_sealed).bind(e.rate_limit_per_second).bind(&e.environment)
-            .bind(&e.created_by).bind(now).bind(&e.tenant_id).fetch_one(pool).await)?;
-        Ok(row)
+            .bind(&e.created_by).bind(now).bind(&e.tenant_id).fetch_one(&mut *tx).await.map(Some)?);
+        Ok(row.expect("an insert returns its row"))
     }
 
     /// An endpoint that has not been deleted.
@@ -145,6 +148,7 @@ impl Store {
         id: &str,
         p: &EndpointPatch,
         now: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> Result<Option<EndpointRow>, StoreError> {
         let enable = p.enabled == Some(true);
         let disable = p.enabled == Some(false);
@@ -162,19 +166,24 @@ impl Store {
                updated_at = $8
              WHERE id = $1 AND deleted_at IS NULL RETURNING {ENDPOINT_COLUMNS}"
         );
-        let row = on_pool!(self, pool => sqlx::query_as::<_, EndpointRow>(sqlx::AssertSqlSafe(sql))
+        let row = crate::audited!(self, audit, tx => sqlx::query_as::<_, EndpointRow>(sqlx::AssertSqlSafe(sql))
             .bind(id).bind(&p.url).bind(&p.description).bind(&p.event_types)
             .bind(p.rate_limit_per_second).bind(enable).bind(disable).bind(now)
-            .fetch_optional(pool).await)?;
+            .fetch_optional(&mut *tx).await?);
         Ok(row)
     }
 
-    pub async fn delete_endpoint(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let n = on_pool!(self, pool => sqlx::query(
+    pub async fn delete_endpoint(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<bool, StoreError> {
+        let n = crate::audited!(self, audit, tx => sqlx::query(
             "UPDATE webhook_endpoints SET deleted_at = $2, enabled = FALSE, updated_at = $2
              WHERE id = $1 AND deleted_at IS NULL")
-            .bind(id).bind(now).execute(pool).await.map(|r| r.rows_affected()))?;
-        Ok(n == 1)
+            .bind(id).bind(now).execute(&mut *tx).await?.rows_affected() == 1);
+        Ok(n)
     }
 
     /// Installs a new secret; the current one keeps signing until `previous_until`.
@@ -185,15 +194,16 @@ impl Store {
         previous_sealed: &str,
         previous_until: DateTime<Utc>,
         now: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> Result<Option<EndpointRow>, StoreError> {
         let sql = format!(
             "UPDATE webhook_endpoints SET secret_sealed = $2, previous_secret_sealed = $3,
                previous_secret_until = $4, updated_at = $5
              WHERE id = $1 AND deleted_at IS NULL RETURNING {ENDPOINT_COLUMNS}"
         );
-        let row = on_pool!(self, pool => sqlx::query_as::<_, EndpointRow>(sqlx::AssertSqlSafe(sql))
+        let row = crate::audited!(self, audit, tx => sqlx::query_as::<_, EndpointRow>(sqlx::AssertSqlSafe(sql))
             .bind(id).bind(new_sealed).bind(previous_sealed).bind(previous_until).bind(now)
-            .fetch_optional(pool).await)?;
+            .fetch_optional(&mut *tx).await?);
         Ok(row)
     }
 
