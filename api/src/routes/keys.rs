@@ -115,7 +115,7 @@ pub(crate) struct KeyView {
     /// The key's own limits (`null`: the server's default).
     rate_limits: RateLimits,
     /// What is used of each quota window now (on `GET /api-keys/{id}`).
-    #[oai(skip_serializing_if_is_empty)]
+    #[oai(default, skip_serializing_if_is_empty)]
     usage_windows: Vec<WindowUsage>,
 }
 
