@@ -7,11 +7,15 @@
 #
 #   bench/api-auth.sh                       # 3 rounds × 5 s, 2 wrk threads, 64 connections
 #   ROUNDS=5 DURATION=10s CONNECTIONS=128 bench/api-auth.sh
+#   BIN=/tmp/old/switchyard bench/api-auth.sh   # another build, to compare
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { echo "needs wrk (Debian package wrk)" >&2; exit 1; }
-cargo build --release -q
-BIN=$PWD/target/release/switchyard
+# BIN=<path> benchmarks that binary instead (e.g. an older build, to compare).
+if [ -z "${BIN:-}" ]; then
+  cargo build --release -q
+  BIN=$PWD/target/release/switchyard
+fi
 DIR=$(mktemp -d)
 PORT=${PORT:-18099}
 DURATION=${DURATION:-5s}
