@@ -61,6 +61,7 @@ pub const HTTP_REQUESTS: &str = "switchyard_http_requests_total";
 pub const HTTP_REQUEST_DURATION: &str = "switchyard_http_request_duration_seconds";
 pub const RATE_LIMITED: &str = "switchyard_rate_limited_total";
 pub const AUTH_FAILURES: &str = "switchyard_auth_failures_total";
+pub const API_KEYS_SUSPENDED: &str = "switchyard_api_keys_suspended_total";
 pub const AUTH_LOOKUPS: &str = "switchyard_auth_key_lookups_total";
 pub const RATE_LIMITER_ERRORS: &str = "switchyard_rate_limiter_errors_total";
 pub const USAGE_DROPPED: &str = "switchyard_usage_events_dropped_total";

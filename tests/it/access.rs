@@ -99,6 +99,8 @@ both_backends!(keys_are_required_and_checked);
 async fn scopes_are_enforced_on_every_route(mut env: TestEnv) {
     // One anonymous request per route: more than the default failed-auth budget of an address.
     env.set("SWITCHYARD_AUTH_FAILURE_LIMIT_PER_MINUTE", "10000");
+    // One refused request per route from one key: more than the suspension threshold.
+    env.set("SWITCHYARD_KEY_SUSPEND_AFTER_REFUSALS", "0");
     let app = env.start_app().await;
     let (_, usage_only) = app.create_key(json!({"name": "reader", "scopes": ["usage:read"]})).await;
     let client = http_with_key(&usage_only);

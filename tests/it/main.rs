@@ -21,5 +21,6 @@ mod quotas;
 mod shape;
 mod sikka;
 mod store_contract;
+mod suspension;
 mod tenants;
 mod webhooks;

@@ -31,6 +31,8 @@ pub(crate) struct CachedKey {
     pub quotas: KeyQuotas,
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked: bool,
+    /// Why the key is suspended, when it is.
+    pub suspended: Option<String>,
     /// The key's tenant, or the platform.
     pub owner: Owner,
     /// Its tenant is deleted: the key no longer works.
@@ -49,6 +51,7 @@ impl CachedKey {
             quotas: row.quotas(),
             expires_at: row.expires_at,
             revoked: row.revoked_at.is_some(),
+            suspended: row.suspended_at.map(|_| row.suspended_reason.clone().unwrap_or_default()),
             owner: row.tenant_id.clone(),
             tenant_deleted,
         }
@@ -59,6 +62,8 @@ impl CachedKey {
             KeyStatus::Revoked
         } else if self.expires_at.is_some_and(|e| e <= now) {
             KeyStatus::Expired
+        } else if self.suspended.is_some() {
+            KeyStatus::Suspended
         } else {
             KeyStatus::Active
         }
@@ -150,6 +155,7 @@ mod tests {
             quotas: KeyQuotas::default(),
             expires_at: None,
             revoked: false,
+            suspended: None,
             owner: Owner::Platform,
             tenant_deleted: false,
         });

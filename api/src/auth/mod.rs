@@ -6,6 +6,7 @@
 
 mod bootstrap;
 mod cache;
+mod conduct;
 pub(crate) mod idempotency;
 mod revocations;
 pub(crate) mod scopes;
@@ -38,6 +39,7 @@ use switchyard_shared::{
 
 pub use self::bootstrap::bootstrap_admin_key;
 pub(crate) use self::cache::CachedKey;
+use self::scopes::ScopeRefused;
 use self::{cache::KeyCache, revocations::Revocations, usage::UsageRecorder};
 use crate::{
     edge::{RequestId, error_response, problem_response, route_label, slug_for},
@@ -64,6 +66,7 @@ enum Failure {
     Unknown,
     Revoked,
     Expired,
+    Suspended,
 }
 
 impl Failure {
@@ -74,6 +77,7 @@ impl Failure {
             Self::Unknown => "unknown",
             Self::Revoked => "revoked",
             Self::Expired => "expired",
+            Self::Suspended => "suspended",
         }
     }
 }
@@ -88,6 +92,7 @@ pub struct Authenticator {
     default_quotas: [u64; 3],
     usage: UsageRecorder,
     revocations: Revocations,
+    conduct: conduct::Conduct,
     default_per_minute: u32,
     failure_quota: Quota,
     trust_forwarded_for: bool,
@@ -126,6 +131,10 @@ impl Authenticator {
             ],
             usage,
             revocations,
+            conduct: conduct::Conduct::new(
+                config.key_suspend_after_refusals,
+                config.key_suspend_window_secs,
+            ),
             default_per_minute: config.rate_limit_per_minute,
             failure_quota: Quota::per_minute(config.auth_failure_limit_per_minute),
             trust_forwarded_for: config.trust_forwarded_for,
@@ -236,6 +245,7 @@ impl Authenticator {
             KeyStatus::Active => Ok(key),
             KeyStatus::Revoked => Err(Some(Failure::Revoked)),
             KeyStatus::Expired => Err(Some(Failure::Expired)),
+            KeyStatus::Suspended => Err(Some(Failure::Suspended)),
         }
     }
 
@@ -321,6 +331,17 @@ impl Authenticator {
         resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         resp
     }
+}
+
+/// Why a suspended key is refused, and how it comes back.
+fn suspended_detail(auth: &Authenticator, presented: &str) -> String {
+    let key = auth.cache.get(&digest_bytes(presented)).flatten();
+    let reason = key.as_ref().and_then(|k| k.suspended.clone()).unwrap_or_default();
+    let id = key.map(|k| k.id.to_string()).unwrap_or_default();
+    format!(
+        "this API key is suspended ({reason}); a key with keys:manage lifts it with \
+         PATCH /api/v1/api-keys/{id} {{\"active\": true}}"
+    )
 }
 
 /// Whether the key presented is cached as belonging to a deleted tenant (for the detail).
@@ -429,13 +450,14 @@ async fn authenticate<E: Endpoint>(
         Err(Some(failure)) => {
             let detail = match failure {
                 Failure::Revoked if cached_tenant_deleted(auth, presented) => {
-                    "this API key's tenant has been deleted"
+                    "this API key's tenant has been deleted".to_owned()
                 }
-                Failure::Revoked => "this API key has been revoked",
-                Failure::Expired => "this API key has expired",
-                _ => "unknown API key",
+                Failure::Revoked => "this API key has been revoked".to_owned(),
+                Failure::Expired => "this API key has expired".to_owned(),
+                Failure::Suspended => suspended_detail(auth, presented),
+                _ => "unknown API key".to_owned(),
             };
-            return Ok(auth.reject(failure, detail.into(), addr.as_deref()).await);
+            return Ok(auth.reject(failure, detail, addr.as_deref()).await);
         }
     };
 
@@ -450,6 +472,7 @@ async fn authenticate<E: Endpoint>(
         .and_then(|v| v.to_str().ok())
         .map(|s| s.chars().take(256).collect());
 
+    let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
     let quota = if decision.allowed { auth.take_quota(&cached).await } else { Ok(Vec::new()) };
     let mut resp = if let Err(full) = &quota {
         metrics::counter!(telemetry::RATE_LIMITED, "kind" => "quota").increment(1);
@@ -472,7 +495,6 @@ async fn authenticate<E: Endpoint>(
         set_retry_after(&mut resp, Duration::from_secs(wait));
         resp
     } else if decision.allowed {
-        let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
         req.extensions_mut().insert(Principal {
             key_id: cached.id.clone(),
             scopes: cached.scopes.clone(),
@@ -484,7 +506,7 @@ async fn authenticate<E: Endpoint>(
                 tenant: cached.owner.clone(),
                 client_addr: addr.clone(),
                 user_agent: user_agent.clone(),
-                request_id,
+                request_id: request_id.clone(),
             }),
         });
         match next.call(req).await {
@@ -505,6 +527,24 @@ async fn authenticate<E: Endpoint>(
         resp
     };
     set_rate_headers(&mut resp, &tightest(&decision, &quota));
+    let seen = if resp.data::<ScopeRefused>().is_some() {
+        conduct::Seen::ScopeRefused
+    } else if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+        conduct::Seen::OverLimit
+    } else {
+        conduct::Seen::Fine
+    };
+    if let Some(reason) = auth.conduct.note(&cached.id, seen) {
+        let actor = Actor {
+            key_id: Some(cached.id.to_string()),
+            key_prefix: Some(cached.prefix.to_string()),
+            tenant: cached.owner.clone(),
+            client_addr: addr.clone(),
+            user_agent: user_agent.clone(),
+            request_id,
+        };
+        auth.suspend(&cached, &reason, &actor).await;
+    }
 
     let status = resp.status();
     let route = route_label(&mut resp);

@@ -58,6 +58,10 @@ impl Auth {
     }
 }
 
+/// Marks a response as a refusal for a missing scope.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ScopeRefused;
+
 /// Refuses a request whose key lacks `scope` (403 naming it).
 pub struct RequireScope(pub Scope);
 
@@ -91,11 +95,14 @@ impl<E: Endpoint> Endpoint for RequireScopeEndpoint<E> {
             )));
         }
         if !grants(&principal.scopes, self.scope) {
-            return Ok(problem_response(&Problem::new(
+            let mut resp = problem_response(&Problem::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 format!("this API key lacks the scope `{}`", self.scope),
-            )));
+            ));
+            // Counted by the authentication middleware towards suspension.
+            resp.set_data(ScopeRefused);
+            return Ok(resp);
         }
         // The key may do this: now its body is checked against the document.
         let mut req = req;

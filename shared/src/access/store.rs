@@ -15,7 +15,8 @@ use crate::{
 
 const COLUMNS: &str = "id, name, key_hash, prefix, scopes, environment, rate_limit_per_minute, \
     expires_at, revoked_at, deleted_at, created_by, created_at, updated_at, last_used_at, usage_count, \
-    tenant_id, metadata, rate_limit_per_hour, rate_limit_per_day, rate_limit_per_month";
+    tenant_id, metadata, rate_limit_per_hour, rate_limit_per_day, rate_limit_per_month, \
+    suspended_at, suspended_reason";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ApiKeyRow {
@@ -40,6 +41,8 @@ pub struct ApiKeyRow {
     pub rate_limit_per_hour: Option<i64>,
     pub rate_limit_per_day: Option<i64>,
     pub rate_limit_per_month: Option<i64>,
+    pub suspended_at: Option<DateTime<Utc>>,
+    pub suspended_reason: Option<String>,
 }
 
 /// A key's status as the API reports it.
@@ -48,6 +51,8 @@ pub enum KeyStatus {
     Active,
     Revoked,
     Expired,
+    /// Suspended for misbehaving until `PATCH {"active": true}`.
+    Suspended,
 }
 
 impl KeyStatus {
@@ -56,6 +61,7 @@ impl KeyStatus {
             Self::Active => "active",
             Self::Revoked => "revoked",
             Self::Expired => "expired",
+            Self::Suspended => "suspended",
         }
     }
 }
@@ -78,6 +84,8 @@ impl ApiKeyRow {
             KeyStatus::Revoked
         } else if self.expires_at.is_some_and(|e| e <= now) {
             KeyStatus::Expired
+        } else if self.suspended_at.is_some() {
+            KeyStatus::Suspended
         } else {
             KeyStatus::Active
         }
@@ -226,6 +234,8 @@ impl Store {
                rate_limit_per_minute = COALESCE($4, rate_limit_per_minute),
                revoked_at = CASE WHEN $5 THEN COALESCE(revoked_at, $7)
                                  WHEN $6 THEN NULL ELSE revoked_at END,
+               suspended_at = CASE WHEN $6 THEN NULL ELSE suspended_at END,
+               suspended_reason = CASE WHEN $6 THEN NULL ELSE suspended_reason END,
                metadata = COALESCE($8, metadata),
                rate_limit_per_hour = COALESCE($9, rate_limit_per_hour),
                rate_limit_per_day = COALESCE($10, rate_limit_per_day),
@@ -239,6 +249,22 @@ impl Store {
             .bind(patch.quotas.per_hour).bind(patch.quotas.per_day).bind(patch.quotas.per_month)
             .fetch_optional(&mut *tx).await?);
         Ok(row)
+    }
+
+    /// Suspends an active key (once: `false` when it was already suspended, revoked or
+    /// gone), with its audit entry in the same transaction.
+    pub async fn suspend_api_key(
+        &self,
+        id: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<bool, StoreError> {
+        let done = crate::audited!(self, audit, tx => sqlx::query(
+            "UPDATE api_keys SET suspended_at = $2, suspended_reason = $3, updated_at = $2
+             WHERE id = $1 AND suspended_at IS NULL AND revoked_at IS NULL")
+            .bind(id).bind(now).bind(reason).execute(&mut *tx).await?.rows_affected() == 1);
+        Ok(done)
     }
 
     /// Revokes and marks deleted (a soft delete: the row stays for audit and usage).

@@ -121,6 +121,12 @@ settings! {
         rate_limit_per_month: u64 = "0", "SWITCHYARD_RATE_LIMIT_PER_MONTH", any;
         /// Failed authentications per minute per client address before 429s.
         auth_failure_limit_per_minute: u32 = "30", "SWITCHYARD_AUTH_FAILURE_LIMIT_PER_MINUTE", positive;
+        /// A key refused for missing scopes this many times within the suspension window is
+        /// suspended (0: never for this).
+        key_suspend_after_refusals: u32 = "20", "SWITCHYARD_KEY_SUSPEND_AFTER_REFUSALS", any;
+        /// Seconds of the suspension window: refusals are counted over it, and a key kept
+        /// over its limit (every request a 429) for this long is suspended (0: never for that).
+        key_suspend_window_secs: u64 = "600", "SWITCHYARD_KEY_SUSPEND_WINDOW_SECS", any;
         /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
         trust_forwarded_for: bool = "false", "SWITCHYARD_TRUST_FORWARDED_FOR", any;
         /// Days API usage records are kept (`usage-retention`).
