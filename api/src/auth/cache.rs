@@ -39,13 +39,18 @@ pub(crate) struct CachedKey {
     pub tenant_deleted: bool,
 }
 
+/// The rate-limit and quota bucket of a key.
+pub(crate) fn bucket(key_id: &str) -> String {
+    format!("key:{key_id}")
+}
+
 impl CachedKey {
     pub(crate) fn from_row(row: &ApiKeyRow, tenant_deleted: bool) -> Self {
         Self {
             id: Arc::from(row.id.as_str()),
             prefix: Arc::from(row.prefix.as_str()),
             scopes: Arc::from(row.scope_list()),
-            bucket: Arc::from(format!("key:{}", row.id)),
+            bucket: Arc::from(bucket(&row.id)),
             environment: row.environment.parse().unwrap_or(Environment::Live),
             rate_limit_per_minute: row.rate_limit_per_minute,
             quotas: row.quotas(),
@@ -58,7 +63,7 @@ impl CachedKey {
     }
 
     pub(crate) fn status_at(&self, now: DateTime<Utc>) -> KeyStatus {
-        if self.revoked || self.tenant_deleted {
+        if self.revoked {
             KeyStatus::Revoked
         } else if self.expires_at.is_some_and(|e| e <= now) {
             KeyStatus::Expired

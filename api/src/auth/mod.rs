@@ -67,6 +67,7 @@ enum Failure {
     Revoked,
     Expired,
     Suspended,
+    TenantDeleted,
 }
 
 impl Failure {
@@ -78,9 +79,13 @@ impl Failure {
             Self::Revoked => "revoked",
             Self::Expired => "expired",
             Self::Suspended => "suspended",
+            Self::TenantDeleted => "tenant_deleted",
         }
     }
 }
+
+/// A key refused: why (the metric label) and what the 401 says.
+struct Refusal(Failure, String);
 
 /// Authentication, rate limiting and usage recording for one API process.
 pub struct Authenticator {
@@ -214,7 +219,7 @@ impl Authenticator {
         &self,
         presented: &str,
         addr: Option<&str>,
-    ) -> Result<Arc<CachedKey>, Option<Failure>> {
+    ) -> Result<Arc<CachedKey>, Option<Refusal>> {
         let digest = digest_bytes(presented);
         let key = match self.cache.get(&digest) {
             Some(hit) => hit,
@@ -240,17 +245,29 @@ impl Authenticator {
                 entry
             }
         };
-        let key = key.ok_or(Some(Failure::Unknown))?;
+        let refuse = |f, detail: &str| Err(Some(Refusal(f, detail.to_owned())));
+        let Some(key) = key else { return refuse(Failure::Unknown, "unknown API key") };
+        if key.tenant_deleted {
+            return refuse(Failure::TenantDeleted, "this API key's tenant has been deleted");
+        }
         match key.status_at(Utc::now()) {
             KeyStatus::Active => Ok(key),
-            KeyStatus::Revoked => Err(Some(Failure::Revoked)),
-            KeyStatus::Expired => Err(Some(Failure::Expired)),
-            KeyStatus::Suspended => Err(Some(Failure::Suspended)),
+            KeyStatus::Revoked => refuse(Failure::Revoked, "this API key has been revoked"),
+            KeyStatus::Expired => refuse(Failure::Expired, "this API key has expired"),
+            KeyStatus::Suspended => Err(Some(Refusal(
+                Failure::Suspended,
+                format!(
+                    "this API key is suspended ({}); a key with keys:manage lifts it with \
+                     PATCH /api/v1/api-keys/{} {{\"active\": true}}",
+                    key.suspended.as_deref().unwrap_or_default(),
+                    key.id
+                ),
+            ))),
         }
     }
 
     /// Whether a key's tenant is gone (its keys stop working). `Err(None)`: no answer.
-    async fn tenant_deleted(&self, owner: &Owner) -> Result<bool, Option<Failure>> {
+    async fn tenant_deleted(&self, owner: &Owner) -> Result<bool, Option<Refusal>> {
         let Some(id) = owner.tenant_id() else { return Ok(false) };
         let tenant = self.services.store.tenant(id).await.map_err(|e| {
             tracing::warn!(error = %e, "tenant lookup failed");
@@ -285,7 +302,7 @@ impl Authenticator {
     /// counter cannot be read).
     pub(crate) async fn quota_usage(&self, row: &ApiKeyRow) -> Vec<WindowState> {
         let limits = row.quotas().effective(self.default_quotas);
-        let bucket = format!("key:{}", row.id);
+        let bucket = cache::bucket(&row.id);
         self.quotas.peek(&bucket, &limits).await.unwrap_or_else(|error| {
             tracing::warn!(%error, "quota counters unavailable");
             Vec::new()
@@ -331,22 +348,6 @@ impl Authenticator {
         resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         resp
     }
-}
-
-/// Why a suspended key is refused, and how it comes back.
-fn suspended_detail(auth: &Authenticator, presented: &str) -> String {
-    let key = auth.cache.get(&digest_bytes(presented)).flatten();
-    let reason = key.as_ref().and_then(|k| k.suspended.clone()).unwrap_or_default();
-    let id = key.map(|k| k.id.to_string()).unwrap_or_default();
-    format!(
-        "this API key is suspended ({reason}); a key with keys:manage lifts it with \
-         PATCH /api/v1/api-keys/{id} {{\"active\": true}}"
-    )
-}
-
-/// Whether the key presented is cached as belonging to a deleted tenant (for the detail).
-fn cached_tenant_deleted(auth: &Authenticator, presented: &str) -> bool {
-    auth.cache.get(&digest_bytes(presented)).flatten().is_some_and(|k| k.tenant_deleted)
 }
 
 fn set_retry_after(resp: &mut Response, wait: Duration) {
@@ -447,16 +448,7 @@ async fn authenticate<E: Endpoint>(
                 "cannot check the API key: the store is not answering; try again shortly",
             )));
         }
-        Err(Some(failure)) => {
-            let detail = match failure {
-                Failure::Revoked if cached_tenant_deleted(auth, presented) => {
-                    "this API key's tenant has been deleted".to_owned()
-                }
-                Failure::Revoked => "this API key has been revoked".to_owned(),
-                Failure::Expired => "this API key has expired".to_owned(),
-                Failure::Suspended => suspended_detail(auth, presented),
-                _ => "unknown API key".to_owned(),
-            };
+        Err(Some(Refusal(failure, detail))) => {
             return Ok(auth.reject(failure, detail, addr.as_deref()).await);
         }
     };
@@ -472,7 +464,14 @@ async fn authenticate<E: Endpoint>(
         .and_then(|v| v.to_str().ok())
         .map(|s| s.chars().take(256).collect());
 
-    let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
+    let actor = Arc::new(Actor {
+        key_id: Some(cached.id.to_string()),
+        key_prefix: Some(cached.prefix.to_string()),
+        tenant: cached.owner.clone(),
+        client_addr: addr.clone(),
+        user_agent: user_agent.clone(),
+        request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
+    });
     let quota = if decision.allowed { auth.take_quota(&cached).await } else { Ok(Vec::new()) };
     let mut resp = if let Err(full) = &quota {
         metrics::counter!(telemetry::RATE_LIMITED, "kind" => "quota").increment(1);
@@ -500,14 +499,7 @@ async fn authenticate<E: Endpoint>(
             scopes: cached.scopes.clone(),
             environment: cached.environment,
             owner: cached.owner.clone(),
-            actor: Arc::new(Actor {
-                key_id: Some(cached.id.to_string()),
-                key_prefix: Some(cached.prefix.to_string()),
-                tenant: cached.owner.clone(),
-                client_addr: addr.clone(),
-                user_agent: user_agent.clone(),
-                request_id: request_id.clone(),
-            }),
+            actor: Arc::clone(&actor),
         });
         match next.call(req).await {
             Ok(out) => out.into_response(),
@@ -535,14 +527,6 @@ async fn authenticate<E: Endpoint>(
         conduct::Seen::Fine
     };
     if let Some(reason) = auth.conduct.note(&cached.id, seen) {
-        let actor = Actor {
-            key_id: Some(cached.id.to_string()),
-            key_prefix: Some(cached.prefix.to_string()),
-            tenant: cached.owner.clone(),
-            client_addr: addr.clone(),
-            user_agent: user_agent.clone(),
-            request_id,
-        };
         auth.suspend(&cached, &reason, &actor).await;
     }
 
