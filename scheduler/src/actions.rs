@@ -29,7 +29,10 @@ pub(crate) async fn enqueue(services: &Services, schedule: ScheduleName) -> Resu
         }
         ScheduleName::AuditRetention => {
             let retention_secs = services.config.audit_retention_days * 86_400;
-            push(services, Job::AuditRetention(AuditRetentionJob { retention_secs })).await?;
+            let publish_retention_secs =
+                Some(services.config.audit_publish_retention_days * 86_400);
+            let job = AuditRetentionJob { retention_secs, publish_retention_secs };
+            push(services, Job::AuditRetention(job)).await?;
         }
         ScheduleName::WebhookRetrySweep => push(services, Job::WebhookRetrySweep).await?,
         ScheduleName::WebhookDeliveryCleanup => push(services, Job::WebhookCleanup).await?,
@@ -52,7 +55,7 @@ pub(crate) async fn enqueue(services: &Services, schedule: ScheduleName) -> Resu
         ScheduleName::SikkaWritebackSweep => push(services, Job::SikkaWritebackSweep).await?,
         ScheduleName::Canary => {
             for queue in QueueName::ALL {
-                canary::send(services, queue, 0).await.map_err(|e| e.to_string())?;
+                canary::send(services, queue, 0, None).await.map_err(|e| e.to_string())?;
             }
         }
     }

@@ -141,6 +141,9 @@ pub struct UsageRetentionJob {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditRetentionJob {
     pub retention_secs: u64,
+    /// How long `event.published` entries are kept (one per event: by far the most).
+    #[serde(default)]
+    pub publish_retention_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

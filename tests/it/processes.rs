@@ -14,7 +14,7 @@ const WORKER_ARGS: &[&str] = &["worker", "--queues", "sikka", "--metrics-listen"
 async fn a_killed_worker_s_job_is_finished_by_another(env: TestEnv) {
     let services = env.services().await;
     let worker_a = env.spawn("worker-a", WORKER_ARGS);
-    let sent = canary::send(&services, QueueName::Sikka, 3_000).await.unwrap();
+    let sent = canary::send(&services, QueueName::Sikka, 3_000, None).await.unwrap();
     // Wait until worker A holds the job, then kill it without warning.
     let held = wait_for("worker A to start the job", Duration::from_secs(20), || async {
         let job = services.queue.find(&sent.job_id).await.unwrap()?;
@@ -50,7 +50,7 @@ both_backends!(a_killed_worker_s_job_is_finished_by_another);
 async fn sigterm_lets_in_flight_jobs_finish(env: TestEnv) {
     let services = env.services().await;
     let (worker, metrics) = env.spawn_role("worker", &["--queues", "sikka"]).await;
-    let sent = canary::send(&services, QueueName::Sikka, 1_500).await.unwrap();
+    let sent = canary::send(&services, QueueName::Sikka, 1_500, None).await.unwrap();
     // In its handler, not only fetched: a job fetched but not yet started when the signal
     // lands is left to orphan recovery (apalis stops reading its stream), not run here.
     wait_for("the worker to start the job", Duration::from_secs(20), || async {

@@ -9,7 +9,10 @@ use std::collections::BTreeMap;
 use chrono::{Duration, Utc};
 use support::{Backend, TestEnv};
 use switchyard_shared::{
+    audit::AuditFilter,
     ids::TenantId,
+    jobs::{CanaryJob, Job},
+    queue::{DiscardOutcome, QueueName, RetryOutcome},
     sikka::{Ending, NewWriteback, PracticeUpsert, Submitted, WritebackStatus},
     store::{Claim, Store, StoredResponse},
     tenants::{NewTenant, Owner, TenantStatus},
@@ -44,16 +47,19 @@ async fn one_delivery(store: &Store, max_attempts: i64) -> String {
     let (event, delivery) = (support::unique("evt_"), support::unique("msg_"));
     let deliveries = [NewDelivery { id: delivery.clone().into(), endpoint_id: ep.into() }];
     store
-        .insert_events_with_deliveries(&[NewEvent {
-            event_id: &event,
-            event_type: "contract.test",
-            payload: r#"{"n":1}"#,
-            source: None,
-            tenant_id: &Owner::Platform,
-            deliveries: &deliveries,
-            max_attempts,
-            now: Utc::now(),
-        }])
+        .insert_events_with_deliveries(
+            &[NewEvent {
+                event_id: &event,
+                event_type: "contract.test",
+                payload: r#"{"n":1}"#,
+                source: None,
+                tenant_id: &Owner::Platform,
+                deliveries: &deliveries,
+                max_attempts,
+                now: Utc::now(),
+            }],
+            &[],
+        )
         .await
         .unwrap();
     delivery
@@ -186,16 +192,19 @@ async fn writeback_checks_count_once_and_a_writeback_ends_once(env: TestEnv) {
         .unwrap();
     let id = support::unique("wb_");
     store
-        .insert_sikka_writeback(&NewWriteback {
-            id: &id,
-            practice_ref: &practice,
-            operation: "appointment_create",
-            target_id: None,
-            body: "{}",
-            deadline_at: now + Duration::minutes(10),
-            created_by: None,
-            now,
-        })
+        .insert_sikka_writeback(
+            &NewWriteback {
+                id: &id,
+                practice_ref: &practice,
+                operation: "appointment_create",
+                target_id: None,
+                body: "{}",
+                deadline_at: now + Duration::minutes(10),
+                created_by: None,
+                now,
+            },
+            &support::test_audit(),
+        )
         .await
         .unwrap();
 
@@ -299,6 +308,67 @@ async fn a_lease_has_one_holder_until_it_expires(env: TestEnv) {
     assert!(!store.try_acquire_lease(&name, "a", later, later).await.unwrap());
     store.release_lease(&name, "b").await.unwrap();
     assert!(store.try_acquire_lease(&name, "a", later, later).await.unwrap());
+}
+
+both_backends!(audit_retention_keeps_changes_longer_than_publishes);
+async fn audit_retention_keeps_changes_longer_than_publishes(env: TestEnv) {
+    let store = env.services().await.store;
+    let now = Utc::now();
+    let entry = |action: &'static str, days: i64| {
+        let mut e = support::test_audit();
+        e.action = action;
+        e.at = now - Duration::days(days);
+        e
+    };
+    // (action, age in days, kept with 365 days for changes and 30 for publishes)
+    let cases = [
+        ("api_key.created", 400, false),
+        ("api_key.created", 100, true),
+        ("event.published", 100, false),
+        ("event.published", 10, true),
+        ("tenant.created", 0, true),
+    ];
+    for (action, days, _) in cases {
+        store.insert_audit(&entry(action, days)).await.unwrap();
+    }
+    let deleted = store
+        .delete_audit_before(now - Duration::days(365), Some(now - Duration::days(30)))
+        .await
+        .unwrap();
+    assert_eq!(deleted, 2);
+    let left = store.audit_entries(&AuditFilter::default(), 100).await.unwrap();
+    let mut left: Vec<(String, i64)> =
+        left.into_iter().map(|r| (r.action, (now - r.at).num_days())).collect();
+    left.sort();
+    let mut want: Vec<(String, i64)> =
+        cases.iter().filter(|(_, _, kept)| *kept).map(|(a, d, _)| ((*a).to_owned(), *d)).collect();
+    want.sort();
+    assert_eq!(left, want);
+}
+
+both_backends!(a_waiting_job_is_discarded_once_and_can_be_retried);
+async fn a_waiting_job_is_discarded_once_and_can_be_retried(env: TestEnv) {
+    let queue = env.services().await.queue;
+    let canary = || {
+        Job::Canary(CanaryJob {
+            run_id: "contract".into(),
+            queue: QueueName::Maintenance,
+            hold_ms: 0,
+        })
+    };
+    // Due now and delayed: both waiting (no worker runs here).
+    let due = queue.push(canary()).await.unwrap();
+    let later = queue.push_after(canary(), std::time::Duration::from_secs(3600)).await.unwrap();
+    for id in [&due, &later] {
+        assert_eq!(queue.discard(id).await.unwrap(), DiscardOutcome::Discarded);
+        assert_eq!(queue.discard(id).await.unwrap(), DiscardOutcome::NotWaiting, "once");
+        assert_eq!(queue.find(id).await.unwrap().unwrap().status, "dead");
+    }
+    let stats = queue.stats(QueueName::Maintenance).await.unwrap();
+    assert_eq!((stats.pending, stats.scheduled, stats.dead), (0, 0, 2));
+    assert_eq!(queue.discard("no-such-job").await.unwrap(), DiscardOutcome::NotFound);
+    assert_eq!(queue.retry(&due).await.unwrap(), RetryOutcome::Requeued);
+    assert_eq!(queue.find(&due).await.unwrap().unwrap().status, "pending");
 }
 
 /// A tenant's owner round-trips through every tenant-owned row; the delete is once, disables

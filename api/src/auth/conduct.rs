@@ -118,7 +118,8 @@ impl Authenticator {
     pub(crate) async fn suspend(&self, key: &CachedKey, reason: &str, actor: &Actor) {
         let audit = AuditEntry::new(actor, &key.owner, "api_key.suspended", "api_key")
             .target(key.id.to_string())
-            .outcome("suspended");
+            .outcome("suspended")
+            .detail(reason);
         match self.services.store.suspend_api_key(&key.id, reason, Utc::now(), &audit).await {
             Ok(true) => {}
             Ok(false) => return,

@@ -7,6 +7,7 @@
 mod bootstrap;
 mod cache;
 mod conduct;
+mod failures;
 pub(crate) mod idempotency;
 mod revocations;
 pub(crate) mod scopes;
@@ -98,6 +99,7 @@ pub struct Authenticator {
     usage: UsageRecorder,
     revocations: Revocations,
     conduct: conduct::Conduct,
+    failures: failures::FailureLog,
     default_per_minute: u32,
     failure_quota: Quota,
     trust_forwarded_for: bool,
@@ -140,6 +142,10 @@ impl Authenticator {
                 config.key_suspend_after_refusals,
                 config.key_suspend_window_secs,
             ),
+            failures: failures::FailureLog::new(
+                config.auth_failure_audit_after,
+                config.auth_failure_audit_secs,
+            ),
             default_per_minute: config.rate_limit_per_minute,
             failure_quota: Quota::per_minute(config.auth_failure_limit_per_minute),
             trust_forwarded_for: config.trust_forwarded_for,
@@ -162,12 +168,26 @@ impl Authenticator {
                 }
             }
         }));
+        tasks.push(tokio::spawn({
+            let (auth, shutdown) = (Arc::clone(&auth), shutdown.clone());
+            async move {
+                let mut every = tokio::time::interval(auth.failures.window());
+                every.tick().await;
+                loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        _ = every.tick() => auth.failures.flush(&auth.services.store).await,
+                    }
+                }
+            }
+        }));
         (auth, tasks)
     }
 
     /// Writes the last usage counters (after the server stopped taking requests).
     pub async fn finish(&self) {
         self.usage.flush_counters(&self.services.store).await;
+        self.failures.flush(&self.services.store).await;
     }
 
     /// Forgets a key in this process and tells every other API process to (fleet).
@@ -328,8 +348,17 @@ impl Authenticator {
     }
 
     /// A 401, unless this address has failed too often lately (then 429).
-    async fn reject(&self, failure: Failure, detail: String, addr: Option<&str>) -> Response {
+    async fn reject(
+        &self,
+        req: &Request,
+        failure: Failure,
+        detail: String,
+        addr: Option<&str>,
+    ) -> Response {
         metrics::counter!(telemetry::AUTH_FAILURES, "reason" => failure.reason()).increment(1);
+        let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok());
+        let request_id = req.extensions().get::<RequestId>().map(|r| r.0.as_str());
+        self.failures.note(addr, failure.reason(), user_agent, request_id);
         let bucket = format!("authfail:{}", addr.unwrap_or("unknown"));
         let decision = self.check_rate(&bucket, self.failure_quota).await;
         if !decision.allowed {
@@ -429,13 +458,13 @@ async fn authenticate<E: Endpoint>(
         None => {
             let detail =
                 "missing API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`";
-            return Ok(auth.reject(Failure::Missing, detail.into(), addr.as_deref()).await);
+            return Ok(auth.reject(&req, Failure::Missing, detail.into(), addr.as_deref()).await);
         }
         Some(s) => match check_format(s) {
             Ok(_) => s,
             Err(e) => {
                 let detail = format!("malformed API key: {e}");
-                return Ok(auth.reject(Failure::Malformed, detail, addr.as_deref()).await);
+                return Ok(auth.reject(&req, Failure::Malformed, detail, addr.as_deref()).await);
             }
         },
     };
@@ -449,7 +478,7 @@ async fn authenticate<E: Endpoint>(
             )));
         }
         Err(Some(Refusal(failure, detail))) => {
-            return Ok(auth.reject(failure, detail, addr.as_deref()).await);
+            return Ok(auth.reject(&req, failure, detail, addr.as_deref()).await);
         }
     };
 

@@ -44,6 +44,9 @@ struct AuditView {
     outcome: String,
     /// The fields the change set (names only, never values).
     changed_fields: Vec<String>,
+    /// A security event in words (how many failed authentications, why a key was
+    /// suspended); empty for a change.
+    detail: String,
 }
 
 impl From<AuditRow> for AuditView {
@@ -62,6 +65,7 @@ impl From<AuditRow> for AuditView {
             user_agent: r.user_agent,
             request_id: r.request_id,
             outcome: r.outcome,
+            detail: r.detail,
         }
     }
 }
@@ -205,12 +209,12 @@ impl AuditApi {
         let rows = self.services.store.audit_entries(&filter, MAX_EXPORT).await?;
         let mut out = String::from(
             "id,at,tenant_id,actor_key_id,actor_key_prefix,action,target_type,target_id,\
-             client_addr,user_agent,request_id,outcome,changed_fields\n",
+             client_addr,user_agent,request_id,outcome,changed_fields,detail\n",
         );
         for r in rows {
             let o = |v: &Option<String>| cell(v.as_deref().unwrap_or(""));
             out.push_str(&format!(
-                "{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
                 r.id,
                 r.at.to_rfc3339(),
                 cell(r.tenant_id.as_column()),
@@ -224,6 +228,7 @@ impl AuditApi {
                 o(&r.request_id),
                 cell(&r.outcome),
                 cell(&r.changed),
+                cell(&r.detail),
             ));
         }
         Ok(CsvResponse::Csv(Binary(Body::from_string(out))))

@@ -9,6 +9,7 @@ use poem_openapi::{
     payload::Json,
 };
 use switchyard_shared::{
+    audit::AuditEntry,
     jobs::{DeliverWebhookJob, Job},
     services::Services,
     webhooks::events::{self, Audience, PublishError},
@@ -188,7 +189,7 @@ impl EventsApi {
         let caller = auth.principal();
         let owner = caller.acting_for(&self.services.store, body.tenant_id.as_deref()).await?;
         let source = caller.key_id.to_string();
-        let published = events::publish(
+        let event = events::prepare(
             &self.services,
             &owner,
             &body.event.event_type,
@@ -196,8 +197,9 @@ impl EventsApi {
             Some(&source),
             Audience::Subscribers,
         )
-        .await
-        .map_err(publish_error)?;
+        .map_err(publish_error)?
+        .audited(&caller.actor, "event.published", None);
+        let published = events::publish_one(&self.services, event).await.map_err(publish_error)?;
         Ok(Accepted::Accepted(Json(EventAccepted {
             id: published.event_id,
             deliveries: published.delivery_ids,
@@ -243,7 +245,7 @@ impl EventsApi {
                 Some(&source),
                 Audience::Subscribers,
             ) {
-                Ok(p) => prepared.push(p),
+                Ok(p) => prepared.push(p.audited(&caller.actor, "event.published", None)),
                 Err(e) => {
                     let field = match e {
                         PublishError::InvalidType(_) => "type",
@@ -300,9 +302,17 @@ impl EventsApi {
         id: Path<String>,
         tenant_id: Query<Option<String>>,
     ) -> Result<Accepted<RetryAccepted>, ApiError> {
-        self.delivery_or_404(&auth, &id, tenant_id.as_deref()).await?;
+        let delivery = self.delivery_or_404(&auth, &id, tenant_id.as_deref()).await?;
+        let audit = AuditEntry::new(
+            &auth.principal().actor,
+            &delivery.tenant_id,
+            "webhook.delivery.retried",
+            "webhook_delivery",
+        )
+        .target(id.0.as_str())
+        .changed(&[("status", true)]);
         let Some(RetriedDelivery { endpoint_id, attempt }) =
-            self.services.store.retry_delivery(&id, Utc::now()).await?
+            self.services.store.retry_delivery(&id, Utc::now(), &audit).await?
         else {
             return match self.services.store.delivery(&id).await? {
                 Some(_) => Err(ApiError::conflict("only failed deliveries can be retried")),

@@ -10,9 +10,11 @@ use poem_openapi::{
     payload::{Binary, Json},
 };
 use switchyard_shared::{
+    audit::AuditEntry,
     pidms::{KeySearch, PidmsKey, PidmsRun},
     pidms::{LineError, RunKind, RunStatus, normalise_key, parse_key_lines, start_run},
     services::Services,
+    tenants::Owner,
 };
 
 use super::{ApiTags, Page, page_bounds};
@@ -348,8 +350,13 @@ impl PidmsApi {
         if keys.len() > 10_000 {
             return Err(ApiError::field("keys", "at most 10000 keys per check; use several"));
         }
-        let caller = auth.principal().key_id.to_string();
-        let run_id = start_run(&self.services, RunKind::Check, &keys, None, Some(&caller)).await?;
+        let caller = auth.principal();
+        let audit =
+            AuditEntry::new(&caller.actor, &Owner::Platform, "pidms.check.started", "pidms_run")
+                .changed(&[("keys", true)]);
+        let by = caller.key_id.to_string();
+        let run_id =
+            start_run(&self.services, RunKind::Check, &keys, None, Some(&by), Some(audit)).await?;
         if wait > 0 {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
             loop {
@@ -401,8 +408,13 @@ impl PidmsApi {
         self.configured()?;
         let filter = body.product_filter.as_deref().filter(|f| !f.trim().is_empty());
         let keys = self.services.store.pidms_keynames(filter).await?;
-        let caller = auth.principal().key_id.to_string();
-        let run_id = start_run(&self.services, RunKind::Sync, &keys, filter, Some(&caller)).await?;
+        let caller = auth.principal();
+        let audit =
+            AuditEntry::new(&caller.actor, &Owner::Platform, "pidms.sync.started", "pidms_run")
+                .changed(&[("product_filter", filter.is_some())]);
+        let by = caller.key_id.to_string();
+        let run_id =
+            start_run(&self.services, RunKind::Sync, &keys, filter, Some(&by), Some(audit)).await?;
         let run = self.run_or_404(&run_id).await?;
         Ok(SyncResponse::Accepted(Json(SyncAccepted {
             sync_id: run.id,

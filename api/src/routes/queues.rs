@@ -3,10 +3,12 @@
 use chrono::{DateTime, Utc};
 use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
 use switchyard_shared::{
+    audit::AuditEntry,
     canary,
     queue::{QueueName, RetryOutcome},
     schedules::{ScheduleName, parse_cron},
     services::Services,
+    tenants::Owner,
 };
 
 use super::ApiTags;
@@ -166,15 +168,24 @@ impl QueuesApi {
     )]
     async fn send_canary(
         &self,
-        _auth: Auth,
+        auth: Auth,
         queue: Path<String>,
         body: Json<CanaryRequest>,
     ) -> Result<CanaryResponse, ApiError> {
         let queue = parse_queue(&queue)?;
+        let audit = AuditEntry::new(
+            &auth.principal().actor,
+            &Owner::Platform,
+            "queue.canary_sent",
+            "canary_run",
+        )
+        .changed(&[("hold_ms", body.hold_ms > 0)]);
         let sent =
-            canary::send(&self.services, queue, body.hold_ms).await.map_err(|e| match e {
-                canary::CanaryError::Store(e) => ApiError::from(e),
-                canary::CanaryError::Queue(e) => ApiError::from(e),
+            canary::send(&self.services, queue, body.hold_ms, Some(audit)).await.map_err(|e| {
+                match e {
+                    canary::CanaryError::Store(e) => ApiError::from(e),
+                    canary::CanaryError::Queue(e) => ApiError::from(e),
+                }
             })?;
         Ok(CanaryResponse::Accepted(Json(CanaryAccepted {
             run_id: sent.run_id,
@@ -212,9 +223,20 @@ impl QueuesApi {
         operation_id = "retryJob",
         transform = "jobs_write_idempotent"
     )]
-    async fn retry_job(&self, _auth: Auth, id: Path<String>) -> Result<RetryResponse, ApiError> {
+    async fn retry_job(&self, auth: Auth, id: Path<String>) -> Result<RetryResponse, ApiError> {
         match self.services.queue.retry(&id).await? {
-            RetryOutcome::Requeued => Ok(RetryResponse::Accepted(Json(self.job_view(&id).await?))),
+            RetryOutcome::Requeued => {
+                let audit = AuditEntry::new(
+                    &auth.principal().actor,
+                    &Owner::Platform,
+                    "job.retried",
+                    "job",
+                )
+                .target(id.0.as_str())
+                .changed(&[("state", true)]);
+                record_queue_action(&self.services, &audit).await;
+                Ok(RetryResponse::Accepted(Json(self.job_view(&id).await?)))
+            }
             RetryOutcome::NotRetryable => {
                 Err(ApiError::conflict("only failed or dead jobs can be retried"))
             }
@@ -280,5 +302,14 @@ impl QueuesApi {
             done_at: job.done_at,
             worker: job.worker,
         })
+    }
+}
+
+/// Records a change made in the queue backend. The queue may be Redis, which shares no
+/// transaction with the store: the entry is written as soon as the queue has accepted the
+/// change, and a failure to write it is logged loudly rather than undoing the change.
+pub(super) async fn record_queue_action(services: &Services, audit: &AuditEntry) {
+    if let Err(error) = services.store.insert_audit(audit).await {
+        tracing::error!(%error, action = audit.action, "a queue change was made but its audit entry was not written");
     }
 }

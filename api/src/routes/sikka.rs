@@ -201,7 +201,7 @@ impl SikkaApi {
         operation_id = "refreshSikkaPractices",
         transform = "sikka_write_idempotent"
     )]
-    async fn refresh_practices(&self, _auth: Auth) -> Result<PullResponse, ApiError> {
+    async fn refresh_practices(&self, auth: Auth) -> Result<PullResponse, ApiError> {
         let sikka = &self.services.config.sikka;
         if !sikka.has_credentials() {
             let missing: Vec<&str> = [
@@ -214,6 +214,14 @@ impl SikkaApi {
             return Err(ApiError::not_configured("Sikka", &missing));
         }
         let job_id = self.services.queue.push(Job::SikkaPracticesPull).await?;
+        let audit = AuditEntry::new(
+            &auth.principal().actor,
+            &Owner::Platform,
+            "sikka.practices.refresh_requested",
+            "job",
+        )
+        .target(job_id.as_str());
+        super::queues::record_queue_action(&self.services, &audit).await;
         Ok(PullResponse::Accepted(Json(PullAccepted { job_id })))
     }
 
@@ -331,8 +339,20 @@ impl SikkaApi {
             created_by: Some(&caller),
             now,
         };
+        let audit = AuditEntry::new(
+            &auth.principal().actor,
+            &practice.tenant_id,
+            "sikka.writeback.created",
+            "sikka_writeback",
+        )
+        .target(id.as_str())
+        .changed(&[
+            ("operation", true),
+            ("target_id", row.target_id.is_some()),
+            ("body", true),
+        ]);
         let store = &self.services.store;
-        store.insert_sikka_writeback(&row).await?;
+        store.insert_sikka_writeback(&row, &audit).await?;
         // Written first: if this push is lost, the sweep submits it.
         let job = Job::SikkaWritebackSubmit(SikkaWritebackJob { writeback_id: id.clone() });
         if let Err(error) = self.services.queue.push(job).await {

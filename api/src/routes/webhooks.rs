@@ -467,8 +467,9 @@ impl WebhooksApi {
     ) -> Result<Accepted<TestSent>, ApiError> {
         let endpoint = self.endpoint_or_404(&auth, &id, tenant_id.as_deref()).await?;
         let data = serde_json::json!({"endpoint_id": endpoint.id, "message": "a test event from Switchyard"});
-        let source = auth.principal().key_id.to_string();
-        let published = events::publish(
+        let caller = auth.principal();
+        let source = caller.key_id.to_string();
+        let event = events::prepare(
             &self.services,
             &endpoint.tenant_id,
             "webhook.test",
@@ -476,8 +477,13 @@ impl WebhooksApi {
             Some(&source),
             Audience::Endpoint(&endpoint.id),
         )
-        .await
-        .map_err(publish_error)?;
+        .map_err(publish_error)?
+        .audited(
+            &caller.actor,
+            "webhook.endpoint.tested",
+            Some(("webhook_endpoint", endpoint.id.as_str())),
+        );
+        let published = events::publish_one(&self.services, event).await.map_err(publish_error)?;
         let delivery_id = published.delivery_ids.into_iter().next().unwrap_or_default();
         Ok(Accepted::Accepted(Json(TestSent { event_id: published.event_id, delivery_id })))
     }

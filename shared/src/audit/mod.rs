@@ -34,6 +34,8 @@ pub struct AuditEntry {
     pub outcome: &'static str,
     /// The names of the fields a change set, space-separated.
     pub changed: String,
+    /// A security event's summary in words; empty for a change.
+    pub detail: String,
 }
 
 impl AuditEntry {
@@ -53,6 +55,7 @@ impl AuditEntry {
             target_id: None,
             outcome: "success",
             changed: String::new(),
+            detail: String::new(),
         }
     }
 
@@ -70,6 +73,11 @@ impl AuditEntry {
 
     pub fn outcome(mut self, outcome: &'static str) -> Self {
         self.outcome = outcome;
+        self
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = detail.into();
         self
     }
 }

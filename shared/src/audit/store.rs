@@ -8,16 +8,17 @@ use crate::tenants::Owner;
 
 /// Runs `$body` (statements on `&mut *$tx`) in a transaction and, when its value says it
 /// changed something ([`crate::audit::Changed`]), writes `$entry` in the same transaction.
-/// The body's value is the macro's.
+/// The body's value is the macro's. `maybe $entry` takes an `Option<&AuditEntry>` (a path
+/// that is audited only when a request, not Switchyard itself, takes it).
 #[macro_export]
 macro_rules! audited {
-    ($store:expr, $entry:expr, $tx:ident => $body:expr) => {{
-        let entry: &$crate::audit::AuditEntry = $entry;
+    ($store:expr, maybe $entry:expr, $tx:ident => $body:expr) => {{
+        let entry: Option<&$crate::audit::AuditEntry> = $entry;
         match $store {
             $crate::store::Store::Sqlite(pool) => {
                 let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
                 let out = $body;
-                if $crate::audit::Changed::changed(&out) {
+                if let Some(entry) = entry.filter(|_| $crate::audit::Changed::changed(&out)) {
                     $crate::audit_insert!(&mut *$tx, entry);
                 }
                 $tx.commit().await?;
@@ -26,13 +27,17 @@ macro_rules! audited {
             $crate::store::Store::Postgres(pool) => {
                 let mut $tx = pool.begin().await?;
                 let out = $body;
-                if $crate::audit::Changed::changed(&out) {
+                if let Some(entry) = entry.filter(|_| $crate::audit::Changed::changed(&out)) {
                     $crate::audit_insert!(&mut *$tx, entry);
                 }
                 $tx.commit().await?;
                 out
             }
         }
+    }};
+    ($store:expr, $entry:expr, $tx:ident => $body:expr) => {{
+        let entry: &$crate::audit::AuditEntry = $entry;
+        $crate::audited!($store, maybe Some(entry), $tx => $body)
     }};
 }
 
@@ -42,8 +47,9 @@ macro_rules! audit_insert {
     ($exec:expr, $e:expr) => {
         sqlx::query(
             "INSERT INTO audit_log (id, at, tenant_id, actor_key_id, actor_prefix, action,
-               target_type, target_id, client_addr, user_agent, request_id, outcome, changed)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+               target_type, target_id, client_addr, user_agent, request_id, outcome, changed,
+               detail)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(&$e.id)
         .bind($e.at)
@@ -58,13 +64,44 @@ macro_rules! audit_insert {
         .bind(&$e.actor.request_id)
         .bind($e.outcome)
         .bind(&$e.changed)
+        .bind(&$e.detail)
         .execute($exec)
         .await?
     };
 }
 
+/// Pushes a multi-row INSERT of `$rows` (`&AuditEntry`s) onto the `QueryBuilder` `$qb`
+/// (the group-commit writers add their requests' entries to the same statement or
+/// transaction as the change).
+#[macro_export]
+macro_rules! audit_push_values {
+    ($qb:ident, $rows:expr) => {
+        $qb.push(
+            "INSERT INTO audit_log (id, at, tenant_id, actor_key_id, actor_prefix, action, \
+             target_type, target_id, client_addr, user_agent, request_id, outcome, changed, \
+             detail) ",
+        );
+        $qb.push_values($rows, |mut b, e: &$crate::audit::AuditEntry| {
+            b.push_bind(&e.id)
+                .push_bind(e.at)
+                .push_bind(&e.tenant)
+                .push_bind(&e.actor.key_id)
+                .push_bind(&e.actor.key_prefix)
+                .push_bind(e.action)
+                .push_bind(e.target_type)
+                .push_bind(&e.target_id)
+                .push_bind(&e.actor.client_addr)
+                .push_bind(&e.actor.user_agent)
+                .push_bind(&e.actor.request_id)
+                .push_bind(e.outcome)
+                .push_bind(&e.changed)
+                .push_bind(&e.detail);
+        });
+    };
+}
+
 const COLUMNS: &str = "id, at, tenant_id, actor_key_id, actor_prefix, action, target_type, \
-    target_id, client_addr, user_agent, request_id, outcome, changed";
+    target_id, client_addr, user_agent, request_id, outcome, changed, detail";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AuditRow {
@@ -81,6 +118,7 @@ pub struct AuditRow {
     pub request_id: Option<String>,
     pub outcome: String,
     pub changed: String,
+    pub detail: String,
 }
 
 /// What to read: one owner's entries (every owner's with `None`), filtered, older than
@@ -126,13 +164,30 @@ impl Store {
         Ok(rows)
     }
 
-    /// Deletes entries before `cutoff`, in bounded batches; returns how many.
-    pub async fn delete_audit_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
-        self.delete_in_batches(
-            "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE at < $1 LIMIT 5000)",
-            5000,
-            cutoff,
-        )
-        .await
+    /// Deletes entries before `cutoff`, and `event.published` entries before `publishes`
+    /// (when given), in bounded batches; returns how many.
+    pub async fn delete_audit_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        publishes: Option<DateTime<Utc>>,
+    ) -> Result<u64, StoreError> {
+        let mut deleted = self
+            .delete_in_batches(
+                "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE at < $1 LIMIT 5000)",
+                5000,
+                cutoff,
+            )
+            .await?;
+        if let Some(publishes) = publishes.filter(|p| *p > cutoff) {
+            deleted += self
+                .delete_in_batches(
+                    "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log
+                       WHERE action = 'event.published' AND at < $1 LIMIT 5000)",
+                    5000,
+                    publishes,
+                )
+                .await?;
+        }
+        Ok(deleted)
     }
 }

@@ -32,9 +32,12 @@ pub async fn send(
     services: &Services,
     queue: QueueName,
     hold_ms: u64,
+    audit: Option<crate::audit::AuditEntry>,
 ) -> Result<SentCanary, CanaryError> {
     let run_id = crate::ids::CanaryRunId::generate().into_string();
-    services.store.insert_canary_run(&run_id, queue.as_str(), chrono::Utc::now()).await?;
+    let audit = audit.map(|a| a.target(run_id.as_str()));
+    let now = chrono::Utc::now();
+    services.store.insert_canary_run(&run_id, queue.as_str(), now, audit.as_ref()).await?;
     let job_id = services
         .queue
         .push(Job::Canary(CanaryJob { run_id: run_id.clone(), queue, hold_ms }))

@@ -22,10 +22,11 @@ impl Store {
         id: &str,
         queue: &str,
         enqueued_at: DateTime<Utc>,
+        audit: Option<&crate::audit::AuditEntry>,
     ) -> Result<(), StoreError> {
-        on_pool!(self, pool => sqlx::query(
+        crate::audited!(self, maybe audit, tx => sqlx::query(
             "INSERT INTO canary_runs (id, queue, enqueued_at) VALUES ($1, $2, $3)")
-            .bind(id).bind(queue).bind(enqueued_at).execute(pool).await.map(|r| r.rows_affected()))?;
+            .bind(id).bind(queue).bind(enqueued_at).execute(&mut *tx).await?.rows_affected() > 0);
         Ok(())
     }
 

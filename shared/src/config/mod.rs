@@ -121,6 +121,11 @@ settings! {
         rate_limit_per_month: u64 = "0", "SWITCHYARD_RATE_LIMIT_PER_MONTH", any;
         /// Failed authentications per minute per client address before 429s.
         auth_failure_limit_per_minute: u32 = "30", "SWITCHYARD_AUTH_FAILURE_LIMIT_PER_MINUTE", positive;
+        /// Failed authentications from one address within the audit window that leave an
+        /// `auth.failures` audit entry (0: none).
+        auth_failure_audit_after: u32 = "5", "SWITCHYARD_AUTH_FAILURE_AUDIT_AFTER", any;
+        /// Seconds over which failed authentications are tallied into one entry per address.
+        auth_failure_audit_secs: u64 = "60", "SWITCHYARD_AUTH_FAILURE_AUDIT_SECS", positive;
         /// A key refused for missing scopes this many times within the suspension window is
         /// suspended (0: never for this).
         key_suspend_after_refusals: u32 = "20", "SWITCHYARD_KEY_SUSPEND_AFTER_REFUSALS", any;
@@ -133,6 +138,9 @@ settings! {
         usage_retention_days: u64 = "30", "SWITCHYARD_USAGE_RETENTION_DAYS", positive;
         /// Days audit log entries are kept (`audit-retention`).
         audit_retention_days: u64 = "365", "SWITCHYARD_AUDIT_RETENTION_DAYS", positive;
+        /// Days `event.published` entries are kept: one per event published, by far the
+        /// most numerous, so kept like the events themselves rather than like changes.
+        audit_publish_retention_days: u64 = "30", "SWITCHYARD_AUDIT_PUBLISH_RETENTION_DAYS", positive;
         /// Usage records waiting to be written; beyond this they are dropped and counted.
         usage_buffer: usize = "10000", "SWITCHYARD_USAGE_BUFFER", positive;
         /// Base64 of 32 bytes: the key sealing webhook secrets and Sikka tokens at rest.

@@ -150,16 +150,19 @@ crate::text_enum! {
     }
 }
 
-/// Writes a run and its batches (write first), then enqueues one job per batch. Returns the
-/// run id. A run with no keys is completed at once.
+/// Writes a run and its batches (write first) with `audit` (an API request's entry, its
+/// target set here to the run), then enqueues one job per batch. Returns the run id. A run
+/// with no keys is completed at once.
 pub async fn start_run(
     services: &Services,
     kind: RunKind,
     keys: &[String],
     product_filter: Option<&str>,
     created_by: Option<&str>,
+    audit: Option<crate::audit::AuditEntry>,
 ) -> Result<String, StoreError> {
     let run_id = crate::ids::pidms_run_id(kind);
+    let audit = audit.map(|a| a.target(run_id.as_str()));
     let size = services.config.pidkey.batch_size.max(1);
     let batches: Vec<NewPidmsBatch> = keys
         .chunks(size)
@@ -183,6 +186,7 @@ pub async fn start_run(
                 now,
             },
             &batches,
+            audit.as_ref(),
         )
         .await?;
     let jobs: Vec<Job> = batches

@@ -121,6 +121,14 @@ pub enum RetryOutcome {
     NotFound,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiscardOutcome {
+    Discarded,
+    /// The job exists but is not waiting (it is running, done or dead already).
+    NotWaiting,
+    NotFound,
+}
+
 /// The storage a process uses; the worker crate builds apalis workers from it.
 #[derive(Clone)]
 pub enum QueueBackend {
@@ -324,6 +332,15 @@ impl Queue {
         match &self.backend {
             QueueBackend::Sqlite(pool) => sqlite::retry(pool, id).await,
             QueueBackend::Redis(redis) => redis.retry(id).await,
+        }
+    }
+
+    /// Moves a waiting job (pending, scheduled, or failed awaiting its retry) to dead: it
+    /// will not run unless retried. A running job is left alone.
+    pub async fn discard(&self, id: &str) -> Result<DiscardOutcome, QueueError> {
+        match &self.backend {
+            QueueBackend::Sqlite(pool) => sqlite::discard(pool, id).await,
+            QueueBackend::Redis(redis) => redis.discard(id).await,
         }
     }
 

@@ -6,14 +6,15 @@ use apalis_redis::{ConnectionManager, RedisStorage};
 use redis::{AsyncCommands, Script, aio::ConnectionManagerConfig};
 
 use super::{
-    JobRecord, MAX_ATTEMPTS, QueueError, QueueName, QueueStats, RetryOutcome, StorageTuning,
-    from_unix, parse_message, status_label,
+    DiscardOutcome, JobRecord, MAX_ATTEMPTS, QueueError, QueueName, QueueStats, RetryOutcome,
+    StorageTuning, from_unix, parse_message, status_label,
 };
 use crate::jobs::Message;
 
 static STATS: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis_stats.lua")));
 static VACUUM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis_vacuum.lua")));
 static RETRY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis_retry.lua")));
+static DISCARD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis_discard.lua")));
 static HOLDER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis_holder.lua")));
 static PUSH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis_push.lua")));
 static PROMOTE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis_promote.lua")));
@@ -286,31 +287,48 @@ impl RedisQueue {
         Ok(None)
     }
 
-    pub(super) async fn retry(&self, id: &str) -> Result<RetryOutcome, QueueError> {
+    /// The queue whose data hash holds job `id`.
+    async fn queue_of(&self, id: &str) -> Result<Option<QueueName>, QueueError> {
         let mut conn = self.conn.clone();
         for queue in QueueName::ALL {
-            let c = self.storage_config(queue);
-            let exists: bool = conn.hexists(c.job_data_hash(), id).await?;
-            if !exists {
-                continue;
+            let exists: bool = conn.hexists(self.storage_config(queue).job_data_hash(), id).await?;
+            if exists {
+                return Ok(Some(queue));
             }
-            let moved: i64 = RETRY
-                .key(c.dead_jobs_set())
-                .key(c.scheduled_jobs_set())
-                .key(c.active_jobs_list())
-                .key(format!("{}:{id}", c.job_meta_hash()))
-                .key(c.signal_list())
-                .arg(id)
-                .arg(self.wake_channel(queue))
-                .invoke_async(&mut conn)
-                .await?;
-            return Ok(if moved == 1 {
-                RetryOutcome::Requeued
-            } else {
-                RetryOutcome::NotRetryable
-            });
         }
-        Ok(RetryOutcome::NotFound)
+        Ok(None)
+    }
+
+    pub(super) async fn retry(&self, id: &str) -> Result<RetryOutcome, QueueError> {
+        let Some(queue) = self.queue_of(id).await? else { return Ok(RetryOutcome::NotFound) };
+        let c = self.storage_config(queue);
+        let moved: i64 = RETRY
+            .key(c.dead_jobs_set())
+            .key(c.scheduled_jobs_set())
+            .key(c.active_jobs_list())
+            .key(format!("{}:{id}", c.job_meta_hash()))
+            .key(c.signal_list())
+            .arg(id)
+            .arg(self.wake_channel(queue))
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(if moved == 1 { RetryOutcome::Requeued } else { RetryOutcome::NotRetryable })
+    }
+
+    pub(super) async fn discard(&self, id: &str) -> Result<DiscardOutcome, QueueError> {
+        let Some(queue) = self.queue_of(id).await? else { return Ok(DiscardOutcome::NotFound) };
+        let c = self.storage_config(queue);
+        let moved: i64 = DISCARD
+            .key(c.active_jobs_list())
+            .key(self.delayed_key(queue))
+            .key(c.scheduled_jobs_set())
+            .key(c.dead_jobs_set())
+            .key(format!("{}:{id}", c.job_meta_hash()))
+            .arg(id)
+            .arg(chrono::Utc::now().timestamp())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(if moved == 1 { DiscardOutcome::Discarded } else { DiscardOutcome::NotWaiting })
     }
 
     pub(super) async fn vacuum(&self, queue: QueueName, cutoff: i64) -> Result<u64, QueueError> {

@@ -10,8 +10,8 @@ use sqlx::{
 };
 
 use super::{
-    JobRecord, QueueError, QueueName, QueueStats, RetryOutcome, StorageTuning, from_unix,
-    parse_message, status_label, tasks,
+    DiscardOutcome, JobRecord, QueueError, QueueName, QueueStats, RetryOutcome, StorageTuning,
+    from_unix, parse_message, status_label, tasks,
 };
 use crate::jobs::Message;
 
@@ -151,9 +151,32 @@ pub(super) async fn retry(pool: &SqlitePool, id: &str) -> Result<RetryOutcome, Q
     if updated > 0 {
         return Ok(RetryOutcome::Requeued);
     }
-    let exists: Option<(i64,)> =
+    Ok(if exists(pool, id).await? { RetryOutcome::NotRetryable } else { RetryOutcome::NotFound })
+}
+
+pub(super) async fn discard(pool: &SqlitePool, id: &str) -> Result<DiscardOutcome, QueueError> {
+    let now = chrono::Utc::now().timestamp();
+    // Waiting: pending (due or not) and not held by a worker, or failed awaiting a retry.
+    let updated = sqlx::query(
+        "UPDATE Jobs SET status = 'Killed', done_at = ?2, last_result = '\"discarded\"'
+         WHERE id = ?1 AND lock_by IS NULL AND (status = 'Pending'
+           OR (status = 'Failed' AND attempts < max_attempts))",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    if updated > 0 {
+        return Ok(DiscardOutcome::Discarded);
+    }
+    Ok(if exists(pool, id).await? { DiscardOutcome::NotWaiting } else { DiscardOutcome::NotFound })
+}
+
+async fn exists(pool: &SqlitePool, id: &str) -> Result<bool, QueueError> {
+    let found: Option<(i64,)> =
         sqlx::query_as("SELECT 1 FROM Jobs WHERE id = ?1").bind(id).fetch_optional(pool).await?;
-    Ok(if exists.is_some() { RetryOutcome::NotRetryable } else { RetryOutcome::NotFound })
+    Ok(found.is_some())
 }
 
 pub(super) async fn vacuum(

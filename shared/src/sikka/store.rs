@@ -286,14 +286,18 @@ impl Store {
             .bind(before).fetch_all(pool).await)?)
     }
 
-    pub async fn insert_sikka_writeback(&self, w: &NewWriteback<'_>) -> Result<(), StoreError> {
-        on_pool!(self, pool => sqlx::query(
+    pub async fn insert_sikka_writeback(
+        &self,
+        w: &NewWriteback<'_>,
+        audit: &crate::audit::AuditEntry,
+    ) -> Result<(), StoreError> {
+        crate::audited!(self, audit, tx => sqlx::query(
             "INSERT INTO sikka_writebacks (id, practice_ref, operation, target_id, body, status,
                 submit_attempts, check_count, deadline_at, created_by, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, 'queued', 0, 0, $6, $7, $8, $8)")
             .bind(w.id).bind(w.practice_ref).bind(w.operation).bind(w.target_id).bind(w.body)
             .bind(w.deadline_at).bind(w.created_by).bind(w.now)
-            .execute(pool).await.map(|r| r.rows_affected()))?;
+            .execute(&mut *tx).await?.rows_affected() > 0);
         Ok(())
     }
 

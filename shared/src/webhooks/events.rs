@@ -14,6 +14,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
+    audit::{Actor, AuditEntry},
     ids::{DeliveryId, EndpointId, EventId},
     jobs::{DeliverWebhookJob, Job},
     queue::Queue,
@@ -68,6 +69,48 @@ pub struct Prepared {
     /// `None`: the subscribers.
     endpoint: Option<String>,
     created_at: chrono::DateTime<chrono::Utc>,
+    /// Who asked, for the audit entry written with the event (none for Switchyard's own).
+    audit: Option<PublishAudit>,
+}
+
+/// An API publish's audit entry, less the event id (chosen when it is written).
+#[derive(Debug, Clone)]
+struct PublishAudit {
+    actor: Actor,
+    action: &'static str,
+    /// What the entry is about; `None`: the event itself.
+    target: Option<(&'static str, String)>,
+}
+
+impl Prepared {
+    /// Records the publish in the audit log as `action` by `actor`, in the event's own
+    /// transaction, about the event (or about `target`, a type and id).
+    pub fn audited(
+        mut self,
+        actor: &Actor,
+        action: &'static str,
+        target: Option<(&'static str, &str)>,
+    ) -> Self {
+        self.audit = Some(PublishAudit {
+            actor: actor.clone(),
+            action,
+            target: target.map(|(t, id)| (t, id.to_owned())),
+        });
+        self
+    }
+
+    fn audit_entry(&self, event_id: &str) -> Option<AuditEntry> {
+        let a = self.audit.as_ref()?;
+        let (target_type, target_id) = match &a.target {
+            Some((t, id)) => (*t, id.as_str()),
+            None => ("event", event_id),
+        };
+        let mut entry = AuditEntry::new(&a.actor, &self.owner, a.action, target_type)
+            .target(target_id)
+            .changed(&[("event_type", true)]);
+        entry.at = self.created_at;
+        Some(entry)
+    }
 }
 
 /// Checks an event (type, payload size) and renders its payload.
@@ -98,6 +141,7 @@ pub fn prepare(
             Audience::Endpoint(id) => Some(id.to_owned()),
         },
         created_at: now,
+        audit: None,
     })
 }
 
@@ -110,7 +154,11 @@ pub async fn publish(
     source: Option<&str>,
     audience: Audience<'_>,
 ) -> Result<Published, PublishError> {
-    let event = prepare(services, owner, event_type, data, source, audience)?;
+    publish_one(services, prepare(services, owner, event_type, data, source, audience)?).await
+}
+
+/// Publishes one prepared event.
+pub async fn publish_one(services: &Services, event: Prepared) -> Result<Published, PublishError> {
     let mut published = services.publisher.publish(vec![event]).await?;
     published.pop().ok_or(PublishError::Stopped)
 }
@@ -278,7 +326,13 @@ impl Writer {
                 now: event.created_at,
             })
             .collect();
-        self.store.insert_events_with_deliveries(&rows).await?;
+        let audits: Vec<AuditEntry> = requests
+            .iter()
+            .zip(&plans)
+            .flat_map(|(request, planned)| request.events.iter().zip(planned))
+            .filter_map(|(event, plan)| event.audit_entry(&plan.event_id))
+            .collect();
+        self.store.insert_events_with_deliveries(&rows, &audits).await?;
         let jobs: Vec<Job> = plans
             .iter()
             .flatten()

@@ -102,7 +102,7 @@ async fn counters_are_exact_when_batches_race_on_the_same_keys(env: TestEnv) {
             created_by: None,
             now: chrono::Utc::now(),
         };
-        store.insert_pidms_run(&run, &batches).await.unwrap();
+        store.insert_pidms_run(&run, &batches, None).await.unwrap();
         let tasks: Vec<_> = store
             .pidms_batches(&run_id)
             .await

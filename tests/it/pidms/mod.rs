@@ -422,7 +422,7 @@ async fn a_lost_batch_is_found_by_its_sweep(mut env: TestEnv) {
                 created_by: None,
                 now: at,
             };
-            store.insert_pidms_run(&run, &[batch]).await.unwrap();
+            store.insert_pidms_run(&run, &[batch], None).await.unwrap();
             id
         }
     };

@@ -458,7 +458,7 @@ async fn the_sweep_finds_writebacks_without_a_job(mut env: TestEnv) {
         created_by: None,
         now,
     };
-    store.insert_sikka_writeback(&row).await.unwrap();
+    store.insert_sikka_writeback(&row, &crate::support::test_audit()).await.unwrap();
     let done = ended(&app.http, &app.base, row.id).await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["submit_attempts"], 1);

@@ -42,13 +42,15 @@ pub(super) async fn usage_retention(
     Ok(Outcome::Success)
 }
 
-/// Deletes audit log entries older than the retention period.
+/// Deletes audit log entries older than the retention period (publishes' sooner).
 pub(super) async fn audit_retention(
     deps: &JobDeps,
     job: AuditRetentionJob,
 ) -> Result<Outcome, BoxDynError> {
-    let cutoff = chrono::Utc::now() - chrono::Duration::seconds(job.retention_secs as i64);
-    let deleted = deps.services.store.delete_audit_before(cutoff).await?;
+    let now = chrono::Utc::now();
+    let cutoff = now - chrono::Duration::seconds(job.retention_secs as i64);
+    let publishes = job.publish_retention_secs.map(|s| now - chrono::Duration::seconds(s as i64));
+    let deleted = deps.services.store.delete_audit_before(cutoff, publishes).await?;
     tracing::info!(audit_entries_deleted = deleted, "audit retention");
     Ok(Outcome::Success)
 }

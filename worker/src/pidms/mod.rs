@@ -135,7 +135,7 @@ pub(crate) async fn sync_all(services: &Services) -> Result<Outcome, BoxDynError
         return Ok(Outcome::Success);
     }
     let keys = services.store.pidms_keynames(None).await?;
-    let run_id = start_run(services, RunKind::Sync, &keys, None, Some("schedule")).await?;
+    let run_id = start_run(services, RunKind::Sync, &keys, None, Some("schedule"), None).await?;
     tracing::info!(%run_id, keys = keys.len(), "daily PIDKey sync started");
     Ok(Outcome::Success)
 }

@@ -126,6 +126,7 @@ impl Store {
         &self,
         run: &NewPidmsRun<'_>,
         batches: &[NewPidmsBatch],
+        audit: Option<&crate::audit::AuditEntry>,
     ) -> Result<(), StoreError> {
         macro_rules! body {
             ($db:ty, $tx:ident) => {{
@@ -156,6 +157,9 @@ impl Store {
                             .push_bind(run.now);
                     });
                     qb.build().execute(&mut *$tx).await?;
+                }
+                if let Some(entry) = audit {
+                    crate::audit_insert!(&mut *$tx, entry);
                 }
             }};
         }

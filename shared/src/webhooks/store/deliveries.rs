@@ -176,10 +176,12 @@ pub struct AttemptRecord {
 }
 
 impl Store {
-    /// Writes events and one pending delivery per endpoint of each, in one transaction.
+    /// Writes events, one pending delivery per endpoint of each and the publishes' audit
+    /// entries, in one transaction.
     pub async fn insert_events_with_deliveries(
         &self,
         events: &[NewEvent<'_>],
+        audits: &[crate::audit::AuditEntry],
     ) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
@@ -235,17 +237,25 @@ impl Store {
                     push_deliveries!(qb, chunk.iter());
                     qb.build().execute(&mut *$tx).await?;
                 }
+                for chunk in audits.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("");
+                    crate::audit_push_values!(qb, chunk.iter());
+                    qb.build().execute(&mut *$tx).await?;
+                }
             }};
         }
         // Postgres: one statement (a data-modifying CTE) is atomic by itself and saves the
         // round trips of BEGIN and COMMIT on the publish path.
         if let Store::Postgres(pool) = self
             && !deliveries.is_empty()
-            && events.len() <= 1_000
-            && deliveries.len() <= 5_000
+            && events.len() * 6 + deliveries.len() * 10 + audits.len() * 14 <= 60_000
         {
             let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new("WITH ev AS (");
             push_events!(qb, events.iter());
+            if !audits.is_empty() {
+                qb.push("), au AS (");
+                crate::audit_push_values!(qb, audits.iter());
+            }
             qb.push(") ");
             push_deliveries!(qb, deliveries.iter());
             qb.build().execute(pool).await?;
@@ -429,12 +439,13 @@ impl Store {
         &self,
         id: &str,
         now: DateTime<Utc>,
+        audit: &crate::audit::AuditEntry,
     ) -> Result<Option<RetriedDelivery>, StoreError> {
-        let row = on_pool!(self, pool => sqlx::query_as(
+        let row = crate::audited!(self, audit, tx => sqlx::query_as(
             "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $2,
                max_attempts = attempts + 1, updated_at = $2
              WHERE id = $1 AND status = 'failed' RETURNING endpoint_id, attempts + 1 AS attempt")
-            .bind(id).bind(now).fetch_optional(pool).await)?;
+            .bind(id).bind(now).fetch_optional(&mut *tx).await?);
         Ok(row)
     }
 

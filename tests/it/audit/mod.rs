@@ -3,6 +3,9 @@
 //! tenant's key sees its tenant only; keyset pages that neither skip nor repeat; the CSV
 //! export; and no secret, key or payload anywhere in the stored entries.
 
+mod security;
+mod walk;
+
 use crate::support;
 
 use serde_json::{Value, json};
