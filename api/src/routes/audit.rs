@@ -14,7 +14,7 @@ use switchyard_shared::{
     tenants::Owner,
 };
 
-use super::{ApiTags, MAX_PAGE_SIZE, pidms::csv_field};
+use super::{ApiTags, CursorPage, cursor_page, keyset_limit, pidms::csv_field};
 use crate::{
     auth::scopes::{Auth, audit_read},
     problem::ApiError,
@@ -70,13 +70,6 @@ impl From<AuditRow> for AuditView {
     }
 }
 
-#[derive(Object)]
-struct AuditPage {
-    items: Vec<AuditView>,
-    /// Pass as `before` for the next (older) page; `null` on the last page.
-    next_cursor: Option<String>,
-}
-
 #[derive(ApiResponse)]
 enum CsvResponse {
     /// The entries as CSV, newest first.
@@ -114,11 +107,7 @@ impl AuditApi {
             }
             (own, _) => Some(own.clone()),
         };
-        if let (Some(s), Some(u)) = (f.since, f.until)
-            && s >= u
-        {
-            return Err(ApiError::field("since", "must be before `until`"));
-        }
+        super::check_window(f.since, f.until)?;
         Ok(AuditFilter {
             tenant,
             action: f.action,
@@ -155,11 +144,8 @@ impl AuditApi {
         until: Query<Option<DateTime<Utc>>>,
         before: Query<Option<String>>,
         limit: Query<Option<i64>>,
-    ) -> Result<Json<AuditPage>, ApiError> {
-        let limit = limit.0.unwrap_or(50);
-        if !(1..=MAX_PAGE_SIZE).contains(&limit) {
-            return Err(ApiError::field("limit", "must be between 1 and 500"));
-        }
+    ) -> Result<Json<CursorPage<AuditView>>, ApiError> {
+        let limit = keyset_limit(limit.0)?;
         let filters = Filters {
             action: action.0,
             actor_key_id: actor_key_id.0,
@@ -171,11 +157,8 @@ impl AuditApi {
         let mut filter = self.filter(&auth, filters)?;
         filter.before = before.0;
         // One more than asked: whether there is a next page.
-        let mut rows = self.services.store.audit_entries(&filter, limit + 1).await?;
-        let more = rows.len() as i64 > limit;
-        rows.truncate(limit as usize);
-        let next_cursor = more.then(|| rows.last().map(|r| r.id.clone())).flatten();
-        Ok(Json(AuditPage { items: rows.into_iter().map(Into::into).collect(), next_cursor }))
+        let rows = self.services.store.audit_entries(&filter, limit + 1).await?;
+        Ok(Json(cursor_page(rows, limit, |r| r.id.clone(), AuditView::from)))
     }
 
     /// The same entries as CSV (at most 100,000, newest first), for reports. Scope:

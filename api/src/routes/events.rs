@@ -13,10 +13,12 @@ use switchyard_shared::{
     jobs::{DeliverWebhookJob, Job},
     services::Services,
     webhooks::events::{self, Audience, PublishError},
-    webhooks::{AttemptRow, DeliveryRow, RetriedDelivery},
+    webhooks::{AttemptRow, DeliveryRow, EventFilter, RetriedDelivery},
 };
 
-use super::{Accepted, ApiTags};
+use super::{
+    Accepted, ApiTags, CursorPage, check_window, cursor_page, history::EventView, keyset_limit,
+};
 use crate::{
     auth::scopes::{Auth, events_publish_idempotent, webhooks_read, webhooks_write_idempotent},
     auth::tenancy::owned,
@@ -329,5 +331,61 @@ impl EventsApi {
             tracing::warn!(%error, "retry written but not enqueued; the sweep will");
         }
         Ok(Accepted::Accepted(Json(RetryAccepted { delivery_id: id.0, attempt })))
+    }
+
+    /// Published events, newest first, each with its deliveries counted by status;
+    /// optionally of one `type` (exact) and within [`since`, `until`). Page with `before` =
+    /// the previous page's `next_cursor`. Scope: `webhooks:read`.
+    #[oai(
+        path = "/events",
+        method = "get",
+        operation_id = "listEvents",
+        transform = "webhooks_read"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    async fn list_events(
+        &self,
+        auth: Auth,
+        #[oai(name = "type")] event_type: Query<Option<String>>,
+        since: Query<Option<DateTime<Utc>>>,
+        until: Query<Option<DateTime<Utc>>>,
+        before: Query<Option<String>>,
+        limit: Query<Option<i64>>,
+        tenant_id: Query<Option<String>>,
+    ) -> Result<Json<CursorPage<EventView>>, ApiError> {
+        let limit = keyset_limit(limit.0)?;
+        check_window(since.0, until.0)?;
+        let owner = auth.principal().acting_for(&self.services.store, tenant_id.as_deref()).await?;
+        let filter = EventFilter {
+            owner,
+            event_type: event_type.0,
+            since: since.0,
+            until: until.0,
+            before: before.0,
+        };
+        let rows = self.services.store.list_events(&filter, limit + 1).await?;
+        Ok(Json(cursor_page(rows, limit, |e| e.id.to_string(), EventView::from)))
+    }
+
+    /// One event: its payload, and every delivery made of it. Scope: `webhooks:read`.
+    #[oai(
+        path = "/events/:id",
+        method = "get",
+        operation_id = "getEvent",
+        transform = "webhooks_read"
+    )]
+    async fn get_event(
+        &self,
+        auth: Auth,
+        id: Path<String>,
+        tenant_id: Query<Option<String>>,
+    ) -> Result<Json<EventView>, ApiError> {
+        let acting =
+            auth.principal().acting_for(&self.services.store, tenant_id.as_deref()).await?;
+        let found = self.services.store.event(&id).await?;
+        let (row, payload) = owned(found, |(e, _)| &e.tenant_id, &acting, "no such event")?;
+        let deliveries = self.services.store.event_deliveries(&id).await?;
+        let view = EventView::whole(row, &payload, deliveries);
+        Ok(Json(view))
     }
 }

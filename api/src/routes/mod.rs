@@ -2,6 +2,7 @@
 
 mod audit;
 mod events;
+mod history;
 pub(crate) mod keys;
 mod pidms;
 mod queues;
@@ -56,6 +57,58 @@ pub(crate) enum Accepted<T: poem_openapi::types::ToJSON + Send + Sync> {
 
 pub(crate) const MAX_PAGE_SIZE: i64 = 500;
 
+/// One page of a keyset-paged list, newest first: `?limit=50` (at most 500) and
+/// `before` = the previous page's `next_cursor`. A page costs the same however deep.
+#[derive(Object)]
+pub(crate) struct CursorPage<T: ParseFromJSON + ToJSON> {
+    pub items: Vec<T>,
+    /// Pass as `before` for the next (older) page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// An optional query parameter parsed as a typed state (`status=failed`): a 422 naming the
+/// parameter and what it may be.
+pub(crate) fn parse_param<T: std::str::FromStr<Err = String>>(
+    name: &'static str,
+    value: Option<&str>,
+) -> Result<Option<T>, ApiError> {
+    value.map(|v| v.parse::<T>().map_err(|expected| ApiError::field(name, expected))).transpose()
+}
+
+/// A time window's bounds in order, when both are given.
+pub(crate) fn check_window(
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    until: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<(), ApiError> {
+    match (since, until) {
+        (Some(s), Some(u)) if s >= u => Err(ApiError::field("since", "must be before `until`")),
+        _ => Ok(()),
+    }
+}
+
+/// Validates a keyset page's `limit` (default 50).
+pub(crate) fn keyset_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    let limit = limit.unwrap_or(50);
+    if !(1..=MAX_PAGE_SIZE).contains(&limit) {
+        return Err(ApiError::field("limit", format!("must be between 1 and {MAX_PAGE_SIZE}")));
+    }
+    Ok(limit)
+}
+
+/// A keyset page from `rows` fetched with `limit + 1`: the first `limit`, and the cursor
+/// (the last one's id) when there were more.
+pub(crate) fn cursor_page<R, T: ParseFromJSON + ToJSON>(
+    mut rows: Vec<R>,
+    limit: i64,
+    id: impl Fn(&R) -> String,
+    view: impl FnMut(R) -> T,
+) -> CursorPage<T> {
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next_cursor = if more { rows.last().map(&id) } else { None };
+    CursorPage { items: rows.into_iter().map(view).collect(), next_cursor }
+}
+
 /// Validates `page`/`page_size` and returns (page, page_size, offset).
 /// The last page a list answers: bounds the offset (page × size stays far from overflow on
 /// either backend; PostgreSQL refuses a negative OFFSET, SQLite would wrap).
@@ -86,6 +139,7 @@ pub(crate) type Apis = (
     sikka::SikkaApi,
     tenants::TenantsApi,
     audit::AuditApi,
+    history::HistoryApi,
 );
 
 pub(crate) fn openapi(services: &Services, auth: &Arc<Authenticator>) -> OpenApiService<Apis, ()> {
@@ -99,6 +153,7 @@ pub(crate) fn openapi(services: &Services, auth: &Arc<Authenticator>) -> OpenApi
         sikka::SikkaApi { services: services.clone() },
         tenants::TenantsApi { services: services.clone(), auth: Arc::clone(auth) },
         audit::AuditApi { services: services.clone() },
+        history::HistoryApi { services: services.clone() },
     );
     OpenApiService::new(apis, "Switchyard", env!("CARGO_PKG_VERSION"))
         .description(

@@ -68,9 +68,7 @@ impl UsageApi {
     ) -> Result<Json<UsageReport>, ApiError> {
         let until = until.0.unwrap_or_else(Utc::now);
         let since = since.0.unwrap_or(until - Duration::hours(24));
-        if since >= until {
-            return Err(ApiError::field("since", "must be before `until`"));
-        }
+        super::check_window(Some(since), Some(until))?;
         let owner = auth.principal().acting_for(&self.services.store, tenant_id.as_deref()).await?;
         let rows =
             self.services.store.usage_summary(&owner, key_id.0.as_deref(), since, until).await?;

@@ -13,6 +13,7 @@ use switchyard_shared::{
     access::Environment,
     audit::AuditEntry,
     ids::EndpointId,
+    jobs::{DeliverWebhookJob, Job},
     netguard::NetGuard,
     services::Services,
     webhooks::events::{self, Audience},
@@ -240,6 +241,21 @@ impl WebhooksApi {
         let row = self.services.store.endpoint(id).await?;
         owned(row, |r| &r.tenant_id, &acting, "no such webhook endpoint")
     }
+}
+
+/// Which failed deliveries to attempt again: those created in [`since`, `until`).
+#[derive(Object)]
+struct RecoverRequest {
+    since: DateTime<Utc>,
+    /// Default: now.
+    until: Option<DateTime<Utc>>,
+}
+
+#[derive(Object)]
+struct RecoverAccepted {
+    /// Failed deliveries given one more attempt (0 when none was failed: a repeat finds
+    /// those it recovered pending or delivered).
+    count: u64,
 }
 
 #[OpenApi(tag = "ApiTags::Webhooks")]
@@ -488,6 +504,54 @@ impl WebhooksApi {
         Ok(Accepted::Accepted(Json(TestSent { event_id: published.event_id, delivery_id })))
     }
 
+    /// Attempt again, now, every failed delivery of this endpoint created in [`since`,
+    /// `until`): each gets one more attempt. Idempotent: a repeat finds them no longer
+    /// failed. Scope: `webhooks:write`; honours `Idempotency-Key`.
+    #[oai(
+        path = "/webhooks/:id/recover",
+        method = "post",
+        operation_id = "recoverWebhook",
+        transform = "webhooks_write_idempotent"
+    )]
+    async fn recover(
+        &self,
+        auth: Auth,
+        id: Path<String>,
+        tenant_id: Query<Option<String>>,
+        body: Json<RecoverRequest>,
+    ) -> Result<Accepted<RecoverAccepted>, ApiError> {
+        super::check_window(Some(body.since), body.until)?;
+        let endpoint = self.endpoint_or_404(&auth, &id, tenant_id.as_deref()).await?;
+        let audit = AuditEntry::new(
+            &auth.principal().actor,
+            &endpoint.tenant_id,
+            "webhook.endpoint.recovered",
+            "webhook_endpoint",
+        )
+        .target(endpoint.id.as_str());
+        let recovered = self
+            .services
+            .store
+            .recover_deliveries(&endpoint.id, body.since, body.until, Utc::now(), &audit)
+            .await?;
+        let count = recovered.len() as u64;
+        let jobs = recovered
+            .into_iter()
+            .map(|(delivery, attempt)| {
+                Job::DeliverWebhook(DeliverWebhookJob {
+                    delivery_id: delivery.into(),
+                    endpoint_id: endpoint.id.clone(),
+                    attempt,
+                })
+            })
+            .collect();
+        // Written first; if the push is lost, the retry sweep enqueues them.
+        if let Err(error) = self.services.queue.push_many(jobs).await {
+            tracing::warn!(%error, "recovered deliveries written but not enqueued; the sweep will");
+        }
+        Ok(Accepted::Accepted(Json(RecoverAccepted { count })))
+    }
+
     /// An endpoint's deliveries, newest first, optionally of one status. Scope:
     /// `webhooks:read`.
     #[oai(
@@ -505,13 +569,7 @@ impl WebhooksApi {
         page: Query<Option<i64>>,
         page_size: Query<Option<i64>>,
     ) -> Result<Json<Page<DeliveryView>>, ApiError> {
-        let status = match status.0.as_deref() {
-            Some(s) => Some(
-                s.parse::<DeliveryStatus>()
-                    .map_err(|expected| ApiError::field("status", expected))?,
-            ),
-            None => None,
-        };
+        let status = super::parse_param::<DeliveryStatus>("status", status.0.as_deref())?;
         let (page, page_size, offset) = page_bounds(page.0, page_size.0)?;
         self.endpoint_or_404(&auth, &id, tenant_id.as_deref()).await?;
         let (total, rows) =

@@ -93,6 +93,12 @@ impl Changed for bool {
     }
 }
 
+impl<T> Changed for Vec<T> {
+    fn changed(&self) -> bool {
+        !self.is_empty()
+    }
+}
+
 impl<T> Changed for Option<T> {
     fn changed(&self) -> bool {
         self.is_some()

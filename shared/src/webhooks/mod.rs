@@ -13,9 +13,9 @@ pub use signing::{
     verify,
 };
 pub use store::{
-    AttemptRecord, AttemptRow, Claim as DeliveryClaim, ClaimedDelivery, DeliveryRow, DueDelivery,
-    EndpointPatch, EndpointRow, NewDelivery, NewEndpoint, NewEvent, RetriedDelivery, Subscription,
-    secret_context,
+    AttemptRecord, AttemptRow, Claim as DeliveryClaim, ClaimedDelivery, DeliveryFilter,
+    DeliveryRow, DueDelivery, EndpointPatch, EndpointRow, EventFilter, EventRow, NewDelivery,
+    NewEndpoint, NewEvent, RetriedDelivery, Subscription, secret_context,
 };
 
 /// Event types are dot-separated `[a-zA-Z0-9_.]`, 1–128 characters.

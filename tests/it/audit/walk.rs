@@ -34,6 +34,7 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("DELETE", "/webhooks/{id}"),
     ("POST", "/webhooks/{id}/rotate-secret"),
     ("POST", "/webhooks/{id}/test"),
+    ("POST", "/webhooks/{id}/recover"),
     ("POST", "/events"),
     ("POST", "/events/batch"),
     ("POST", "/deliveries/{id}/retry"),
@@ -75,6 +76,30 @@ impl Walk<'_> {
     async fn endpoint(&self) -> String {
         let hook = json!({"url": "http://127.0.0.1:9/walk", "event_types": ["walk.*"]});
         id(&self.app.post_json("/api/v1/webhooks", &hook, 201).await)
+    }
+
+    /// A delivery written without its job (no worker attempts it meanwhile), then failed as
+    /// if its attempts ran out: (endpoint id, delivery id).
+    async fn failed_delivery(&self) -> (String, String) {
+        let e = self.endpoint().await;
+        let d = support::unique("msg_");
+        let event = support::unique("evt_");
+        let deliveries = [NewDelivery { id: d.clone().into(), endpoint_id: e.clone().into() }];
+        let now = chrono::Utc::now();
+        let store = &self.app.services.store;
+        let row = NewEvent {
+            event_id: &event,
+            event_type: "walk.fails",
+            payload: "{}",
+            source: None,
+            tenant_id: &Owner::Platform,
+            deliveries: &deliveries,
+            max_attempts: 1,
+            now,
+        };
+        store.insert_events_with_deliveries(&[row], &[]).await.unwrap();
+        store.fail_delivery(&d, "walk", now).await.unwrap();
+        (e, d)
     }
 
     async fn practice(&self) -> Value {
@@ -175,6 +200,12 @@ impl Walk<'_> {
                 let path = format!("/webhooks/{e}/test");
                 call(path, None, 202, "webhook.endpoint.tested", Target::Known(e))
             }
+            ("POST", "/webhooks/{id}/recover") => {
+                let (e, _) = self.failed_delivery().await;
+                let body = json!({"since": "2020-01-01T00:00:00Z"});
+                let path = format!("/webhooks/{e}/recover");
+                call(path, Some(body), 202, "webhook.endpoint.recovered", Target::Known(e))
+            }
             ("POST", "/events") => call(
                 "/events".into(),
                 Some(json!({"type": "walk.one", "data": {"n": 1}})),
@@ -190,26 +221,7 @@ impl Walk<'_> {
                 Target::Answer("/events/0/id"),
             ),
             ("POST", "/deliveries/{id}/retry") => {
-                // A delivery written without its job (no worker attempts it meanwhile), then
-                // failed as if its attempts ran out.
-                let e = self.endpoint().await;
-                let d = support::unique("msg_");
-                let event = support::unique("evt_");
-                let deliveries = [NewDelivery { id: d.clone().into(), endpoint_id: e.into() }];
-                let now = chrono::Utc::now();
-                let store = &app.services.store;
-                let row = NewEvent {
-                    event_id: &event,
-                    event_type: "walk.fails",
-                    payload: "{}",
-                    source: None,
-                    tenant_id: &Owner::Platform,
-                    deliveries: &deliveries,
-                    max_attempts: 1,
-                    now,
-                };
-                store.insert_events_with_deliveries(&[row], &[]).await.unwrap();
-                store.fail_delivery(&d, "walk", now).await.unwrap();
+                let (_, d) = self.failed_delivery().await;
                 let path = format!("/deliveries/{d}/retry");
                 call(path, None, 202, "webhook.delivery.retried", Target::Known(d))
             }

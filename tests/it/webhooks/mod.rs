@@ -3,6 +3,7 @@
 //! one, the SSRF guard, disabling failing endpoints, secret rotation, test events and
 //! manual retries, validation.
 
+mod history;
 mod network;
 
 use crate::support;

@@ -29,7 +29,7 @@ pub struct DeliveryRow {
     pub tenant_id: Owner,
 }
 
-const DELIVERY_COLUMNS: &str = "id, event_id, endpoint_id, status, attempts, max_attempts, \
+pub(super) const DELIVERY_COLUMNS: &str = "id, event_id, endpoint_id, status, attempts, max_attempts, \
     next_attempt_at, last_status_code, last_error, created_at, updated_at, delivered_at, tenant_id";
 
 #[derive(Debug, Clone, sqlx::FromRow)]

@@ -2,9 +2,11 @@
 
 mod deliveries;
 mod endpoints;
+mod history;
 
 pub use deliveries::{
     AttemptRecord, AttemptRow, Claim, ClaimedDelivery, DeliveryRow, DueDelivery, NewDelivery,
     NewEvent, RetriedDelivery,
 };
 pub use endpoints::{EndpointPatch, EndpointRow, NewEndpoint, Subscription, secret_context};
+pub use history::{DeliveryFilter, EventFilter, EventRow};
