@@ -111,8 +111,11 @@ impl Scheduler {
             metrics::gauge!(telemetry::SCHEDULER_IS_LEADER).set(if leading { 1.0 } else { 0.0 });
 
             let mut wake = Utc::now() + chrono::Duration::from_std(renew_every).unwrap_or_default();
-            if leading && let Some(next) = self.run_due().await {
-                wake = wake.min(next);
+            if leading {
+                self.run_requested().await;
+                if let Some(next) = self.run_due().await {
+                    wake = wake.min(next);
+                }
             }
             self.export_last_success().await;
 
@@ -171,11 +174,40 @@ impl Scheduler {
                 return;
             }
         }
+        self.run_schedule(name, &tick.to_rfc3339()).await;
+    }
+
+    /// Runs the schedules asked for through the API (`POST /schedules/{name}/run`), whether
+    /// or not their cron is switched on; each request is taken once.
+    async fn run_requested(&self) {
+        let states = match self.services.store.schedule_states().await {
+            Ok(states) => states,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read schedule requests");
+                return;
+            }
+        };
+        for state in states {
+            let (Some(at), Ok(name)) = (state.run_requested_at, state.name.parse::<ScheduleName>())
+            else {
+                continue;
+            };
+            match self.services.store.take_schedule_request(name.as_str(), at).await {
+                Ok(true) => self.run_schedule(name, "requested").await,
+                Ok(false) => {}
+                Err(error) => tracing::warn!(schedule = %name, %error, "cannot take a request"),
+            }
+        }
+    }
+
+    /// Runs one schedule's action and records how it went.
+    async fn run_schedule(&self, name: ScheduleName, why: &str) {
+        let store = &self.services.store;
         let result = actions::enqueue(&self.services, name).await;
         let outcome = if result.is_ok() { "success" } else { "failure" };
         match &result {
-            Ok(()) => tracing::info!(schedule = %name, %tick, "schedule ran"),
-            Err(error) => tracing::warn!(schedule = %name, %tick, %error, "schedule failed"),
+            Ok(()) => tracing::info!(schedule = %name, tick = why, "schedule ran"),
+            Err(error) => tracing::warn!(schedule = %name, tick = why, %error, "schedule failed"),
         }
         metrics::counter!(telemetry::SCHEDULE_RUNS, "schedule" => name.as_str(), "outcome" => outcome)
             .increment(1);

@@ -224,6 +224,44 @@ async fn a_missed_tick_runs_once(mut env: TestEnv) {
 }
 both_backends!(a_missed_tick_runs_once);
 
+/// `POST /schedules/{name}/run`: asked for once (409 while pending), run by the leader even
+/// with its cron switched off, recorded like any run; its missed ticks are not run with it.
+async fn a_schedule_runs_when_asked(env: TestEnv) {
+    let app = env.start_api_only().await;
+    let path = "/api/v1/schedules/queue-vacuum/run";
+    let asked = app.post_json(path, &serde_json::json!(null), 202).await;
+    assert_eq!(asked["schedule"], "queue-vacuum");
+    app.post_json(path, &serde_json::json!(null), 409).await;
+    app.post_json("/api/v1/schedules/no-such/run", &serde_json::json!(null), 404).await;
+    let schedules = app.get_expect("/api/v1/schedules", 200).await;
+    let vacuum = |list: &Value| {
+        list.as_array().unwrap().iter().find(|s| s["name"] == "queue-vacuum").unwrap().clone()
+    };
+    let pending = vacuum(&schedules);
+    assert_eq!((pending["enabled"].as_bool(), pending["runs"].as_i64()), (Some(false), Some(0)));
+    assert!(pending["run_requested_at"].is_string());
+
+    let scheduler = switchyard_scheduler::Scheduler::new(app.services.clone()).unwrap();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(scheduler.run(shutdown.clone()));
+    let ran = wait_for("the requested run", Duration::from_secs(15), || async {
+        let v = vacuum(&app.get_expect("/api/v1/schedules", 200).await);
+        (v["runs"] == 1).then_some(v)
+    })
+    .await;
+    assert!(ran["run_requested_at"].is_null() && ran["last_error"].is_null(), "{ran}");
+    assert!(ran["last_success_at"].is_string());
+    // One vacuum job per queue, once (no worker runs here).
+    let stats = app.services.queue.stats(QueueName::Maintenance).await.unwrap();
+    assert_eq!(stats.pending, 4);
+    // Asked again once it ran: accepted.
+    app.post_json(path, &serde_json::json!(null), 202).await;
+    shutdown.cancel();
+    task.await.unwrap();
+    app.stop().await;
+}
+both_backends!(a_schedule_runs_when_asked);
+
 async fn one_leader_among_two_schedulers(env: TestEnv) {
     let services = env.services().await;
     let a = switchyard_scheduler::Scheduler::new(services.clone()).unwrap();

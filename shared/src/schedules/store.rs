@@ -14,20 +14,24 @@ pub struct ScheduleState {
     pub last_error: Option<String>,
     pub runs: i64,
     pub failures: i64,
+    /// A run asked for through the API, not yet run by the leader.
+    pub run_requested_at: Option<DateTime<Utc>>,
 }
+
+const STATE_COLUMNS: &str = "name, last_tick_at, last_run_at, last_success_at, last_error, runs, failures, run_requested_at";
 
 impl Store {
     pub async fn schedule_states(&self) -> Result<Vec<ScheduleState>, StoreError> {
-        let rows = on_pool!(self, pool => sqlx::query_as::<_, ScheduleState>(
-            "SELECT name, last_tick_at, last_run_at, last_success_at, last_error, runs, failures
-             FROM schedule_state ORDER BY name").fetch_all(pool).await)?;
+        let sql = format!("SELECT {STATE_COLUMNS} FROM schedule_state ORDER BY name");
+        let rows = on_pool!(self, pool => sqlx::query_as::<_, ScheduleState>(sqlx::AssertSqlSafe(sql.clone()))
+            .fetch_all(pool).await)?;
         Ok(rows)
     }
 
     pub async fn schedule_state(&self, name: &str) -> Result<Option<ScheduleState>, StoreError> {
-        let row = on_pool!(self, pool => sqlx::query_as::<_, ScheduleState>(
-            "SELECT name, last_tick_at, last_run_at, last_success_at, last_error, runs, failures
-             FROM schedule_state WHERE name = $1").bind(name).fetch_optional(pool).await)?;
+        let sql = format!("SELECT {STATE_COLUMNS} FROM schedule_state WHERE name = $1");
+        let row = on_pool!(self, pool => sqlx::query_as::<_, ScheduleState>(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(name).fetch_optional(pool).await)?;
         Ok(row)
     }
 
@@ -70,5 +74,35 @@ impl Store {
             .bind(name).bind(now).bind(success_at).bind(error).bind(failures)
             .execute(pool).await.map(|r| r.rows_affected()))?;
         Ok(())
+    }
+
+    /// Asks the leader to run `name` now, with `audit` in the same transaction: false when a
+    /// run asked for earlier has not run yet. A schedule never seen before starts with its
+    /// ticks up to `now` handled (as the scheduler would adopt them), so asking for one run
+    /// never also runs a missed tick.
+    pub async fn request_schedule_run(
+        &self,
+        name: &str,
+        now: DateTime<Utc>,
+        audit: &crate::audit::AuditEntry,
+    ) -> Result<bool, StoreError> {
+        Ok(crate::audited!(self, audit, tx => sqlx::query(
+            "INSERT INTO schedule_state (name, last_tick_at, run_requested_at) VALUES ($1, $2, $2)
+             ON CONFLICT (name) DO UPDATE SET run_requested_at = excluded.run_requested_at
+             WHERE schedule_state.run_requested_at IS NULL")
+            .bind(name).bind(now).execute(&mut *tx).await?.rows_affected() == 1))
+    }
+
+    /// Takes the request to run `name` made at `at` (once: two leaders never both run it).
+    pub async fn take_schedule_request(
+        &self,
+        name: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let n = on_pool!(self, pool => sqlx::query(
+            "UPDATE schedule_state SET run_requested_at = NULL
+             WHERE name = $1 AND run_requested_at = $2")
+            .bind(name).bind(at).execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
     }
 }

@@ -42,6 +42,7 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("POST", "/pidms/sync"),
     ("POST", "/queues/{queue}/canary"),
     ("POST", "/jobs/{id}/retry"),
+    ("POST", "/schedules/{name}/run"),
     ("POST", "/sikka/practices/refresh"),
     ("PATCH", "/sikka/practices/{id}"),
     ("POST", "/sikka/writebacks"),
@@ -258,6 +259,13 @@ impl Walk<'_> {
                 assert_eq!(queue.discard(&j).await.unwrap(), DiscardOutcome::Discarded);
                 call(format!("/jobs/{j}/retry"), None, 202, "job.retried", Target::Known(j))
             }
+            ("POST", "/schedules/{name}/run") => call(
+                "/schedules/queue-vacuum/run".into(),
+                None,
+                202,
+                "schedule.run_requested",
+                Target::Known("queue-vacuum".into()),
+            ),
             ("POST", "/sikka/practices/refresh") => call(
                 "/sikka/practices/refresh".into(),
                 None,
