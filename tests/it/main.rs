@@ -23,4 +23,5 @@ mod sikka;
 mod store_contract;
 mod suspension;
 mod tenants;
+mod usage_series;
 mod webhooks;

@@ -5,6 +5,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use futures::TryStreamExt;
+
+use super::series::{SeriesBuilder, SeriesPoint, SeriesWindow, UsageSample, nearest_rank};
 use crate::on_pool;
 use crate::store::{Store, StoreError};
 use crate::tenants::Owner;
@@ -54,11 +57,6 @@ SELECT key_id, COUNT(*),
 FROM api_usage
 WHERE at >= $1 AND at < $2 AND ($3 IS NULL OR key_id = $3) AND tenant_id = $4
 GROUP BY key_id ORDER BY key_id";
-
-/// 1-based nearest rank of percentile `q` among `n` values.
-fn nearest_rank(q: f64, n: i64) -> i64 {
-    ((q * n as f64).ceil() as i64).clamp(1, n.max(1))
-}
 
 impl Store {
     /// Inserts a batch in one statement.
@@ -136,6 +134,45 @@ impl Store {
         Ok(out)
     }
 
+    /// The owner's requests in `window` (of one key, or every key) folded into steps — one
+    /// point per step, or per step and key with `per_key`. `None` when the window holds
+    /// more than `max_rows` requests (too many to fold in one answer).
+    pub async fn usage_series(
+        &self,
+        owner: &Owner,
+        key_id: Option<&str>,
+        window: &SeriesWindow,
+        per_key: bool,
+        max_rows: usize,
+    ) -> Result<Option<Vec<SeriesPoint>>, StoreError> {
+        const SAMPLES: &str = "SELECT at, key_id, status, latency_ms FROM api_usage
+            WHERE at >= $1 AND at < $2 AND ($3 IS NULL OR key_id = $3) AND tenant_id = $4";
+        let mut series = SeriesBuilder::default();
+        let mut rows = 0usize;
+        macro_rules! fold {
+            ($pool:expr) => {{
+                let mut samples = sqlx::query_as::<_, UsageSample>(SAMPLES)
+                    .bind(window.since)
+                    .bind(window.until)
+                    .bind(key_id)
+                    .bind(owner)
+                    .fetch($pool);
+                while let Some(sample) = samples.try_next().await? {
+                    rows += 1;
+                    if rows > max_rows {
+                        return Ok(None);
+                    }
+                    series.add(window, sample, per_key);
+                }
+            }};
+        }
+        match self {
+            Store::Sqlite(pool) => fold!(pool),
+            Store::Postgres(pool) => fold!(pool),
+        }
+        Ok(Some(series.finish(window, per_key)))
+    }
+
     /// Deletes usage rows before `cutoff`, in bounded batches; returns how many.
     pub async fn delete_usage_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
         self.delete_in_batches(
@@ -144,19 +181,5 @@ impl Store {
             cutoff,
         )
         .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::nearest_rank;
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        assert_eq!(nearest_rank(0.5, 10), 5);
-        assert_eq!(nearest_rank(0.95, 10), 10);
-        assert_eq!(nearest_rank(0.99, 100), 99);
-        assert_eq!(nearest_rank(0.5, 1), 1);
-        assert_eq!(nearest_rank(0.5, 0), 1);
     }
 }
