@@ -13,6 +13,7 @@ mod connections;
 mod dispatch;
 mod foundation;
 mod input;
+mod jobs;
 mod ops;
 mod outages;
 mod pidms;

@@ -3,6 +3,7 @@
 mod audit;
 mod events;
 mod history;
+mod jobs;
 pub(crate) mod keys;
 mod pidms;
 mod queues;
@@ -140,6 +141,7 @@ pub(crate) type Apis = (
     tenants::TenantsApi,
     audit::AuditApi,
     history::HistoryApi,
+    jobs::JobsApi,
 );
 
 pub(crate) fn openapi(services: &Services, auth: &Arc<Authenticator>) -> OpenApiService<Apis, ()> {
@@ -154,6 +156,7 @@ pub(crate) fn openapi(services: &Services, auth: &Arc<Authenticator>) -> OpenApi
         tenants::TenantsApi { services: services.clone(), auth: Arc::clone(auth) },
         audit::AuditApi { services: services.clone() },
         history::HistoryApi { services: services.clone() },
+        jobs::JobsApi { services: services.clone() },
     );
     OpenApiService::new(apis, "Switchyard", env!("CARGO_PKG_VERSION"))
         .description(

@@ -5,7 +5,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
 use switchyard_shared::{
     audit::AuditEntry,
     canary,
-    queue::{QueueName, RetryOutcome},
+    queue::{JobRecord, QueueName, RetryOutcome},
     schedules::{ScheduleName, parse_cron},
     services::Services,
     tenants::Owner,
@@ -70,7 +70,7 @@ impl From<switchyard_shared::canary::CanaryRun> for CanaryView {
 }
 
 #[derive(Object)]
-struct JobView {
+pub(super) struct JobView {
     id: String,
     queue: String,
     /// pending, scheduled, running, done, failed (waiting for a retry) or dead.
@@ -139,7 +139,7 @@ struct RunRequested {
     requested_at: DateTime<Utc>,
 }
 
-fn parse_queue(name: &str) -> Result<QueueName, ApiError> {
+pub(super) fn parse_queue(name: &str) -> Result<QueueName, ApiError> {
     name.parse().map_err(|e: String| ApiError::not_found(e))
 }
 
@@ -331,7 +331,13 @@ impl QueuesApi {
             .find(id)
             .await?
             .ok_or_else(|| ApiError::not_found("no such job"))?;
-        Ok(JobView {
+        Ok(job.into())
+    }
+}
+
+impl From<JobRecord> for JobView {
+    fn from(job: JobRecord) -> Self {
+        Self {
             id: job.id,
             queue: job.queue.to_string(),
             status: job.status.to_owned(),
@@ -342,7 +348,7 @@ impl QueuesApi {
             run_at: job.run_at,
             done_at: job.done_at,
             worker: job.worker,
-        })
+        }
     }
 }
 

@@ -121,6 +121,21 @@ pub enum RetryOutcome {
     NotFound,
 }
 
+crate::text_enum! {
+    /// Where a job stands, as lists and bulk actions name it: due and waiting for a worker,
+    /// due later, held by a worker, failed and waiting for its retry, or given up on.
+    pub enum JobState {
+        Pending = "pending",
+        Scheduled = "scheduled",
+        Running = "running",
+        Failed = "failed",
+        Dead = "dead",
+    }
+}
+
+/// Jobs a list reaches into, or a bulk action takes, per request at most.
+pub const MAX_LISTED: usize = 10_000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DiscardOutcome {
     Discarded,
@@ -332,6 +347,34 @@ impl Queue {
         match &self.backend {
             QueueBackend::Sqlite(pool) => sqlite::retry(pool, id).await,
             QueueBackend::Redis(redis) => redis.retry(id).await,
+        }
+    }
+
+    /// A page of one queue's jobs in `state`, newest first, with how many are in it. The
+    /// page must lie within the newest [`MAX_LISTED`].
+    pub async fn list(
+        &self,
+        queue: QueueName,
+        state: JobState,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(u64, Vec<JobRecord>), QueueError> {
+        match &self.backend {
+            QueueBackend::Sqlite(pool) => sqlite::list(pool, queue, state, offset, limit).await,
+            QueueBackend::Redis(redis) => redis.list(queue, state, offset, limit).await,
+        }
+    }
+
+    /// The ids of one queue's jobs in `state`, newest first, at most `max`.
+    pub async fn ids_in(
+        &self,
+        queue: QueueName,
+        state: JobState,
+        max: usize,
+    ) -> Result<Vec<String>, QueueError> {
+        match &self.backend {
+            QueueBackend::Sqlite(pool) => sqlite::ids_in(pool, queue, state, max).await,
+            QueueBackend::Redis(redis) => Ok(redis.state_ids(queue, state, max).await?.1),
         }
     }
 

@@ -6,8 +6,8 @@ use apalis_redis::{ConnectionManager, RedisStorage};
 use redis::{AsyncCommands, Script, aio::ConnectionManagerConfig};
 
 use super::{
-    DiscardOutcome, JobRecord, MAX_ATTEMPTS, QueueError, QueueName, QueueStats, RetryOutcome,
-    StorageTuning, from_unix, parse_message, status_label,
+    DiscardOutcome, JobRecord, JobState, MAX_ATTEMPTS, QueueError, QueueName, QueueStats,
+    RetryOutcome, StorageTuning, from_unix, parse_message, status_label,
 };
 use crate::jobs::Message;
 
@@ -239,52 +239,136 @@ impl RedisQueue {
     }
 
     pub(super) async fn find(&self, id: &str) -> Result<Option<JobRecord>, QueueError> {
-        let mut conn = self.conn.clone();
         for queue in QueueName::ALL {
-            let c = self.storage_config(queue);
-            let data: Option<Vec<u8>> = conn.hget(c.job_data_hash(), id).await?;
-            let Some(data) = data else { continue };
-            let meta: HashMap<String, String> =
-                conn.hgetall(format!("{}:{id}", c.job_meta_hash())).await?;
-            let get_u64 = |k: &str| meta.get(k).and_then(|v| v.parse::<u64>().ok());
-            let attempts = get_u64("attempts").unwrap_or(0);
-            let status = meta.get("status").map(String::as_str).unwrap_or("Pending");
-            let (kind, message) = parse_message(&data);
-            let not_before = message
-                .as_ref()
-                .and_then(|m| m.get("not_before_ms"))
-                .and_then(serde_json::Value::as_i64);
-            let due = not_before.is_none_or(|ms| ms <= chrono::Utc::now().timestamp_millis());
-            let scheduled_score: Option<f64> = conn.zscore(c.scheduled_jobs_set(), id).await?;
-            let delayed_ms: Option<f64> = conn.zscore(self.delayed_key(queue), id).await?;
-            let due = due
-                && delayed_ms.is_none_or(|ms| ms as i64 <= chrono::Utc::now().timestamp_millis());
-            let holder: Option<String> = HOLDER
-                .key(c.workers_set())
-                .arg(c.inflight_jobs_set())
-                .arg(id)
-                .invoke_async(&mut conn)
-                .await?;
-            let status = match (status, &holder) {
-                ("Pending" | "Queued", Some(_)) => "Running",
-                (s, _) => s,
-            };
-            let due =
-                due && scheduled_score.is_none_or(|s| s as i64 <= chrono::Utc::now().timestamp());
-            return Ok(Some(JobRecord {
-                id: id.to_owned(),
-                queue,
-                status: status_label(status, attempts, MAX_ATTEMPTS as u64, due),
-                attempts,
-                kind,
-                message,
-                last_result: meta.get("result").cloned(),
-                run_at: not_before.and_then(chrono::DateTime::from_timestamp_millis),
-                done_at: get_u64("done_at").and_then(|s| from_unix(s as i64)),
-                worker: holder.or_else(|| meta.get("locked_by").cloned()),
-            }));
+            if let Some(job) = self.find_in(queue, id).await? {
+                return Ok(Some(job));
+            }
         }
         Ok(None)
+    }
+
+    async fn find_in(&self, queue: QueueName, id: &str) -> Result<Option<JobRecord>, QueueError> {
+        let mut conn = self.conn.clone();
+        let c = self.storage_config(queue);
+        let data: Option<Vec<u8>> = conn.hget(c.job_data_hash(), id).await?;
+        let Some(data) = data else { return Ok(None) };
+        let meta: HashMap<String, String> =
+            conn.hgetall(format!("{}:{id}", c.job_meta_hash())).await?;
+        let get_u64 = |k: &str| meta.get(k).and_then(|v| v.parse::<u64>().ok());
+        let attempts = get_u64("attempts").unwrap_or(0);
+        let status = meta.get("status").map(String::as_str).unwrap_or("Pending");
+        let (kind, message) = parse_message(&data);
+        let not_before = message
+            .as_ref()
+            .and_then(|m| m.get("not_before_ms"))
+            .and_then(serde_json::Value::as_i64);
+        let due = not_before.is_none_or(|ms| ms <= chrono::Utc::now().timestamp_millis());
+        let scheduled_score: Option<f64> = conn.zscore(c.scheduled_jobs_set(), id).await?;
+        let delayed_ms: Option<f64> = conn.zscore(self.delayed_key(queue), id).await?;
+        let due =
+            due && delayed_ms.is_none_or(|ms| ms as i64 <= chrono::Utc::now().timestamp_millis());
+        let holder: Option<String> = HOLDER
+            .key(c.workers_set())
+            .arg(c.inflight_jobs_set())
+            .arg(id)
+            .invoke_async(&mut conn)
+            .await?;
+        let status = match (status, &holder) {
+            ("Pending" | "Queued", Some(_)) => "Running",
+            (s, _) => s,
+        };
+        let due = due && scheduled_score.is_none_or(|s| s as i64 <= chrono::Utc::now().timestamp());
+        Ok(Some(JobRecord {
+            id: id.to_owned(),
+            queue,
+            status: status_label(status, attempts, MAX_ATTEMPTS as u64, due),
+            attempts,
+            kind,
+            message,
+            last_result: meta.get("result").cloned(),
+            run_at: not_before.and_then(chrono::DateTime::from_timestamp_millis),
+            done_at: get_u64("done_at").and_then(|s| from_unix(s as i64)),
+            worker: holder.or_else(|| meta.get("locked_by").cloned()),
+        }))
+    }
+
+    /// How many jobs of `queue` are in `state`, and the ids of the newest `max` of them.
+    /// Pending: the active list's tail; scheduled: our delayed set, latest first; running:
+    /// the workers' in-flight sets; failed: apalis' scheduled set, where a failure waits for
+    /// its retry; dead: the dead set. Ids are ULIDs, so sorting them sorts by age.
+    pub(super) async fn state_ids(
+        &self,
+        queue: QueueName,
+        state: JobState,
+        max: usize,
+    ) -> Result<(u64, Vec<String>), QueueError> {
+        let c = self.storage_config(queue);
+        let mut conn = self.conn.clone();
+        let newest_first = |mut ids: Vec<String>| {
+            ids.sort_unstable_by(|a, b| b.cmp(a));
+            ids.truncate(max);
+            ids
+        };
+        Ok(match state {
+            JobState::Pending => {
+                let total: u64 = conn.llen(c.active_jobs_list()).await?;
+                let mut ids: Vec<String> =
+                    conn.lrange(c.active_jobs_list(), -(max as isize), -1).await?;
+                ids.reverse();
+                (total, ids)
+            }
+            JobState::Scheduled => {
+                let key = self.delayed_key(queue);
+                let total: u64 = conn.zcard(&key).await?;
+                let ids: Vec<String> = conn.zrevrange(&key, 0, max as isize - 1).await?;
+                (total, ids)
+            }
+            JobState::Running => {
+                let workers: Vec<String> = conn.zrange(c.workers_set(), 0, -1).await?;
+                let mut ids = Vec::new();
+                for worker in workers {
+                    let held: Vec<String> =
+                        conn.smembers(format!("{}:{worker}", c.inflight_jobs_set())).await?;
+                    ids.extend(held);
+                }
+                (ids.len() as u64, newest_first(ids))
+            }
+            JobState::Failed => {
+                let waiting: Vec<String> =
+                    conn.zrange(c.scheduled_jobs_set(), 0, FAILED_SCAN_LIMIT as isize - 1).await?;
+                let mut failed = Vec::new();
+                for id in waiting {
+                    let status: Option<String> =
+                        conn.hget(format!("{}:{id}", c.job_meta_hash()), "status").await?;
+                    if status.as_deref() == Some("Failed") {
+                        failed.push(id);
+                    }
+                }
+                (failed.len() as u64, newest_first(failed))
+            }
+            JobState::Dead => {
+                let ids: Vec<String> = conn.smembers(c.dead_jobs_set()).await?;
+                (ids.len() as u64, newest_first(ids))
+            }
+        })
+    }
+
+    pub(super) async fn list(
+        &self,
+        queue: QueueName,
+        state: JobState,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(u64, Vec<JobRecord>), QueueError> {
+        let (total, ids) = self.state_ids(queue, state, offset + limit).await?;
+        let mut jobs = Vec::with_capacity(limit);
+        for id in ids.iter().skip(offset) {
+            // A job may move on between the two reads: it is then left out of this page.
+            if let Some(job) = self.find_in(queue, id).await? {
+                jobs.push(job);
+            }
+        }
+        Ok((total, jobs))
     }
 
     /// The queue whose data hash holds job `id`.

@@ -10,8 +10,8 @@ use sqlx::{
 };
 
 use super::{
-    DiscardOutcome, JobRecord, QueueError, QueueName, QueueStats, RetryOutcome, StorageTuning,
-    from_unix, parse_message, status_label, tasks,
+    DiscardOutcome, JobRecord, JobState, QueueError, QueueName, QueueStats, RetryOutcome,
+    StorageTuning, from_unix, parse_message, status_label, tasks,
 };
 use crate::jobs::Message;
 
@@ -103,29 +103,17 @@ pub(super) async fn stats(pool: &SqlitePool, queue: QueueName) -> Result<QueueSt
 type JobRow =
     (Vec<u8>, String, String, String, i64, i64, i64, Option<String>, Option<String>, Option<i64>);
 
-pub(super) async fn find(pool: &SqlitePool, id: &str) -> Result<Option<JobRecord>, QueueError> {
-    let row: Option<JobRow> = sqlx::query_as(
-        "SELECT job, id, job_type, status, attempts, max_attempts, run_at, last_result, lock_by,
-                done_at
-         FROM Jobs WHERE id = ?1",
-    )
-    .bind(id)
-    .fetch_optional(pool)
-    .await?;
-    let Some((job, id, job_type, status, attempts, max_attempts, run_at, last, lock_by, done_at)) =
-        row
-    else {
-        return Ok(None);
-    };
-    let Ok(queue) = job_type.parse::<QueueName>() else {
-        return Ok(None);
-    };
+const JOB_COLUMNS: &str =
+    "job, id, job_type, status, attempts, max_attempts, run_at, last_result, lock_by, done_at";
+
+fn record(row: JobRow, now: i64) -> Option<JobRecord> {
+    let (job, id, job_type, status, attempts, max_attempts, run_at, last, lock_by, done_at) = row;
+    let queue = job_type.parse::<QueueName>().ok()?;
     let (kind, message) = parse_message(&job);
-    let due = run_at <= chrono::Utc::now().timestamp();
-    Ok(Some(JobRecord {
+    Some(JobRecord {
         id,
         queue,
-        status: status_label(&status, attempts as u64, max_attempts as u64, due),
+        status: status_label(&status, attempts as u64, max_attempts as u64, run_at <= now),
         attempts: attempts as u64,
         kind,
         message,
@@ -133,7 +121,76 @@ pub(super) async fn find(pool: &SqlitePool, id: &str) -> Result<Option<JobRecord
         run_at: from_unix(run_at),
         done_at: done_at.and_then(from_unix),
         worker: lock_by,
-    }))
+    })
+}
+
+pub(super) async fn find(pool: &SqlitePool, id: &str) -> Result<Option<JobRecord>, QueueError> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM Jobs WHERE id = ?1");
+    let row: Option<JobRow> =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(pool).await?;
+    Ok(row.and_then(|r| record(r, chrono::Utc::now().timestamp())))
+}
+
+/// The rows of a state, as `status_label` tells them apart (?1 queue, ?2 now).
+fn state_filter(state: JobState) -> &'static str {
+    match state {
+        JobState::Pending => "status = 'Pending' AND lock_by IS NULL AND run_at <= ?2",
+        JobState::Scheduled => "status = 'Pending' AND lock_by IS NULL AND run_at > ?2",
+        JobState::Running => "status IN ('Queued', 'Running') AND ?2 IS NOT NULL",
+        JobState::Failed => "status = 'Failed' AND attempts < max_attempts AND ?2 IS NOT NULL",
+        JobState::Dead => {
+            "(status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts)) \
+             AND ?2 IS NOT NULL"
+        }
+    }
+}
+
+pub(super) async fn list(
+    pool: &SqlitePool,
+    queue: QueueName,
+    state: JobState,
+    offset: usize,
+    limit: usize,
+) -> Result<(u64, Vec<JobRecord>), QueueError> {
+    let now = chrono::Utc::now().timestamp();
+    let filter = state_filter(state);
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM Jobs WHERE job_type = ?1 AND {filter}
+         ORDER BY rowid DESC LIMIT ?3 OFFSET ?4"
+    );
+    let rows: Vec<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(queue.as_str())
+        .bind(now)
+        .bind(limit as i64)
+        .bind(offset as i64)
+        .fetch_all(pool)
+        .await?;
+    let count = format!("SELECT COUNT(*) FROM Jobs WHERE job_type = ?1 AND {filter}");
+    let (total,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(count))
+        .bind(queue.as_str())
+        .bind(now)
+        .fetch_one(pool)
+        .await?;
+    Ok((total as u64, rows.into_iter().filter_map(|r| record(r, now)).collect()))
+}
+
+pub(super) async fn ids_in(
+    pool: &SqlitePool,
+    queue: QueueName,
+    state: JobState,
+    max: usize,
+) -> Result<Vec<String>, QueueError> {
+    let sql = format!(
+        "SELECT id FROM Jobs WHERE job_type = ?1 AND {} ORDER BY rowid DESC LIMIT ?3",
+        state_filter(state)
+    );
+    let ids: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(queue.as_str())
+        .bind(chrono::Utc::now().timestamp())
+        .bind(max as i64)
+        .fetch_all(pool)
+        .await?;
+    Ok(ids.into_iter().map(|(id,)| id).collect())
 }
 
 pub(super) async fn retry(pool: &SqlitePool, id: &str) -> Result<RetryOutcome, QueueError> {

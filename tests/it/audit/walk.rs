@@ -42,6 +42,8 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("POST", "/pidms/sync"),
     ("POST", "/queues/{queue}/canary"),
     ("POST", "/jobs/{id}/retry"),
+    ("POST", "/jobs/retry"),
+    ("POST", "/jobs/discard"),
     ("POST", "/schedules/{name}/run"),
     ("POST", "/sikka/practices/refresh"),
     ("PATCH", "/sikka/practices/{id}"),
@@ -101,6 +103,10 @@ impl Walk<'_> {
         store.insert_events_with_deliveries(&[row], &[]).await.unwrap();
         store.fail_delivery(&d, "walk", now).await.unwrap();
         (e, d)
+    }
+
+    fn canary(&self) -> Job {
+        Job::Canary(CanaryJob { run_id: "walk".into(), queue: QueueName::Maintenance, hold_ms: 0 })
     }
 
     async fn practice(&self) -> Value {
@@ -249,15 +255,23 @@ impl Walk<'_> {
             ),
             ("POST", "/jobs/{id}/retry") => {
                 // A job waiting an hour, discarded: dead, so it can be retried.
-                let job = Job::Canary(CanaryJob {
-                    run_id: "walk".into(),
-                    queue: QueueName::Maintenance,
-                    hold_ms: 0,
-                });
                 let queue = &app.services.queue;
-                let j = queue.push_after(job, Duration::from_secs(3600)).await.unwrap();
+                let j = queue.push_after(self.canary(), Duration::from_secs(3600)).await.unwrap();
                 assert_eq!(queue.discard(&j).await.unwrap(), DiscardOutcome::Discarded);
                 call(format!("/jobs/{j}/retry"), None, 202, "job.retried", Target::Known(j))
+            }
+            ("POST", "/jobs/retry") | ("POST", "/jobs/discard") => {
+                // A job waiting an hour: discarded by state, or discarded then retried.
+                let queue = &app.services.queue;
+                let j = queue.push_after(self.canary(), Duration::from_secs(3600)).await.unwrap();
+                let (state, action) = if path == "/jobs/retry" {
+                    assert_eq!(queue.discard(&j).await.unwrap(), DiscardOutcome::Discarded);
+                    ("dead", "jobs.retried")
+                } else {
+                    ("scheduled", "jobs.discarded")
+                };
+                let body = json!({"queue": "maintenance", "state": state});
+                call(path.into(), Some(body), 200, action, Target::Known("maintenance".into()))
             }
             ("POST", "/schedules/{name}/run") => call(
                 "/schedules/queue-vacuum/run".into(),
