@@ -3,6 +3,7 @@
 //! simulators) depend on poem.
 
 mod auth;
+mod console;
 mod document;
 mod edge;
 mod health;
@@ -29,7 +30,8 @@ pub enum ApiRunError {
     Io(#[from] std::io::Error),
 }
 
-/// The whole API: `/api/v1/…` (authenticated), `/openapi.json`, `/docs`, and the probes.
+/// The whole API: `/api/v1/…` (authenticated), `/openapi.json`, `/docs`, the console at
+/// `/console`, and the probes.
 fn app(services: Services, auth: Arc<Authenticator>) -> impl Endpoint {
     let api = routes::openapi(&services, &auth);
     let mut spec: serde_json::Value =
@@ -51,6 +53,7 @@ fn app(services: Services, auth: Arc<Authenticator>) -> impl Endpoint {
         .nest("/api/v1", authenticated)
         .at("/openapi.json", spec)
         .nest("/docs", docs)
+        .nest("/console", console::routes())
         .nest("/", health::probe_routes())
         .data(services)
         .with(CatchPanic::new())

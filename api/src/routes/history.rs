@@ -84,8 +84,64 @@ impl EventView {
     }
 }
 
+#[derive(Object)]
+struct AttemptPoint {
+    /// The step's start.
+    at: DateTime<Utc>,
+    /// Delivery attempts made in the step.
+    attempts: i64,
+    /// Of those, attempts that got no 2xx answer.
+    failed: i64,
+}
+
+#[derive(Object)]
+struct AttemptSeries {
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    /// Seconds per step (steps are aligned to the epoch: whole minutes, hours).
+    step: i64,
+    /// Every step of the window, oldest first, empty ones at zero.
+    points: Vec<AttemptPoint>,
+}
+
 #[OpenApi(tag = "ApiTags::Webhooks")]
 impl HistoryApi {
+    /// Delivery attempts over time and how many failed, in steps of `step` seconds (default
+    /// 60, at least 10, at most 1,440 steps) over [`since`, `until`) (default: the last
+    /// hour): what the console's overview charts. Scope: `webhooks:read`.
+    #[oai(
+        path = "/deliveries/series",
+        method = "get",
+        operation_id = "getDeliverySeries",
+        transform = "webhooks_read"
+    )]
+    async fn delivery_series(
+        &self,
+        auth: Auth,
+        since: Query<Option<DateTime<Utc>>>,
+        until: Query<Option<DateTime<Utc>>>,
+        step: Query<Option<i64>>,
+        tenant_id: Query<Option<String>>,
+    ) -> Result<Json<AttemptSeries>, ApiError> {
+        let until = until.0.unwrap_or_else(Utc::now);
+        let since = since.0.unwrap_or(until - chrono::Duration::hours(1));
+        check_window(Some(since), Some(until))?;
+        let step = step.0.unwrap_or(60);
+        if step < 10 {
+            return Err(ApiError::field("step", "at least 10 seconds"));
+        }
+        if (until - since).num_seconds() / step > 1_440 {
+            return Err(ApiError::field("step", "at most 1440 steps: take a larger step"));
+        }
+        let owner = auth.principal().acting_for(&self.services.store, tenant_id.as_deref()).await?;
+        let rows = self.services.store.attempt_series(&owner, since, until, step).await?;
+        let points = rows
+            .into_iter()
+            .map(|(at, attempts, failed)| AttemptPoint { at, attempts, failed })
+            .collect();
+        Ok(Json(AttemptSeries { since, until, step, points }))
+    }
+
     /// Deliveries across endpoints, newest first, optionally by `status`, the event's type,
     /// endpoint and creation window [`since`, `until`). Page with `before` = the previous
     /// page's `next_cursor`. Scope: `webhooks:read`.

@@ -109,6 +109,17 @@ async fn events_and_deliveries_are_listed_and_recovered(env: TestEnv) {
     assert_eq!(of_b[0]["endpoint_id"], good.as_str());
     app.get_expect("/api/v1/deliveries?status=lost", 422).await;
 
+    // Attempts over time: every one counted once, the failed ones apart; steps aligned.
+    let since = (started - chrono::Duration::minutes(2)).to_rfc3339().replace('+', "%2B");
+    let series =
+        app.get_expect(&format!("/api/v1/deliveries/series?since={since}&step=60"), 200).await;
+    let points = series["points"].as_array().unwrap();
+    assert!(points.len() >= 3, "{series}");
+    let total = |f: &str| points.iter().map(|p| p[f].as_i64().unwrap()).sum::<i64>();
+    assert_eq!((total("attempts"), total("failed")), (4 + 3 * 4, 3 * 4));
+    assert!(points.iter().all(|p| p["at"].as_str().unwrap().contains(":00")), "{series}");
+    app.get_expect("/api/v1/deliveries/series?step=1", 422).await;
+
     // Recovery: a window before any of them finds none; the right one all three, once.
     rx.script("/bad", vec![Reply::Status(200)]);
     let recover = format!("/api/v1/webhooks/{bad}/recover");
@@ -145,6 +156,11 @@ async fn events_and_deliveries_are_listed_and_recovered(env: TestEnv) {
     assert_eq!(page["items"], json!([]));
     let page = expect_status(theirs.get(app.url("/api/v1/deliveries")), 200, "theirs").await;
     assert_eq!(page["items"], json!([]));
+    let url = app.url(&format!("/api/v1/deliveries/series?since={since}"));
+    let series = expect_status(theirs.get(url), 200, "their series").await;
+    let attempts: i64 =
+        series["points"].as_array().unwrap().iter().map(|p| p["attempts"].as_i64().unwrap()).sum();
+    assert_eq!(attempts, 0);
     expect_status(theirs.get(app.url(&format!("/api/v1/events/{first}"))), 404, "ours").await;
     expect_status(theirs.post(app.url(&recover)).json(&window), 404, "recover ours").await;
     app.stop().await;

@@ -155,4 +155,42 @@ impl Store {
             .bind(endpoint).bind(since).bind(until).bind(now).fetch_all(&mut *tx).await?);
         Ok(rows)
     }
+
+    /// Attempts per step of `step_secs` (aligned to the epoch) in [since, until), and how
+    /// many failed (anything but a 2xx answer), of the owner's deliveries; every step
+    /// present, oldest first: (step start, attempts, failed).
+    pub async fn attempt_series(
+        &self,
+        owner: &Owner,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        step_secs: i64,
+    ) -> Result<Vec<(DateTime<Utc>, i64, i64)>, StoreError> {
+        const BODY: &str = "COUNT(*),
+               COALESCE(SUM(CASE WHEN a.status_code BETWEEN 200 AND 299 THEN 0 ELSE 1 END), 0)
+             FROM webhook_attempts a JOIN webhook_deliveries d ON d.id = a.delivery_id
+             WHERE a.at >= $1 AND a.at < $2 AND d.tenant_id = $4
+             GROUP BY 1 ORDER BY 1";
+        // The one thing the backends spell apart: seconds since the epoch of a timestamp.
+        let sql = match self {
+            Store::Sqlite(_) => {
+                format!("SELECT CAST(strftime('%s', a.at) AS INTEGER) / $3, {BODY}")
+            }
+            Store::Postgres(_) => {
+                format!("SELECT CAST(floor(extract(epoch FROM a.at) / $3) AS BIGINT), {BODY}")
+            }
+        };
+        let rows: Vec<(i64, i64, i64)> = on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(since).bind(until).bind(step_secs).bind(owner).fetch_all(pool).await)?;
+        let first = since.timestamp().div_euclid(step_secs);
+        let last = (until.timestamp() - 1).div_euclid(step_secs);
+        Ok((first..=last)
+            .map(|bucket| {
+                let (attempts, failed) =
+                    rows.iter().find(|(b, _, _)| *b == bucket).map_or((0, 0), |(_, n, f)| (*n, *f));
+                let at = DateTime::from_timestamp(bucket * step_secs, 0).unwrap_or(since);
+                (at, attempts, failed)
+            })
+            .collect())
+    }
 }
