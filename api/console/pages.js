@@ -38,7 +38,7 @@
           const s = await api('GET', '/deliveries/series?since=' + enc(hourAgo()) + '&step=60');
           charts.replaceChildren(
             chart('Delivery attempts per minute', '/min', s.points.map((p) => ({ at: p.at, value: p.attempts }))),
-            chart('Failure ratio', '%', s.points.map((p) => ({ at: p.at, value: p.attempts ? (100 * p.failed) / p.attempts : 0 }))));
+            chart('Failure ratio', '%', s.points.map((p) => ({ at: p.at, value: p.attempts ? (100 * p.failed) / p.attempts : 0 })), 100));
         });
         await act(failures, async () => {
           const d = await api('GET', '/deliveries?status=failed&limit=10');

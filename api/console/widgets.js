@@ -63,18 +63,18 @@ const W = (() => {
   function s(tag, attrs, ...kids) {
     const el = document.createElementNS(SVG, tag);
     for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, String(v));
-    for (const kid of kids.flat()) {
+    for (const kid of kids.flat(Infinity)) {
       if (kid != null) el.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
     }
     return el;
   }
 
-  /** A line chart over time: `points` [{at, value}], the y axis in `unit`, time labels. */
-  function chart(title, unit, points) {
-    const W_ = 640, H_ = 180, L = 48, B = 24, T = 10, R = 10;
+  /** A line chart over time: `points` [{at, value}], the y axis in `unit` (up to `fixedTop`
+   * when given, else a round number above the largest value), UTC time labels. */
+  function chart(title, unit, points, fixedTop) {
+    const W_ = 640, H_ = 180, L = 64, B = 24, T = 10, R = 16;
     const values = points.map((p) => p.value);
-    const max = Math.max(1e-9, ...values);
-    const top = niceCeil(max);
+    const top = fixedTop || niceCeil(Math.max(1, ...values));
     const t0 = points.length ? new Date(points[0].at).getTime() : 0;
     const t1 = points.length ? new Date(points[points.length - 1].at).getTime() : 1;
     const x = (t) => L + ((t - t0) / Math.max(1, t1 - t0)) * (W_ - L - R);
@@ -90,10 +90,9 @@ const W = (() => {
     });
     const path = points.map((p, i) => (i ? 'L' : 'M') + x(new Date(p.at).getTime()).toFixed(1) + ' '
       + y(p.value).toFixed(1)).join(' ');
-    return h('figure', { class: 'chart' }, h('figcaption', {}, title),
+    return h('figure', { class: 'chart' }, h('figcaption', {}, title, h('span', { class: 'muted' }, ' · time in UTC')),
       s('svg', { viewBox: `0 0 ${W_} ${H_}`, role: 'img', 'aria-label': title },
-        grid, ticks, s('path', { d: path || 'M0 0', class: 'line' }),
-        s('text', { x: W_ - R, y: H_ - 6, 'text-anchor': 'end', class: 'axis' }, 'UTC')));
+        grid, ticks, s('path', { d: path || 'M0 0', class: 'line' })));
   }
 
   function niceCeil(v) {

@@ -10,6 +10,7 @@ mod access;
 mod audit;
 mod auth_throttle;
 mod connections;
+mod console;
 mod dispatch;
 mod foundation;
 mod input;

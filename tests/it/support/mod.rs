@@ -5,6 +5,7 @@
 //! A test that needs Postgres or Redis skips loudly when they are unreachable, and fails
 //! instead under `CI=true`.
 
+pub mod browser;
 mod http;
 pub mod proxy;
 pub mod receiver;
