@@ -332,13 +332,16 @@
     const p = await api('GET', '/pidms/products');
     const results = h('div', {});
     const progress = h('div', {});
-    const follow = async (id) => {
-      const run = await api('GET', '/pidms/syncs/' + enc(id));
-      progress.replaceChildren(h('p', { role: 'status' }, run.kind + ' ' + run.id + ': ' + run.status + ' — ',
-        run.batches_done + ' of ' + run.batches_total + ' batches, ' + run.keys_updated + ' keys updated',
-        run.batches_failed ? ', ' + run.batches_failed + ' batches failed' : ''));
-      if (run.status !== 'completed') setTimeout(() => act(progress, () => follow(id)), 1000);
-    };
+    // Runs with their progress, live: refreshed every 2 s while the page is shown.
+    const runs = pagedList('/pidms/syncs', [
+      ['Run', (r) => r.id], ['Kind', (r) => r.kind], ['Status', (r) => badge(r.status)],
+      ['Progress', (r) => r.batches_done + ' of ' + r.batches_total + ' batches'
+        + (r.batches_failed ? ', ' + r.batches_failed + ' failed' : '')],
+      ['Keys updated', (r) => r.keys_updated + ' of ' + r.keys_total], ['Started', (r) => when(r.started_at)],
+    ], 'No checks or syncs yet.');
+    await runs.load(1);
+    every(2000, () => act(progress, () => runs.reload()));
+    const follow = () => runs.load(1);
     const out = [h('h1', {}, 'PIDMS'), section('Products (low stock below ' + p.threshold + ' remaining)', table([
       ['Product', (r) => r.prd], ['Keys', (r) => r.key_count], ['Remaining', (r) => r.total_remaining],
       ['Average', (r) => r.avg_remaining.toFixed(1)], ['Stock', (r) => (r.low_inventory ? badge('low') : badge('ok'))],
@@ -354,15 +357,15 @@
     if (can('pidms:write')) {
       out.push(section('Check keys', form([['keys', 'Keys, one per line', { type: 'textarea', rows: 4, required: true }]],
         'Start check', async (v) => {
-          const r = await api('POST', '/pidms/check', { keys: v.keys });
-          await follow(r.job_id);
+          await api('POST', '/pidms/check', { keys: v.keys });
+          await follow();
         })),
       section('Sync', h('button', { onclick: () => act(progress, async () => {
-        const r = await api('POST', '/pidms/sync', {});
-        await follow(r.sync_id);
+        await api('POST', '/pidms/sync', {});
+        await follow();
       }) }, 'Re-check every key')));
     }
-    out.push(progress);
+    out.push(progress, section('Checks and syncs', runs.box));
     return out;
   }, 'pidms:read');
 

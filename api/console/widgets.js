@@ -47,7 +47,9 @@ const W = (() => {
   /** An offset-paged list (`total`, `page`, `page_size`, `items`). */
   function pagedList(path, cols, empty) {
     const box = h('div', { class: 'list' });
+    let current = 1;
     const load = async (n) => {
+      current = n;
       const sep = path.includes('?') ? '&' : '?';
       const page = await api('GET', path + sep + 'page=' + n + '&page_size=25');
       const pages = Math.max(1, Math.ceil(page.total / page.page_size));
@@ -56,7 +58,7 @@ const W = (() => {
         h('span', { class: 'muted' }, 'page ' + n + ' of ' + pages + ' · ' + page.total + ' in all'),
         n < pages ? h('button', { class: 'pager', onclick: () => act(box, () => load(n + 1)) }, 'Next →') : null));
     };
-    return { box, load };
+    return { box, load, reload: () => load(current) };
   }
 
   const SVG = 'http://www.w3.org/2000/svg';

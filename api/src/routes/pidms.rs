@@ -423,6 +423,28 @@ impl PidmsApi {
         })))
     }
 
+    /// Checks and syncs, newest first, each with its progress. Scope: `pidms:read`.
+    #[oai(
+        path = "/pidms/syncs",
+        method = "get",
+        operation_id = "listPidmsSyncs",
+        transform = "pidms_read"
+    )]
+    async fn list_syncs(
+        &self,
+        _auth: Auth,
+        page: Query<Option<i64>>,
+        page_size: Query<Option<i64>>,
+    ) -> Result<Json<Page<RunView>>, ApiError> {
+        let (page, page_size, offset) = page_bounds(page.0, page_size.0)?;
+        let (total, runs) = self.services.store.list_pidms_runs(offset, page_size).await?;
+        let mut items = Vec::with_capacity(runs.len());
+        for run in runs {
+            items.push(self.run_view(run).await?);
+        }
+        Ok(Json(Page { total, page, page_size, items }))
+    }
+
     /// A sync (or check) run's progress: batches done of total, keys updated, each failed
     /// batch's error. Scope: `pidms:read`.
     #[oai(

@@ -151,6 +151,14 @@ async fn a_sync_updates_every_key_and_announces(mut env: TestEnv) {
         (Some(3), Some(0), Some(120))
     );
     assert!(run["finished_at"].is_string());
+    // Listed newest first, with its progress.
+    let runs = app.get_expect("/api/v1/pidms/syncs?page_size=1", 200).await;
+    assert_eq!(runs["items"][0]["id"], accepted["sync_id"]);
+    assert_eq!(
+        (runs["items"][0]["kind"].as_str(), runs["items"][0]["batches_done"].as_i64()),
+        (Some("sync"), Some(3))
+    );
+    assert!(runs["total"].as_i64().unwrap() >= 1);
     let (_, k0) = app.get_json(&format!("/api/v1/pidms/keys/{}", keys[0])).await;
     assert_eq!(k0["remaining"], 7);
     assert!(sim.requests().iter().all(|r| r.keys.len() <= 50));

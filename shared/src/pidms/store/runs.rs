@@ -167,6 +167,23 @@ impl Store {
         Ok(())
     }
 
+    /// Runs (checks and syncs), newest first, with how many there are in all.
+    pub async fn list_pidms_runs(
+        &self,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(i64, Vec<PidmsRun>), StoreError> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM pidms_runs ORDER BY started_at DESC, id DESC
+             LIMIT $1 OFFSET $2"
+        );
+        let rows = on_pool!(self, pool => sqlx::query_as::<_, PidmsRun>(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(limit).bind(offset).fetch_all(pool).await)?;
+        let (total,): (i64,) = on_pool!(self, pool =>
+            sqlx::query_as("SELECT COUNT(*) FROM pidms_runs").fetch_one(pool).await)?;
+        Ok((total, rows))
+    }
+
     pub async fn pidms_run(&self, id: &str) -> Result<Option<PidmsRun>, StoreError> {
         let sql = format!("SELECT {RUN_COLUMNS} FROM pidms_runs WHERE id = $1");
         let row = on_pool!(self, pool => sqlx::query_as::<_, PidmsRun>(sqlx::AssertSqlSafe(sql))

@@ -182,9 +182,7 @@ impl Store {
         };
         let rows: Vec<(i64, i64, i64)> = on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
             .bind(since).bind(until).bind(step_secs).bind(owner).fetch_all(pool).await)?;
-        let first = since.timestamp().div_euclid(step_secs);
-        let last = (until.timestamp() - 1).div_euclid(step_secs);
-        Ok((first..=last)
+        Ok(steps_covering(since, until, step_secs)
             .map(|bucket| {
                 let (attempts, failed) =
                     rows.iter().find(|(b, _, _)| *b == bucket).map_or((0, 0), |(_, n, f)| (*n, *f));
@@ -192,5 +190,32 @@ impl Store {
                 (at, attempts, failed)
             })
             .collect())
+    }
+}
+
+/// The epoch-aligned steps of `step_secs` that hold some instant of [since, until) — to the
+/// millisecond: an `until` a fraction into a step still holds that step.
+fn steps_covering(
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    step_secs: i64,
+) -> std::ops::RangeInclusive<i64> {
+    let first = since.timestamp().div_euclid(step_secs);
+    let last = (until.timestamp_millis() - 1).div_euclid(step_secs * 1000);
+    first..=last
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_cover_a_fraction_of_the_last_one() {
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let minute = |s: &str| at(s).timestamp() / 60;
+        let steps = steps_covering(at("2026-12-03T08:44:10Z"), at("2026-12-03T08:45:00.5Z"), 60);
+        assert_eq!(steps, minute("2026-12-03T08:44:00Z")..=minute("2026-12-03T08:45:00Z"));
+        let steps = steps_covering(at("2026-12-03T08:44:10Z"), at("2026-12-03T08:45:00Z"), 60);
+        assert_eq!(steps, minute("2026-12-03T08:44:00Z")..=minute("2026-12-03T08:44:00Z"));
     }
 }
