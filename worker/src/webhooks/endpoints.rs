@@ -27,6 +27,8 @@ pub(crate) struct Endpoint {
     pub rate_limit_per_second: Option<i64>,
     /// Whose endpoint it is (its `webhook.endpoint.disabled` goes to the same owner).
     pub owner: switchyard_shared::tenants::Owner,
+    /// The row's `updated_at` when read: a claim that sees a later one reads it again.
+    pub updated_at: chrono::DateTime<Utc>,
 }
 
 pub(crate) struct EndpointCache {
@@ -84,6 +86,7 @@ impl EndpointCache {
                     disabled_reason: row.disabled_reason,
                     rate_limit_per_second: row.rate_limit_per_second,
                     owner: row.tenant_id,
+                    updated_at: row.updated_at,
                 }))
             }
         };
@@ -97,5 +100,20 @@ impl EndpointCache {
 
     pub(crate) fn forget(&self, id: &str) {
         self.entries.lock().expect("endpoint cache lock").remove(id);
+    }
+
+    /// The endpoint as of `seen` (its `updated_at` as a claim read it): the cached copy when it
+    /// is that recent, else a fresh read, so a delivery claimed after a rotation is signed
+    /// with the new secret at once rather than within the cache's second.
+    pub(crate) async fn at_least(
+        &self,
+        cached: Arc<Endpoint>,
+        seen: Option<chrono::DateTime<Utc>>,
+    ) -> Result<Option<Arc<Endpoint>>, EndpointError> {
+        if seen == Some(cached.updated_at) {
+            return Ok(Some(cached));
+        }
+        self.forget(&cached.id);
+        self.get(&cached.id).await
     }
 }

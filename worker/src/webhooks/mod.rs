@@ -128,18 +128,13 @@ async fn attempt(
     };
     let now = Utc::now();
     // The endpoint must exist and be enabled.
-    let Some(endpoint) = hooks.endpoints.get(&job.endpoint_id).await? else {
-        store.fail_delivery(&job.delivery_id, "the endpoint was deleted", now).await?;
-        return Ok(Outcome::Success);
+    let endpoint = match usable(hooks.endpoints.get(&job.endpoint_id).await?) {
+        Ok(endpoint) => endpoint,
+        Err(reason) => {
+            store.fail_delivery(&job.delivery_id, &reason, now).await?;
+            return Ok(Outcome::Success);
+        }
     };
-    if !endpoint.enabled {
-        let reason = format!(
-            "the endpoint is disabled: {}",
-            endpoint.disabled_reason.as_deref().unwrap_or("no reason recorded")
-        );
-        store.fail_delivery(&job.delivery_id, &reason, now).await?;
-        return Ok(Outcome::Success);
-    }
     if let Some(rps) = endpoint.rate_limit_per_second {
         let bucket = format!("webhook:{}", endpoint.id);
         match hooks
@@ -168,6 +163,16 @@ async fn attempt(
             }
         },
     };
+    // The claim read the endpoint's `updated_at`: a copy cached before a change (a rotated
+    // secret, a new URL, a disable) is read again before anything is sent.
+    let endpoint =
+        match usable(hooks.endpoints.at_least(endpoint, claimed.endpoint_updated_at).await?) {
+            Ok(endpoint) => endpoint,
+            Err(reason) => {
+                store.fail_delivery(&job.delivery_id, &reason, now).await?;
+                return Ok(Outcome::Success);
+            }
+        };
     let Some(payload) = claimed.payload.clone() else {
         store.fail_delivery(&job.delivery_id, "the event payload is gone (retention)", now).await?;
         return Ok(Outcome::Success);
@@ -179,6 +184,18 @@ async fn attempt(
     let sent =
         tokio::spawn(send_and_record(Arc::clone(deps), job, endpoint, claimed, payload, slot));
     sent.await.map_err(|e| Box::new(e) as BoxDynError)?
+}
+
+/// The endpoint if deliveries may go to it, else why the delivery fails.
+fn usable(endpoint: Option<Arc<endpoints::Endpoint>>) -> Result<Arc<endpoints::Endpoint>, String> {
+    match endpoint {
+        None => Err("the endpoint was deleted".to_owned()),
+        Some(e) if !e.enabled => Err(format!(
+            "the endpoint is disabled: {}",
+            e.disabled_reason.as_deref().unwrap_or("no reason recorded")
+        )),
+        Some(e) => Ok(e),
+    }
 }
 
 /// Signs and sends one claimed attempt, records it, and schedules the next.

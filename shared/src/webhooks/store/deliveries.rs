@@ -65,6 +65,9 @@ pub struct ClaimedDelivery {
     pub max_attempts: i64,
     pub created_at: DateTime<Utc>,
     pub payload: Option<String>,
+    /// The endpoint's `updated_at` as the claim saw it (`None`: the endpoint row is gone), so
+    /// a worker can tell that its cached copy predates a rotated secret or a new URL.
+    pub endpoint_updated_at: Option<DateTime<Utc>>,
 }
 
 /// One endpoint's change of health from a batch of attempts, in order: consecutive failures
@@ -296,7 +299,8 @@ impl Store {
                 qb.push_bind(now);
                 qb.push(
                     ")) RETURNING webhook_deliveries.id, webhook_deliveries.event_id, webhook_deliveries.endpoint_id, webhook_deliveries.max_attempts, webhook_deliveries.created_at, \
-                     (SELECT e.payload FROM webhook_events e WHERE e.id = webhook_deliveries.event_id) AS payload",
+                     (SELECT e.payload FROM webhook_events e WHERE e.id = webhook_deliveries.event_id) AS payload, \
+                     (SELECT ep.updated_at FROM webhook_endpoints ep WHERE ep.id = webhook_deliveries.endpoint_id) AS endpoint_updated_at",
                 );
                 qb.build_query_as::<ClaimedDelivery>().fetch_all($pool).await
             }};
