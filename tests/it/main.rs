@@ -20,6 +20,7 @@ mod outages;
 mod pidms;
 mod processes;
 mod quotas;
+mod sdks;
 mod shape;
 mod sikka;
 mod store_contract;

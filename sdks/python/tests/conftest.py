@@ -27,6 +27,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_for_port(port: int, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.time() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                pytest.fail(f"{proc.args[1]} did not start:\n{log.read_text()}")
+            time.sleep(0.1)
+
+
 class Server:
     def __init__(self, base_url: str, admin_key: str, log: Path) -> None:
         self.base_url = base_url
@@ -40,9 +52,24 @@ def server() -> Server:
     if not Path(binary).exists():
         pytest.fail(f"no switchyard binary at {binary}: build it (cargo build) or set SWITCHYARD_BIN")
     data = Path(tempfile.mkdtemp(prefix="switchyard-sdk-"))
+    # The PIDKey and Sikka simulators (`switchyard sandbox`) on loopback, so the pidms and
+    # sikka namespaces do real work.
+    sandbox_port = free_port()
+    sandbox_log = data / "sandbox.log"
+    sandbox = subprocess.Popen(
+        [binary, "sandbox", "--listen", f"127.0.0.1:{sandbox_port}", "--pidkey-latency-ms", "5",
+         "--writeback-delay-ms", "200"],
+        stdout=sandbox_log.open("w"), stderr=subprocess.STDOUT)
+    wait_for_port(sandbox_port, sandbox, sandbox_log)
+    simulators = f"http://127.0.0.1:{sandbox_port}"
     port = free_port()
     env = dict(os.environ)
     env.update({
+        "SWITCHYARD_PIDKEY_BASE_URL": simulators,
+        "PIDKEY_API_KEY": "sdk-test",
+        "SWITCHYARD_SIKKA_BASE_URL": f"{simulators}/v4",
+        "SIKKA_APP_ID": "sandbox-app-id",
+        "SIKKA_APP_KEY": "sandbox-app-key",
         "SWITCHYARD_DATA_DIR": str(data),
         "SWITCHYARD_LISTEN": f"127.0.0.1:{port}",
         "SWITCHYARD_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
@@ -65,8 +92,9 @@ def server() -> Server:
             time.sleep(0.2)
     key = (data / "admin.key").read_text().strip()
     yield Server(base, key, log)
-    proc.terminate()
-    proc.wait(timeout=30)
+    for child in (proc, sandbox):
+        child.terminate()
+        child.wait(timeout=30)
 
 
 class Receiver:

@@ -100,7 +100,17 @@ def test_keys_tenants_usage_audit(client):
     assert client.audit_log.export_csv(action="tenant.created").startswith("id,at,")
 
 
-def test_jobs_queues_schedules_pidms_sikka(client):
+def wait_until(what, check, within: float = 15.0):
+    deadline = time.time() + within
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.time() < deadline, f"{what} within {within} s"
+        time.sleep(0.1)
+
+
+def test_jobs_queues_schedules(client):
     queues = client.queues.list()
     assert {q.name for q in queues.queues} == {"webhooks", "pidms", "sikka", "maintenance"}
     canary = client.queues.canary("maintenance")
@@ -111,15 +121,44 @@ def test_jobs_queues_schedules_pidms_sikka(client):
     assert client.jobs.discard(ids=["01J00000000000000000000000"]).count == 0
     assert any(s.name == "queue-vacuum" for s in client.schedules.list())
     assert client.schedules.run("queue-vacuum").schedule == "queue-vacuum"
-    assert client.pidms.products().products == []
-    assert list(client.pidms.search(product="Office")) == []
-    assert list(client.pidms.syncs()) == []
-    with pytest.raises(ConflictError) as e:  # PIDKEY_API_KEY is not set here
-        client.pidms.check(["ABCDE-FGHIJ-KLMNO-PQRST-UVWX1"])
-    assert "PIDKEY_API_KEY" in (e.value.detail or "")
-    assert client.pidms.export_csv().startswith("keyname,")
-    assert client.sikka.practices() == []
-    assert list(client.sikka.writebacks()) == []
+
+
+KEYS = ["ABCDE-FGHIJ-KLMNO-PQRST-UVWX1", "BCDEF-GHIJK-LMNOP-QRSTU-VWXY2"]
+
+
+def test_pidms_against_the_pidkey_simulator(client):
+    checked = client.pidms.check(KEYS + ["not a key"], wait=15)
+    assert checked.accepted == 2 and checked.errors[0].line == 3
+    assert {r.keyname_with_dash for r in checked.results} == set(KEYS)
+    assert client.pidms.get_check(checked.job_id).job_id == checked.job_id
+    products = {p.prd for p in client.pidms.products().products}
+    assert products and all(r.prd in products for r in checked.results)
+    one = checked.results[0]
+    assert client.pidms.get_key(one.keyname).prd == one.prd
+    found = list(client.pidms.search(product=one.prd[:6], page_size=1))
+    assert one.keyname in [k.keyname for k in found]
+    sync = client.pidms.sync()
+    done = wait_until("the sync", lambda: (s := client.pidms.get_sync(sync.sync_id)).status == "completed" and s)
+    assert done.keys_updated == 2
+    assert sync.sync_id in [s.id for s in client.pidms.syncs()]
+    assert one.keyname in client.pidms.export_csv()
+
+
+def test_sikka_against_the_sikka_simulator(client):
+    client.sikka.refresh_practices()
+    practices = wait_until("the practices", lambda: client.sikka.practices())
+    assert {p.office_id for p in practices} >= {"D1001"}
+    tenant = client.tenants.create(name=unique("practice-owner-"))
+    d1001 = next(p for p in practices if p.office_id == "D1001")
+    assert client.sikka.update_practice(d1001.id, tenant_id=tenant.id).tenant_id == tenant.id
+    assert client.sikka.update_practice(d1001.id, tenant_id=None).tenant_id is None
+    wb = client.sikka.create_writeback(office_id="D1001", operation="book_appointment", body={
+        "patient_id": "1042", "date": "2026-12-01", "time": "09:30", "length": 30,
+        "provider_id": "DOC1", "operatory": "OP2"})
+    assert wb.status == "queued"
+    done = wait_until("the writeback", lambda: (w := client.sikka.get_writeback(wb.id)).status == "completed" and w)
+    assert done.sikka_id
+    assert wb.id in [w.id for w in client.sikka.writebacks(status="completed")]
 
 
 def test_each_error_class_from_a_real_answer(server, client):

@@ -75,7 +75,7 @@ pub fn skip_or_fail(what: &str) {
     if in_ci() {
         panic!("CI=true and {what}: this test must run in CI");
     }
-    eprintln!("\n*** SKIPPED: {what}. Start PostgreSQL and Redis (see .ci/run) to run it. ***\n");
+    eprintln!("\n*** SKIPPED: {what}. .ci/run installs and starts what the tests need. ***\n");
 }
 
 pub fn unique(prefix: &str) -> String {
