@@ -44,6 +44,7 @@ class Server:
         self.base_url = base_url
         self.admin_key = admin_key
         self.log = log
+        self.data = log.parent
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sqlite3
 import threading
 import time
 import uuid
@@ -16,7 +17,7 @@ import pytest
 import switchyard
 from switchyard import (
     APIConnectionError, AsyncSwitchyard, AuthenticationError, ConflictError, NotFoundError,
-    PermissionDeniedError, RateLimitError, Switchyard, ValidationError, WebhookVerificationError,
+    PermissionDeniedError, RateLimitError, ServerError, Switchyard, ValidationError, WebhookVerificationError,
     verify_webhook,
 )
 
@@ -192,6 +193,55 @@ def test_a_rate_limited_call_waits_out_retry_after(server, client):
     started = time.time()
     assert patient.whoami().key_id == limited.id  # waited for the next minute's request
     assert time.time() - started >= 1
+
+
+class StoreLock:
+    """A second process's exclusive lock on dev's SQLite store: the API's writes wait out
+    SQLite's busy timeout (5 s) and answer a real 503 with Retry-After."""
+
+    def __init__(self, server) -> None:
+        self.db = sqlite3.connect(server.data / "switchyard.db", isolation_level=None, timeout=30)
+        self.log = server.log
+
+    def __enter__(self) -> "StoreLock":
+        self.db.execute("BEGIN EXCLUSIVE")
+        return self
+
+    def release(self) -> None:
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+        self.db.close()
+
+    def unavailable_answers(self) -> int:
+        return self.log.read_text().count("store unavailable")
+
+
+def test_server_errors_from_a_real_503_raised_or_retried(server, client):
+    once = Switchyard(api_key=server.admin_key, base_url=server.base_url, max_retries=0)
+    with StoreLock(server):
+        with pytest.raises(ServerError) as e:
+            once.tenants.create(name=unique("locked-"))
+    assert e.value.status == 503 and e.value.request_id and e.value.title
+    # With retries: the call is answered 503 once, waits out Retry-After and succeeds when
+    # the lock is gone, writing the tenant once.
+    name = unique("retried-")
+    patient = Switchyard(api_key=server.admin_key, base_url=server.base_url, max_retries=3)
+    result = {}
+    with StoreLock(server) as lock:
+        before = lock.unavailable_answers()
+        caller = threading.Thread(target=lambda: result.update(t=patient.tenants.create(name=name)))
+        caller.start()
+        deadline = time.time() + 30
+        while lock.unavailable_answers() == before:
+            assert time.time() < deadline, "the API answered 503 while the store was locked"
+            time.sleep(0.05)
+        lock.release()
+        caller.join(timeout=30)
+    assert result["t"].name == name
+    assert [t.id for t in client.tenants.list() if t.name == name] == [result["t"].id]
 
 
 class DroppingProxy:

@@ -85,6 +85,8 @@ export async function startServer() {
     baseUrl,
     port,
     adminKey,
+    data,
+    log,
     async stop() {
       await Promise.all([child, sandbox].map((p) => {
         const exited = new Promise((resolve) => p.once("exit", resolve));
