@@ -4,8 +4,12 @@
 //! *parked*: every further delivery of it lets its message go (its row stays due in the
 //! store, costing nothing) until the line has emptied; then the oldest due deliveries are
 //! read back from the store, in publish order, into the line, and the lane leaves parked
-//! mode once the store has no more than a line's worth. Nothing circles through the queue
-//! while it waits, and order is kept: newer deliveries never pass parked ones.
+//! mode once the store has no more than a line's worth. While a backlog drains, the next
+//! read-back starts when the line is half empty, continuing after the last id read (a
+//! keyset cursor, so nothing in line is read twice), so the line never runs dry between
+//! read-backs; a read-back from the start, on an empty line, ends the episode. Nothing
+//! circles through the queue while it waits, and order is kept: newer deliveries never
+//! pass parked ones.
 
 use std::{
     collections::HashMap,
@@ -27,6 +31,10 @@ struct Lane {
     parked: AtomicBool,
     /// A read-back from the store is asked for or running.
     unparking: AtomicBool,
+    /// The last id read back in this parked episode: the next read-back continues after it.
+    cursor: Mutex<Option<String>>,
+    /// With a cursor, the next read-back starts once no more than this many wait.
+    refill_at: usize,
 }
 
 pub(super) struct Admission {
@@ -56,14 +64,34 @@ impl Drop for Slot {
     }
 }
 
-/// Asks for parked deliveries to be read back once the line is empty.
+/// Asks for parked deliveries to be read back: from the start once the line is empty, or
+/// after the cursor once it is half empty.
 fn maybe_unpark(lane: &Lane, endpoint_id: &str, unpark: &mpsc::UnboundedSender<String>) {
-    if lane.parked.load(Ordering::Acquire)
-        && lane.waiting.load(Ordering::Acquire) == 0
-        && !lane.unparking.swap(true, Ordering::AcqRel)
-    {
+    if !lane.parked.load(Ordering::Acquire) {
+        return;
+    }
+    let waiting = lane.waiting.load(Ordering::Acquire);
+    let due = waiting == 0
+        || (waiting <= lane.refill_at && lane.cursor.lock().expect("lane cursor lock").is_some());
+    if due && !lane.unparking.swap(true, Ordering::AcqRel) {
         let _ = unpark.send(endpoint_id.to_owned());
     }
+}
+
+/// What a read-back is to fetch: due deliveries after `after` (from the start: `None`),
+/// at most `limit`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ReadBack {
+    pub after: Option<String>,
+    pub limit: usize,
+}
+
+/// How a read-back went.
+pub(super) enum ReadBackDone {
+    /// The store could not be read: try again later, as from an empty line.
+    Failed,
+    /// `got` deliveries were read, the last with id `last`.
+    Read { got: usize, last: Option<String> },
 }
 
 pub(super) enum Admitted {
@@ -95,11 +123,6 @@ impl Admission {
         (Self { lanes, cap, line, max_wait, unpark, stopping }, parked)
     }
 
-    /// How many deliveries a read-back takes from the store.
-    pub(super) fn line(&self) -> usize {
-        self.line
-    }
-
     fn lane(&self, endpoint_id: &str) -> Arc<Lane> {
         let mut lanes = self.lanes.lock().expect("admission lanes lock");
         Arc::clone(lanes.entry(endpoint_id.to_owned()).or_insert_with(|| {
@@ -108,16 +131,43 @@ impl Admission {
                 waiting: AtomicUsize::new(0),
                 parked: AtomicBool::new(false),
                 unparking: AtomicBool::new(false),
+                cursor: Mutex::new(None),
+                refill_at: self.line / 2,
             })
         }))
     }
 
-    /// A read-back of `endpoint_id` is done: `drained` when the store had no more than a
-    /// line's worth (the lane leaves parked mode).
-    pub(super) fn unparked(&self, endpoint_id: &str, drained: bool) {
+    /// What the read-back of `endpoint_id` asked for now is to fetch: after the cursor,
+    /// enough to fill the line, or a line's worth from the start when the line is empty.
+    pub(super) fn read_back(&self, endpoint_id: &str) -> ReadBack {
         let lane = self.lane(endpoint_id);
-        if drained {
-            lane.parked.store(false, Ordering::Release);
+        let waiting = lane.waiting.load(Ordering::Acquire);
+        let cursor = lane.cursor.lock().expect("lane cursor lock").clone();
+        match cursor {
+            Some(after) if waiting > 0 => {
+                ReadBack { after: Some(after), limit: self.line.saturating_sub(waiting).max(1) }
+            }
+            _ => ReadBack { after: None, limit: self.line },
+        }
+    }
+
+    /// The read-back `plan` of `endpoint_id` is in line. One from the start that found no
+    /// more than it asked for ends the episode (the lane leaves parked mode); one after the
+    /// cursor that came up short sends the next one back to the start, once the line is empty.
+    pub(super) fn unparked(&self, endpoint_id: &str, plan: &ReadBack, done: ReadBackDone) {
+        let lane = self.lane(endpoint_id);
+        {
+            let mut cursor = lane.cursor.lock().expect("lane cursor lock");
+            match done {
+                ReadBackDone::Failed => *cursor = None,
+                ReadBackDone::Read { got, .. } if got < plan.limit => {
+                    *cursor = None;
+                    if plan.after.is_none() {
+                        lane.parked.store(false, Ordering::Release);
+                    }
+                }
+                ReadBackDone::Read { last, .. } => *cursor = last,
+            }
         }
         lane.unparking.store(false, Ordering::Release);
         maybe_unpark(&lane, endpoint_id, &self.unpark);
@@ -236,8 +286,47 @@ mod tests {
         assert!(matches!(a.admit("ep", Source::Queue).await, Admitted::Parked));
         // ...while those read back take their place in line.
         assert!(matches!(a.admit("ep", Source::Store).await, Admitted::Go(_)));
-        a.unparked("ep", true);
+        let plan = a.read_back("ep");
+        assert_eq!(plan, ReadBack { after: None, limit: 1 }, "an empty line reads from the start");
+        a.unparked("ep", &plan, ReadBackDone::Read { got: 0, last: None });
         assert!(matches!(a.admit("ep", Source::Queue).await, Admitted::Go(_)));
+    }
+
+    #[tokio::test]
+    async fn a_draining_backlog_is_read_back_when_the_line_is_half_empty() {
+        let (a, mut rx) = admission(1, 4);
+        let lane = a.lane("ep");
+        lane.parked.store(true, Ordering::Release);
+        lane.unparking.store(true, Ordering::Release);
+        // A full read-back went into line: the next continues after its last id...
+        let plan = ReadBack { after: None, limit: 4 };
+        lane.waiting.store(4, Ordering::Release);
+        a.unparked("ep", &plan, ReadBackDone::Read { got: 4, last: Some("d4".into()) });
+        assert!(rx.try_recv().is_err(), "the line is full: no read-back yet");
+        // ...once no more than half the line waits, before it runs dry.
+        lane.waiting.store(2, Ordering::Release);
+        maybe_unpark(&lane, "ep", &a.unpark);
+        assert_eq!(rx.try_recv().ok().as_deref(), Some("ep"));
+        let next = a.read_back("ep");
+        assert_eq!(
+            next,
+            ReadBack { after: Some("d4".into()), limit: 2 },
+            "fills the line after d4"
+        );
+        // Short: the store is nearly drained; the episode ends with a read from the start.
+        a.unparked("ep", &next, ReadBackDone::Read { got: 1, last: Some("d5".into()) });
+        assert!(lane.parked.load(Ordering::Acquire), "still parked until a read from the start");
+        assert!(rx.try_recv().is_err(), "no cursor: waits for an empty line");
+        lane.waiting.store(0, Ordering::Release);
+        maybe_unpark(&lane, "ep", &a.unpark);
+        assert_eq!(rx.try_recv().ok().as_deref(), Some("ep"));
+        let last = a.read_back("ep");
+        assert_eq!(last, ReadBack { after: None, limit: 4 });
+        a.unparked("ep", &last, ReadBackDone::Read { got: 0, last: None });
+        assert!(
+            !lane.parked.load(Ordering::Acquire),
+            "drained: the lane takes queue messages again"
+        );
     }
 
     #[tokio::test]

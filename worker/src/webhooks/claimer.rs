@@ -11,6 +11,9 @@ use switchyard_shared::webhooks::ClaimedDelivery;
 use super::group_commit::{GroupCommit, GroupError};
 
 const MAX_BATCH: usize = 256;
+/// Claim statements in flight at once on PostgreSQL: claims touch disjoint rows, so a
+/// batch need not wait behind the one being written (SQLite has one writer: one).
+const IN_FLIGHT_POSTGRES: usize = 3;
 
 #[derive(Clone)]
 pub(crate) struct Claimer {
@@ -20,8 +23,12 @@ pub(crate) struct Claimer {
 impl Claimer {
     /// `lease`: how long a claimed attempt is this worker's.
     pub(crate) fn start(store: Store, lease: Duration) -> Self {
-        let group =
-            GroupCommit::start("claimer", MAX_BATCH, move |wanted: Vec<(DeliveryId, i64)>| {
+        let in_flight = if store.kind() == "postgres" { IN_FLIGHT_POSTGRES } else { 1 };
+        let group = GroupCommit::start(
+            "claimer",
+            MAX_BATCH,
+            in_flight,
+            move |wanted: Vec<(DeliveryId, i64)>| {
                 let store = store.clone();
                 async move {
                     let now = Utc::now();
@@ -32,7 +39,8 @@ impl Claimer {
                     // Two copies of one message in a batch: the first gets the claim.
                     Ok(wanted.iter().map(|(id, _)| claimed.remove(id)).collect())
                 }
-            });
+            },
+        );
         Self { group }
     }
 

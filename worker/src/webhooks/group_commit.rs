@@ -6,7 +6,7 @@
 use std::{future::Future, sync::Arc};
 
 use switchyard_shared::store::StoreError;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// Why a request got no answer of its own.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -34,15 +34,24 @@ impl<T, R> Clone for GroupCommit<T, R> {
 
 impl<T: Send + 'static, R: Send + 'static> GroupCommit<T, R> {
     /// Starts the writer: `write` gets up to `max_batch` items (moved, not copied) and
-    /// returns one answer per item, in their order.
-    pub(crate) fn start<F, Fut>(name: &'static str, max_batch: usize, mut write: F) -> Self
+    /// returns one answer per item, in their order. Up to `in_flight` batches are written at
+    /// once (1: strictly one after another); a batch is gathered only once it may start, so
+    /// while every writer is busy the next batch keeps growing.
+    pub(crate) fn start<F, Fut>(
+        name: &'static str,
+        max_batch: usize,
+        in_flight: usize,
+        mut write: F,
+    ) -> Self
     where
         F: FnMut(Vec<T>) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<Vec<R>, StoreError>> + Send,
+        Fut: Future<Output = Result<Vec<R>, StoreError>> + Send + 'static,
     {
         let (tx, mut rx) = mpsc::channel::<Request<T, R>>(4 * max_batch);
+        let writers = Arc::new(Semaphore::new(in_flight.max(1)));
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
+                let Ok(writer) = Arc::clone(&writers).acquire_owned().await else { return };
                 let mut items = vec![first.0];
                 let mut answers = vec![first.1];
                 while items.len() < max_batch {
@@ -55,20 +64,25 @@ impl<T: Send + 'static, R: Send + 'static> GroupCommit<T, R> {
                     }
                 }
                 let count = items.len();
-                match write(items).await {
-                    Ok(results) => {
-                        for (done, result) in answers.into_iter().zip(results) {
-                            let _ = done.send(Ok(result));
+                let written = write(items);
+                tokio::spawn(async move {
+                    let outcome = written.await;
+                    drop(writer);
+                    match outcome {
+                        Ok(results) => {
+                            for (done, result) in answers.into_iter().zip(results) {
+                                let _ = done.send(Ok(result));
+                            }
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, batch = count, writer = name, "a group commit failed; its requests will be retried");
+                            let error = Arc::new(error);
+                            for done in answers {
+                                let _ = done.send(Err(GroupError::Store(Arc::clone(&error))));
+                            }
                         }
                     }
-                    Err(error) => {
-                        tracing::warn!(%error, batch = count, writer = name, "a group commit failed; its requests will be retried");
-                        let error = Arc::new(error);
-                        for done in answers {
-                            let _ = done.send(Err(GroupError::Store(Arc::clone(&error))));
-                        }
-                    }
-                }
+                });
             }
         });
         Self { name, tx }
@@ -85,12 +99,13 @@ impl<T: Send + 'static, R: Send + 'static> GroupCommit<T, R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[tokio::test]
     async fn concurrent_requests_share_batches_and_each_gets_its_answer() {
         let batches = Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = Arc::clone(&batches);
-        let doubler = GroupCommit::start("doubler", 8, move |items: Vec<u32>| {
+        let doubler = GroupCommit::start("doubler", 8, 1, move |items: Vec<u32>| {
             let seen = Arc::clone(&seen);
             async move {
                 seen.lock().unwrap().push(items.len());
@@ -110,7 +125,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_write_fails_every_request_of_its_batch() {
-        let failing = GroupCommit::start("failing", 8, |_items: Vec<u32>| async {
+        let failing = GroupCommit::start("failing", 8, 1, |_items: Vec<u32>| async {
             Err::<Vec<()>, _>(StoreError::DataDir {
                 path: "x".into(),
                 source: std::io::Error::other("boom"),
@@ -118,5 +133,34 @@ mod tests {
         });
         let err = failing.submit(1).await.unwrap_err();
         assert!(matches!(err, GroupError::Store(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn with_two_in_flight_a_batch_does_not_wait_behind_the_one_being_written() {
+        // The first batch's write cannot finish until a second one is being written at the
+        // same time: with one writer this would never answer.
+        let started = Arc::new(tokio::sync::Notify::new());
+        let both = Arc::new(tokio::sync::Barrier::new(2));
+        let (s, b) = (Arc::clone(&started), Arc::clone(&both));
+        let pipelined = GroupCommit::start("pipelined", 8, 2, move |items: Vec<u32>| {
+            let (started, both) = (Arc::clone(&s), Arc::clone(&b));
+            async move {
+                started.notify_one();
+                both.wait().await;
+                Ok(items)
+            }
+        });
+        let first = tokio::spawn({
+            let p = pipelined.clone();
+            async move { p.submit(1).await }
+        });
+        started.notified().await;
+        let second = pipelined.submit(2);
+        let answers = tokio::time::timeout(Duration::from_secs(10), async {
+            (second.await.unwrap(), first.await.unwrap().unwrap())
+        })
+        .await
+        .expect("two batches were written at once");
+        assert_eq!(answers, (2, 1));
     }
 }

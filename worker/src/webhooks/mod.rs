@@ -35,7 +35,7 @@ use tokio::sync::Semaphore;
 pub(crate) use self::maintenance::{cleanup, disable_failing, retry_sweep};
 
 use self::{
-    admission::{Admission, Admitted, Source},
+    admission::{Admission, Admitted, ReadBackDone, Source},
     claimer::Claimer,
     endpoints::EndpointCache,
     recorder::Recorder,
@@ -152,6 +152,10 @@ async fn attempt(
     // one that was killed) is looked at again when its lease runs out.
     let claimed = match hooks.claimer.claim(job.delivery_id.clone(), job.attempt).await? {
         Some(c) => c,
+        // A read-back that another worker's read-back (or its message) claimed first: that
+        // worker sends it; should it die, the retry sweep finds the row once its lease is out.
+        // Nothing goes back to the queue.
+        None if from == Source::Store => return Ok(Outcome::Success),
         None => match store.unclaimed(&job.delivery_id, job.attempt).await? {
             DeliveryClaim::Held { until } => {
                 let wait = (until - now).to_std().unwrap_or_default() + Duration::from_millis(100);
@@ -329,20 +333,25 @@ pub(crate) async fn unpark(deps: Arc<crate::handlers::JobDeps>) {
     let Some(mut endpoints) = deps.webhooks.parked.lock().expect("parked lock").take() else {
         return;
     };
-    let line = deps.webhooks.admission.line();
+    let admission = &deps.webhooks.admission;
     while let Some(endpoint_id) = endpoints.recv().await {
-        let due =
-            deps.services.store.due_deliveries_of(&endpoint_id, Utc::now(), line as i64).await;
+        let plan = admission.read_back(&endpoint_id);
+        let due = deps
+            .services
+            .store
+            .due_deliveries_of(&endpoint_id, Utc::now(), plan.after.as_deref(), plan.limit as i64)
+            .await;
         let due = match due {
             Ok(due) => due,
             Err(error) => {
                 tracing::warn!(%error, endpoint_id, "parked deliveries not read back; trying again");
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                deps.webhooks.admission.unparked(&endpoint_id, false);
+                admission.unparked(&endpoint_id, &plan, ReadBackDone::Failed);
                 continue;
             }
         };
-        let drained = due.len() < line;
+        let done =
+            ReadBackDone::Read { got: due.len(), last: due.last().map(|d| d.id.to_string()) };
         // One task drives them all: a `FuturesUnordered` polls new futures in the order they
         // were pushed, so they take their places in line in publish order (separate tasks
         // would start in any order). The last future says when all have.
@@ -375,7 +384,7 @@ pub(crate) async fn unpark(deps: Arc<crate::handlers::JobDeps>) {
             while attempts.next().await.is_some() {}
         });
         let _ = in_line.await;
-        deps.webhooks.admission.unparked(&endpoint_id, drained);
+        admission.unparked(&endpoint_id, &plan, done);
     }
 }
 

@@ -20,6 +20,8 @@ impl Recorder {
         let group = GroupCommit::start(
             "attempt recorder",
             MAX_BATCH,
+            // One at a time: an endpoint's health counters follow its attempts in order.
+            1,
             move |records: Vec<AttemptRecord>| {
                 let store = store.clone();
                 async move {

@@ -489,20 +489,26 @@ impl Store {
     }
 
     /// One endpoint's deliveries that are due now, oldest first.
-    /// Parked deliveries are enqueued again from this when their endpoint's line empties.
+    /// Parked deliveries are read back from this into their endpoint's line.
     pub async fn due_deliveries_of(
         &self,
         endpoint_id: &str,
         now: DateTime<Utc>,
+        after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<DueDelivery>, StoreError> {
+        // `after`: a keyset cursor, so a read-back continues where the last one ended.
+        let after_clause = if after.is_some() { "AND id > $4" } else { "" };
         let sql = format!(
             "SELECT {DUE_COLUMNS} FROM webhook_deliveries
              WHERE endpoint_id = $1 AND status IN ('pending', 'retrying') AND next_attempt_at <= $2
-             ORDER BY id LIMIT $3"
+             {after_clause} ORDER BY id LIMIT $3"
         );
-        let rows = on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(endpoint_id).bind(now).bind(limit).fetch_all(pool).await)?;
+        let rows = on_pool!(self, pool => {
+            let q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(endpoint_id).bind(now).bind(limit);
+            match after { Some(a) => q.bind(a), None => q }.fetch_all(pool).await
+        })?;
         Ok(rows)
     }
 
