@@ -124,6 +124,76 @@ async fn an_attempt_is_claimed_once_and_a_refused_claim_says_why(env: TestEnv) {
     assert_eq!(again.len(), 1, "an expired lease is taken over");
 }
 
+both_backends!(a_read_back_claims_each_due_delivery_once_oldest_first);
+async fn a_read_back_claims_each_due_delivery_once_oldest_first(env: TestEnv) {
+    let store = env.services().await.store;
+    let ep = support::unique("ep_");
+    store
+        .insert_endpoint(&new_endpoint(&ep, &Owner::Platform), Utc::now(), &support::test_audit())
+        .await
+        .unwrap();
+    let mut ids: Vec<String> = (0..6).map(|_| support::unique("msg_")).collect();
+    for id in &ids {
+        let event = support::unique("evt_");
+        let deliveries = [NewDelivery { id: id.clone().into(), endpoint_id: ep.clone().into() }];
+        let events = [NewEvent {
+            event_id: &event,
+            event_type: "contract.readback",
+            payload: r#"{"n":1}"#,
+            source: None,
+            tenant_id: &Owner::Platform,
+            deliveries: &deliveries,
+            max_attempts: 3,
+            now: Utc::now(),
+        }];
+        store.insert_events_with_deliveries(&events, &[]).await.unwrap();
+    }
+    ids.sort();
+    let now = Utc::now() + Duration::seconds(1);
+    let lease = now + Duration::seconds(60);
+    let taken = |claims: &[switchyard_shared::webhooks::ReadBackClaim]| -> Vec<String> {
+        claims.iter().map(|c| c.claimed.id.to_string()).collect()
+    };
+
+    // Two workers read the same backlog back at once: each row goes to one of them.
+    let (a, b) = tokio::join!(
+        store.claim_due_of(&ep, None, 2, lease, now),
+        store.claim_due_of(&ep, None, 2, lease, now)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let mut both = [taken(&a), taken(&b)].concat();
+    both.sort();
+    both.dedup();
+    assert_eq!(both.len(), a.len() + b.len(), "no row claimed twice: {a:?} {b:?}");
+    assert!(a.iter().chain(&b).all(|c| c.attempt == 1 && c.claimed.payload.is_some()));
+    let first = taken(&a);
+    assert!(first.windows(2).all(|w| w[0] < w[1]), "oldest first, in id order");
+
+    // After a cursor: only later rows, and claimed ones (a live lease) are skipped.
+    let last = ids[3].clone();
+    let rest = store.claim_due_of(&ep, Some(&last), 10, lease, now).await.unwrap();
+    assert_eq!(taken(&rest), ids[4..].to_vec());
+    let all_due = store.claim_due_of(&ep, None, 10, lease, now).await.unwrap();
+    let claimed_before: usize = a.len() + b.len() + rest.len();
+    assert_eq!(all_due.len(), ids.len() - claimed_before, "the rest, nothing claimed twice");
+    let d = store.delivery(&ids[4]).await.unwrap().unwrap();
+    assert_eq!(d.status, DeliveryStatus::Delivering);
+
+    // A claim given back is due again at once, for any worker, at the same attempt.
+    store.release_claim(&ids[4], 1).await.unwrap();
+    assert_eq!(store.delivery(&ids[4]).await.unwrap().unwrap().status, DeliveryStatus::Pending);
+    let again = store.claim_due_of(&ep, None, 10, lease, now).await.unwrap();
+    assert_eq!(taken(&again), vec![ids[4].clone()]);
+    // Releasing a stale attempt changes nothing.
+    store.release_claim(&ids[4], 2).await.unwrap();
+    assert_eq!(store.delivery(&ids[4]).await.unwrap().unwrap().status, DeliveryStatus::Delivering);
+
+    // The worker died: once the leases run out the whole backlog is claimable again.
+    let later = lease + Duration::seconds(1);
+    let taken_over = store.claim_due_of(&ep, None, 10, later + Duration::seconds(60), later).await;
+    assert_eq!(taken(&taken_over.unwrap()), ids, "expired leases are taken over, oldest first");
+}
+
 both_backends!(an_attempt_is_recorded_once);
 async fn an_attempt_is_recorded_once(env: TestEnv) {
     let store = env.services().await.store;

@@ -35,6 +35,10 @@ struct Lane {
     cursor: Mutex<Option<String>>,
     /// With a cursor, the next read-back starts once no more than this many wait.
     refill_at: usize,
+    /// The lane has just left parked mode and one more read-back from the start is due: a
+    /// delivery that parked while the last one ran is found by it (its row was written
+    /// before its message could park, so before the lane left).
+    closing: AtomicBool,
 }
 
 pub(super) struct Admission {
@@ -132,9 +136,16 @@ impl Admission {
                 parked: AtomicBool::new(false),
                 unparking: AtomicBool::new(false),
                 cursor: Mutex::new(None),
-                refill_at: self.line / 2,
+                refill_at: self.read_back_size() / 2,
+                closing: AtomicBool::new(false),
             })
         }))
+    }
+
+    /// How many deliveries a line of read-backs holds: they are claimed as they are read,
+    /// so no more than `READ_BACK_ROUNDS` rounds of the cap (and never more than the line).
+    fn read_back_size(&self) -> usize {
+        self.line.min(self.cap * super::READ_BACK_ROUNDS).max(1)
     }
 
     /// What the read-back of `endpoint_id` asked for now is to fetch: after the cursor,
@@ -143,31 +154,50 @@ impl Admission {
         let lane = self.lane(endpoint_id);
         let waiting = lane.waiting.load(Ordering::Acquire);
         let cursor = lane.cursor.lock().expect("lane cursor lock").clone();
+        let size = self.read_back_size();
         match cursor {
             Some(after) if waiting > 0 => {
-                ReadBack { after: Some(after), limit: self.line.saturating_sub(waiting).max(1) }
+                ReadBack { after: Some(after), limit: size.saturating_sub(waiting).max(1) }
             }
-            _ => ReadBack { after: None, limit: self.line },
+            _ => ReadBack { after: None, limit: size },
         }
     }
 
     /// The read-back `plan` of `endpoint_id` is in line. One from the start that found no
-    /// more than it asked for ends the episode (the lane leaves parked mode); one after the
-    /// cursor that came up short sends the next one back to the start, once the line is empty.
+    /// more than it asked for ends the episode: the lane leaves parked mode, then reads from
+    /// the start once more (`closing`), so nothing parked meanwhile is left behind. One after
+    /// the cursor that came up short sends the next one back to the start, once the line is
+    /// empty. A full read-back while closing resumes the episode.
     pub(super) fn unparked(&self, endpoint_id: &str, plan: &ReadBack, done: ReadBackDone) {
         let lane = self.lane(endpoint_id);
+        let mut again = false;
         {
             let mut cursor = lane.cursor.lock().expect("lane cursor lock");
             match done {
-                ReadBackDone::Failed => *cursor = None,
+                ReadBackDone::Failed => {
+                    *cursor = None;
+                    again = lane.closing.load(Ordering::Acquire);
+                }
                 ReadBackDone::Read { got, .. } if got < plan.limit => {
                     *cursor = None;
-                    if plan.after.is_none() {
+                    if plan.after.is_none() && !lane.closing.swap(false, Ordering::AcqRel) {
                         lane.parked.store(false, Ordering::Release);
+                        lane.closing.store(true, Ordering::Release);
+                        again = true;
                     }
                 }
-                ReadBackDone::Read { last, .. } => *cursor = last,
+                ReadBackDone::Read { last, .. } => {
+                    *cursor = last;
+                    if lane.closing.swap(false, Ordering::AcqRel) {
+                        lane.parked.store(true, Ordering::Release);
+                    }
+                }
             }
+        }
+        if again {
+            // Still `unparking`: the closing read-back is asked for at once.
+            let _ = self.unpark.send(endpoint_id.to_owned());
+            return;
         }
         lane.unparking.store(false, Ordering::Release);
         maybe_unpark(&lane, endpoint_id, &self.unpark);
@@ -327,6 +357,30 @@ mod tests {
             !lane.parked.load(Ordering::Acquire),
             "drained: the lane takes queue messages again"
         );
+        // One more read from the start, for what parked while that one ran.
+        assert_eq!(rx.try_recv().ok().as_deref(), Some("ep"), "the closing read-back");
+        let closing = a.read_back("ep");
+        assert_eq!(closing, ReadBack { after: None, limit: 4 });
+        a.unparked("ep", &closing, ReadBackDone::Read { got: 1, last: Some("d9".into()) });
+        assert!(!lane.parked.load(Ordering::Acquire));
+        assert!(rx.try_recv().is_err(), "the episode is over");
+        assert!(!lane.unparking.load(Ordering::Acquire));
+    }
+
+    #[tokio::test]
+    async fn a_full_closing_read_back_resumes_the_episode() {
+        let (a, mut rx) = admission(1, 2);
+        let lane = a.lane("ep");
+        lane.parked.store(true, Ordering::Release);
+        lane.unparking.store(true, Ordering::Release);
+        let plan = a.read_back("ep");
+        a.unparked("ep", &plan, ReadBackDone::Read { got: 1, last: Some("d1".into()) });
+        assert_eq!(rx.try_recv().ok().as_deref(), Some("ep"));
+        let closing = a.read_back("ep");
+        // A burst arrived meanwhile: the closing read-back is full, so parking goes on.
+        a.unparked("ep", &closing, ReadBackDone::Read { got: 2, last: Some("d3".into()) });
+        assert!(lane.parked.load(Ordering::Acquire), "parked again behind the backlog");
+        assert!(matches!(a.admit("ep", Source::Queue).await, Admitted::Parked));
     }
 
     #[tokio::test]

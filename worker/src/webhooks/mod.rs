@@ -48,6 +48,9 @@ const BODY_LIMIT: usize = 4096;
 /// An attempt's lease outlasts its timeout by this much; a worker killed mid-attempt
 /// leaves the attempt to others once the lease has run out.
 const LEASE_SLACK: Duration = Duration::from_secs(5);
+/// A read-back claims at most this many rounds of an endpoint's cap at once, so a claimed
+/// delivery waits in line for at most that many requests before its own.
+pub(super) const READ_BACK_ROUNDS: usize = 4;
 
 /// What delivery needs, shared by every delivery job of a worker process.
 pub(crate) struct Webhooks {
@@ -67,6 +70,9 @@ pub(crate) struct Webhooks {
     schedule: RetrySchedule,
     throttle_floor: Duration,
     timeout: Duration,
+    /// How long a read-back claim is this worker's: its wait in line (at most
+    /// `READ_BACK_ROUNDS` rounds of requests) and its own request, with slack.
+    read_back_lease: Duration,
 }
 
 impl Webhooks {
@@ -100,6 +106,7 @@ impl Webhooks {
                 .unwrap_or(RetrySchedule { delays: vec![] }),
             throttle_floor: Duration::from_millis(config.throttle_floor_ms),
             timeout,
+            read_back_lease: timeout * (READ_BACK_ROUNDS as u32 + 1) + LEASE_SLACK,
         }
     }
 }
@@ -109,22 +116,45 @@ pub(crate) async fn deliver(
     deps: &Arc<JobDeps>,
     job: DeliverWebhookJob,
 ) -> Result<Outcome, BoxDynError> {
-    attempt(deps, job, Source::Queue).await
+    attempt(deps, job, None).await
 }
 
+/// One attempt: from a queue message (`read_back: None`: claimed once it has a slot), or
+/// read back from the store already claimed (a parked endpoint's backlog draining), which
+/// holds its slot only for the request.
 async fn attempt(
     deps: &Arc<JobDeps>,
     job: DeliverWebhookJob,
-    from: Source,
+    read_back: Option<ClaimedDelivery>,
 ) -> Result<Outcome, BoxDynError> {
     let (services, hooks) = (&deps.services, &deps.webhooks);
     let store = &services.store;
+    let from = if read_back.is_some() { Source::Store } else { Source::Queue };
+    // A read-back claim given up before its request: due again at once, for any worker.
+    let release = |why: &'static str| {
+        let (store, id, attempt) = (store.clone(), job.delivery_id.clone(), job.attempt);
+        async move {
+            if let Err(error) = store.release_claim(&id, attempt).await {
+                tracing::warn!(%error, why, "a read-back claim not released; its lease will run out");
+            }
+        }
+    };
 
     // Admit: a slot of this endpoint, in line behind the deliveries that came before.
     let slot = match hooks.admission.admit(&job.endpoint_id, from).await {
         Admitted::Go(slot) => slot,
-        Admitted::Parked => return Ok(Outcome::Success),
-        Admitted::Stopping => return defer(services, job, Duration::ZERO, "stopping").await,
+        Admitted::Parked => {
+            if read_back.is_some() {
+                release("parked").await;
+            }
+            return Ok(Outcome::Success);
+        }
+        Admitted::Stopping => {
+            if read_back.is_some() {
+                release("stopping").await;
+            }
+            return defer(services, job, Duration::ZERO, "stopping").await;
+        }
     };
     let now = Utc::now();
     // The endpoint must exist and be enabled.
@@ -142,7 +172,12 @@ async fn attempt(
             .check(&bucket, Quota::per_second(rps.clamp(1, u32::MAX.into()) as u32))
             .await
         {
-            Ok(d) if !d.allowed => return defer(services, job, d.retry_after, "rate_limit").await,
+            Ok(d) if !d.allowed => {
+                if read_back.is_some() {
+                    release("rate_limit").await;
+                }
+                return defer(services, job, d.retry_after, "rate_limit").await;
+            }
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "endpoint rate limiter unavailable; sending"),
         }
@@ -150,21 +185,11 @@ async fn attempt(
 
     // Claim the attempt: a duplicate stops here; an attempt held by another worker (maybe
     // one that was killed) is looked at again when its lease runs out.
-    let claimed = match hooks.claimer.claim(job.delivery_id.clone(), job.attempt).await? {
+    let claimed = match read_back {
         Some(c) => c,
-        // A read-back that another worker's read-back (or its message) claimed first: that
-        // worker sends it; should it die, the retry sweep finds the row once its lease is out.
-        // Nothing goes back to the queue.
-        None if from == Source::Store => return Ok(Outcome::Success),
-        None => match store.unclaimed(&job.delivery_id, job.attempt).await? {
-            DeliveryClaim::Held { until } => {
-                let wait = (until - now).to_std().unwrap_or_default() + Duration::from_millis(100);
-                return defer(services, job, wait, "held").await;
-            }
-            _ => {
-                tracing::debug!(delivery_id = %job.delivery_id, attempt = job.attempt, "a duplicate or stale message");
-                return Ok(Outcome::Success);
-            }
+        None => match hooks.claimer.claim(job.delivery_id.clone(), job.attempt).await? {
+            Some(c) => c,
+            None => return unclaimed(services, job, now).await,
         },
     };
     // The claim read the endpoint's `updated_at`: a copy cached before a change (a rotated
@@ -188,6 +213,25 @@ async fn attempt(
     let sent =
         tokio::spawn(send_and_record(Arc::clone(deps), job, endpoint, claimed, payload, slot));
     sent.await.map_err(|e| Box::new(e) as BoxDynError)?
+}
+
+/// A message whose attempt could not be claimed: held by another worker (maybe one that was
+/// killed), it is looked at again when that lease runs out; else a duplicate or stale one.
+async fn unclaimed(
+    services: &Services,
+    job: DeliverWebhookJob,
+    now: chrono::DateTime<Utc>,
+) -> Result<Outcome, BoxDynError> {
+    match services.store.unclaimed(&job.delivery_id, job.attempt).await? {
+        DeliveryClaim::Held { until } => {
+            let wait = (until - now).to_std().unwrap_or_default() + Duration::from_millis(100);
+            defer(services, job, wait, "held").await
+        }
+        _ => {
+            tracing::debug!(delivery_id = %job.delivery_id, attempt = job.attempt, "a duplicate or stale message");
+            Ok(Outcome::Success)
+        }
+    }
 }
 
 /// The endpoint if deliveries may go to it, else why the delivery fails.
@@ -336,10 +380,13 @@ pub(crate) async fn unpark(deps: Arc<crate::handlers::JobDeps>) {
     let admission = &deps.webhooks.admission;
     while let Some(endpoint_id) = endpoints.recv().await {
         let plan = admission.read_back(&endpoint_id);
+        let now = Utc::now();
+        let lease_until =
+            now + chrono::Duration::from_std(deps.webhooks.read_back_lease).unwrap_or_default();
         let due = deps
             .services
             .store
-            .due_deliveries_of(&endpoint_id, Utc::now(), plan.after.as_deref(), plan.limit as i64)
+            .claim_due_of(&endpoint_id, plan.after.as_deref(), plan.limit as i64, lease_until, now)
             .await;
         let due = match due {
             Ok(due) => due,
@@ -350,8 +397,10 @@ pub(crate) async fn unpark(deps: Arc<crate::handlers::JobDeps>) {
                 continue;
             }
         };
-        let done =
-            ReadBackDone::Read { got: due.len(), last: due.last().map(|d| d.id.to_string()) };
+        let done = ReadBackDone::Read {
+            got: due.len(),
+            last: due.last().map(|d| d.claimed.id.to_string()),
+        };
         // One task drives them all: a `FuturesUnordered` polls new futures in the order they
         // were pushed, so they take their places in line in publish order (separate tasks
         // would start in any order). The last future says when all have.
@@ -363,12 +412,12 @@ pub(crate) async fn unpark(deps: Arc<crate::handlers::JobDeps>) {
                 .into_iter()
                 .map(|d| {
                     let job = DeliverWebhookJob {
-                        delivery_id: d.id,
-                        endpoint_id: d.endpoint_id,
+                        delivery_id: d.claimed.id.clone(),
+                        endpoint_id: d.claimed.endpoint_id.clone(),
                         attempt: d.attempt,
                     };
                     async move {
-                        if let Err(error) = attempt(deps, job, Source::Store).await {
+                        if let Err(error) = attempt(deps, job, Some(d.claimed)).await {
                             tracing::warn!(%error, "a parked delivery's attempt failed; the retry sweep will");
                         }
                     }

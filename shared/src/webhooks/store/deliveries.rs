@@ -488,30 +488,6 @@ impl Store {
         Ok(rows)
     }
 
-    /// One endpoint's deliveries that are due now, oldest first.
-    /// Parked deliveries are read back from this into their endpoint's line.
-    pub async fn due_deliveries_of(
-        &self,
-        endpoint_id: &str,
-        now: DateTime<Utc>,
-        after: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<DueDelivery>, StoreError> {
-        // `after`: a keyset cursor, so a read-back continues where the last one ended.
-        let after_clause = if after.is_some() { "AND id > $4" } else { "" };
-        let sql = format!(
-            "SELECT {DUE_COLUMNS} FROM webhook_deliveries
-             WHERE endpoint_id = $1 AND status IN ('pending', 'retrying') AND next_attempt_at <= $2
-             {after_clause} ORDER BY id LIMIT $3"
-        );
-        let rows = on_pool!(self, pool => {
-            let q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
-                .bind(endpoint_id).bind(now).bind(limit);
-            match after { Some(a) => q.bind(a), None => q }.fetch_all(pool).await
-        })?;
-        Ok(rows)
-    }
-
     /// Marks a delivery failed without an HTTP attempt (its endpoint is disabled or gone).
     pub async fn fail_delivery(
         &self,

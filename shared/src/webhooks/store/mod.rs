@@ -3,6 +3,7 @@
 mod deliveries;
 mod endpoints;
 mod history;
+mod readback;
 
 pub use deliveries::{
     AttemptRecord, AttemptRow, Claim, ClaimedDelivery, DeliveryRow, DueDelivery, NewDelivery,
@@ -10,3 +11,4 @@ pub use deliveries::{
 };
 pub use endpoints::{EndpointPatch, EndpointRow, NewEndpoint, Subscription, secret_context};
 pub use history::{DeliveryFilter, EventFilter, EventRow};
+pub use readback::ReadBackClaim;

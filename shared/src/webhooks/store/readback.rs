@@ -1,0 +1,70 @@
+//! Parked deliveries read back into their endpoint's line, claimed as they are read: one
+//! statement takes the oldest due deliveries of an endpoint (after a keyset cursor) and
+//! leases them to this worker, so two workers draining one backlog share it instead of
+//! racing for the same rows, and a delivery read back goes to its slot already claimed.
+
+use chrono::{DateTime, Utc};
+
+use crate::{
+    on_pool,
+    store::{Store, StoreError},
+    webhooks::ClaimedDelivery,
+};
+
+/// A delivery read back and claimed: the attempt to make, with what a claim returns.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ReadBackClaim {
+    pub attempt: i64,
+    #[sqlx(flatten)]
+    pub claimed: ClaimedDelivery,
+}
+
+/// Due: waiting for an attempt whose time has come, or held under a lease that ran out.
+const DUE: &str = "((status IN ('pending', 'retrying') AND next_attempt_at <= $2) \
+                   OR (status = 'delivering' AND claimed_until < $2))";
+
+impl Store {
+    /// Claims up to `limit` due deliveries of `endpoint_id`, oldest first, after `after`
+    /// (a cursor: the last id the previous read-back took), leased until `lease_until`.
+    /// PostgreSQL skips rows another worker is claiming at the same moment.
+    pub async fn claim_due_of(
+        &self,
+        endpoint_id: &str,
+        after: Option<&str>,
+        limit: i64,
+        lease_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ReadBackClaim>, StoreError> {
+        let after_clause = if after.is_some() { "AND id > $5" } else { "" };
+        let skip_locked = if self.kind() == "postgres" { "FOR UPDATE SKIP LOCKED" } else { "" };
+        let sql = format!(
+            "UPDATE webhook_deliveries SET status = 'delivering', claimed_until = $4, updated_at = $2
+             WHERE id IN (SELECT id FROM webhook_deliveries
+                          WHERE endpoint_id = $1 AND {DUE} {after_clause}
+                          ORDER BY id LIMIT $3 {skip_locked})
+             RETURNING attempts + 1 AS attempt, id, event_id, endpoint_id, max_attempts, created_at,
+               (SELECT e.payload FROM webhook_events e WHERE e.id = webhook_deliveries.event_id) AS payload,
+               (SELECT ep.updated_at FROM webhook_endpoints ep WHERE ep.id = webhook_deliveries.endpoint_id) AS endpoint_updated_at"
+        );
+        let mut rows: Vec<ReadBackClaim> = on_pool!(self, pool => {
+            let q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(endpoint_id).bind(now).bind(limit).bind(lease_until);
+            match after { Some(a) => q.bind(a), None => q }.fetch_all(pool).await
+        })?;
+        // RETURNING keeps no order: the line takes them in publish order.
+        rows.sort_by(|a, b| a.claimed.id.cmp(&b.claimed.id));
+        Ok(rows)
+    }
+
+    /// Gives back a read-back claim that was not used (its endpoint's line gave up, the
+    /// process is stopping): the delivery is due again at once, for any worker.
+    pub async fn release_claim(&self, id: &str, attempt: i64) -> Result<(), StoreError> {
+        on_pool!(self, pool => sqlx::query(
+            "UPDATE webhook_deliveries
+               SET status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'retrying' END,
+                   claimed_until = NULL
+             WHERE id = $1 AND status = 'delivering' AND attempts = $2 - 1")
+            .bind(id).bind(attempt).execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+}
