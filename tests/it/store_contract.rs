@@ -37,13 +37,18 @@ fn new_endpoint(id: &str, owner: &Owner) -> NewEndpoint {
     }
 }
 
-/// An endpoint and one event with one delivery to it; returns the delivery id.
-async fn one_delivery(store: &Store, max_attempts: i64) -> String {
+/// A new endpoint to nowhere; returns its id.
+async fn an_endpoint(store: &Store) -> String {
     let ep = support::unique("ep_");
     store
         .insert_endpoint(&new_endpoint(&ep, &Owner::Platform), Utc::now(), &support::test_audit())
         .await
         .unwrap();
+    ep
+}
+
+/// One event with one delivery to `ep`; returns the delivery id.
+async fn a_delivery_to(store: &Store, ep: &str, max_attempts: i64) -> String {
     let (event, delivery) = (support::unique("evt_"), support::unique("msg_"));
     let deliveries = [NewDelivery { id: delivery.clone().into(), endpoint_id: ep.into() }];
     store
@@ -63,6 +68,12 @@ async fn one_delivery(store: &Store, max_attempts: i64) -> String {
         .await
         .unwrap();
     delivery
+}
+
+/// An endpoint and one event with one delivery to it; returns the delivery id.
+async fn one_delivery(store: &Store, max_attempts: i64) -> String {
+    let ep = an_endpoint(store).await;
+    a_delivery_to(store, &ep, max_attempts).await
 }
 
 fn record(
@@ -127,26 +138,10 @@ async fn an_attempt_is_claimed_once_and_a_refused_claim_says_why(env: TestEnv) {
 both_backends!(a_read_back_claims_each_due_delivery_once_oldest_first);
 async fn a_read_back_claims_each_due_delivery_once_oldest_first(env: TestEnv) {
     let store = env.services().await.store;
-    let ep = support::unique("ep_");
-    store
-        .insert_endpoint(&new_endpoint(&ep, &Owner::Platform), Utc::now(), &support::test_audit())
-        .await
-        .unwrap();
-    let mut ids: Vec<String> = (0..6).map(|_| support::unique("msg_")).collect();
-    for id in &ids {
-        let event = support::unique("evt_");
-        let deliveries = [NewDelivery { id: id.clone().into(), endpoint_id: ep.clone().into() }];
-        let events = [NewEvent {
-            event_id: &event,
-            event_type: "contract.readback",
-            payload: r#"{"n":1}"#,
-            source: None,
-            tenant_id: &Owner::Platform,
-            deliveries: &deliveries,
-            max_attempts: 3,
-            now: Utc::now(),
-        }];
-        store.insert_events_with_deliveries(&events, &[]).await.unwrap();
+    let ep = an_endpoint(&store).await;
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        ids.push(a_delivery_to(&store, &ep, 3).await);
     }
     ids.sort();
     let now = Utc::now() + Duration::seconds(1);

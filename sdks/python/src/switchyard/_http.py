@@ -88,6 +88,34 @@ class _Base:
             headers["Idempotency-Key"] = idempotency_key or str(uuid.uuid4())
         return f"{self.base_url}/api/v1{path}", headers
 
+    def _after_failure(self, method: str, path: str, attempt: int, error: httpx.TransportError) -> float:
+        """The wait before retrying a broken connection, or the error once retries are spent."""
+        if attempt > self.max_retries:
+            raise APIConnectionError(f"{method} {path}: {error}") from error
+        return _delay(attempt, None)
+
+    def _after_answer(self, resp: httpx.Response, attempt: int, raw: bool) -> Tuple[Optional[float], Any]:
+        """(the wait before retrying, None) for a retried status with retries left; else
+        (None, the decoded answer), raising the typed error of a failed one."""
+        if resp.status_code in RETRIED_STATUSES and attempt <= self.max_retries:
+            return _delay(attempt, _retry_after(resp)), None
+        _raise_for(resp)
+        return None, resp.text if raw else _decode(resp)
+
+
+def _next_page(page: Any, params: Dict[str, Any]) -> bool:
+    """Moves `params` to the page after `page` (keyset cursor or offset); False at the end."""
+    if "next_cursor" in page:
+        if not page["next_cursor"]:
+            return False
+        params["before"] = page["next_cursor"]
+        return True
+    if page["page"] * page["page_size"] >= page["total"] or not page["items"]:
+        return False
+    params["page"] = page["page"] + 1
+    params["page_size"] = page["page_size"]
+    return True
+
 
 class SyncTransport(_Base):
     def __init__(self, api_key: str, base_url: str, timeout: float, max_retries: int) -> None:
@@ -114,15 +142,12 @@ class SyncTransport(_Base):
             try:
                 resp = self._client.request(method, url, params=_clean(params), json=json, headers=headers)
             except httpx.TransportError as e:
-                if attempt > self.max_retries:
-                    raise APIConnectionError(f"{method} {path}: {e}") from e
-                time.sleep(_delay(attempt, None))
+                time.sleep(self._after_failure(method, path, attempt, e))
                 continue
-            if resp.status_code in RETRIED_STATUSES and attempt <= self.max_retries:
-                time.sleep(_delay(attempt, _retry_after(resp)))
-                continue
-            _raise_for(resp)
-            return resp.text if raw else _decode(resp)
+            wait, answer = self._after_answer(resp, attempt, raw)
+            if wait is None:
+                return answer
+            time.sleep(wait)
 
     def paginate(self, path: str, params: Optional[Mapping[str, Any]] = None) -> Iterator[Model]:
         """Every item of a list, page after page (offset pages or keyset cursors)."""
@@ -130,15 +155,8 @@ class SyncTransport(_Base):
         while True:
             page = self.request("GET", path, params=params)
             yield from page["items"]
-            if "next_cursor" in page:
-                if not page["next_cursor"]:
-                    return
-                params["before"] = page["next_cursor"]
-            else:
-                if page["page"] * page["page_size"] >= page["total"] or not page["items"]:
-                    return
-                params["page"] = page["page"] + 1
-                params["page_size"] = page["page_size"]
+            if not _next_page(page, params):
+                return
 
 
 class AsyncTransport(_Base):
@@ -166,15 +184,12 @@ class AsyncTransport(_Base):
             try:
                 resp = await self._client.request(method, url, params=_clean(params), json=json, headers=headers)
             except httpx.TransportError as e:
-                if attempt > self.max_retries:
-                    raise APIConnectionError(f"{method} {path}: {e}") from e
-                await asyncio.sleep(_delay(attempt, None))
+                await asyncio.sleep(self._after_failure(method, path, attempt, e))
                 continue
-            if resp.status_code in RETRIED_STATUSES and attempt <= self.max_retries:
-                await asyncio.sleep(_delay(attempt, _retry_after(resp)))
-                continue
-            _raise_for(resp)
-            return resp.text if raw else _decode(resp)
+            wait, answer = self._after_answer(resp, attempt, raw)
+            if wait is None:
+                return answer
+            await asyncio.sleep(wait)
 
     async def paginate(self, path: str, params: Optional[Mapping[str, Any]] = None) -> AsyncIterator[Model]:
         params = dict(params or {})
@@ -182,12 +197,5 @@ class AsyncTransport(_Base):
             page = await self.request("GET", path, params=params)
             for item in page["items"]:
                 yield item
-            if "next_cursor" in page:
-                if not page["next_cursor"]:
-                    return
-                params["before"] = page["next_cursor"]
-            else:
-                if page["page"] * page["page_size"] >= page["total"] or not page["items"]:
-                    return
-                params["page"] = page["page"] + 1
-                params["page_size"] = page["page_size"]
+            if not _next_page(page, params):
+                return
