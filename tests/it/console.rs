@@ -69,9 +69,11 @@ async fn sign_out(b: &Browser) {
     b.wait("//input[@name='api_key']").await;
 }
 
-/// Reloads `path` until its text contains `want`.
+/// Reloads `path` until its text contains `want`. The deadline is generous: each reload
+/// renders a page in Chromium while the rest of the suite (the SDK suites' servers among it)
+/// shares the machine's two cores.
 async fn reload_until(b: &Browser, app: &TestApp, path: &str, heading: &str, want: &str) {
-    wait_for(&format!("{path} to show {want:?}"), Duration::from_secs(20), || async {
+    wait_for(&format!("{path} to show {want:?}"), Duration::from_secs(45), || async {
         open(b, app, path, heading).await;
         b.text().await.contains(want).then_some(())
     })

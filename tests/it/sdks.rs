@@ -73,6 +73,8 @@ fn typescript_sdk_suite() {
         .collect();
     assert!(tests.len() >= 4, "the TypeScript SDK's test files: {tests:?}");
     let mut cmd = Command::new(node);
-    cmd.arg("--test").args(&tests);
+    // Two files at a time: each starts its own dev and sandbox, and the rest of the test
+    // binary runs beside them on a 2-core machine.
+    cmd.args(["--test", "--test-concurrency=2"]).args(&tests);
     run_suite("TypeScript SDK", cmd, &sdk);
 }
