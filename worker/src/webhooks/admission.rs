@@ -3,13 +3,14 @@
 //! FIFO), holding a job but no connection. When the line is full the endpoint's lane turns
 //! *parked*: every further delivery of it lets its message go (its row stays due in the
 //! store, costing nothing) until the line has emptied; then the oldest due deliveries are
-//! read back from the store, in publish order, into the line, and the lane leaves parked
-//! mode once the store has no more than a line's worth. While a backlog drains, the next
-//! read-back starts when the line is half empty, continuing after the last id read (a
-//! keyset cursor, so nothing in line is read twice), so the line never runs dry between
-//! read-backs; a read-back from the start, on an empty line, ends the episode. Nothing
-//! circles through the queue while it waits, and order is kept: newer deliveries never
-//! pass parked ones.
+//! read back from the store, in publish order and already claimed (at most
+//! `READ_BACK_ROUNDS` rounds of the cap at a time), into the line. While a backlog drains,
+//! the next read-back starts when the line is half empty, continuing after the last id read
+//! (a keyset cursor, so nothing in line is read twice), so the line never runs dry between
+//! read-backs. A read-back from the start, on an empty line, that finds no more than it asked
+//! for ends the episode: the lane leaves parked mode and reads from the start once more, for
+//! anything that parked while the last one ran. Nothing circles through the queue while it
+//! waits, and order is kept: newer deliveries never pass parked ones.
 
 use std::{
     collections::HashMap,

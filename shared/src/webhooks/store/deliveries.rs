@@ -392,7 +392,9 @@ impl Store {
                    enabled = CASE WHEN $7 THEN FALSE ELSE enabled END,
                    disabled_reason = CASE WHEN $7 THEN 'the endpoint answered 410 Gone'
                                           ELSE disabled_reason END,
-                   disabled_at = CASE WHEN $7 THEN $5 ELSE disabled_at END
+                   disabled_at = CASE WHEN $7 THEN $5 ELSE disabled_at END,
+                   -- A change other workers must see at their next claim (health alone is not).
+                   updated_at = CASE WHEN $7 THEN $5 ELSE updated_at END
                  WHERE id = $1")
                 .bind(h.endpoint_id).bind(h.reset).bind(h.failures).bind(h.last_success_at)
                 .bind(h.last_failure_at).bind(h.last_error).bind(h.gone)
