@@ -15,12 +15,12 @@ mod strict;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use poem::{Endpoint, EndpointExt, Route, middleware::CatchPanic};
-use switchyard_shared::{CancellationToken, services::Services, store::StoreError};
+use switchyard_shared::{BoxedRun, CancellationToken, services::Services, store::StoreError};
 
 pub use auth::{Authenticator, Principal, bootstrap_admin_key};
 pub use edge::RequestId;
 pub use problem::{ApiError, FieldError, Problem};
-pub use server::{ServeLimits, serve};
+pub use server::{ServeLimits, ServedEndpoint, serve};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiRunError {
@@ -62,12 +62,14 @@ fn app(services: Services, auth: Arc<Authenticator>) -> impl Endpoint {
 
 /// Only the probes (`/healthz`, `/readyz`, `/metrics`): what `worker` and `scheduler` serve
 /// on their metrics port.
-pub fn probe_app(services: Services) -> impl Endpoint {
+pub fn probe_app(services: Services) -> ServedEndpoint {
     Route::new()
         .nest("/", health::probe_routes())
         .data(services)
         .with(CatchPanic::new())
         .around(move |ep, req| edge::edge(ep, req, 64 * 1024))
+        .map_to_response()
+        .boxed()
 }
 
 /// Binds `addr` (port 0 picks a free one) and returns the listener and its real address.
@@ -80,7 +82,15 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<(tokio::net::TcpListener,
 /// Runs the API on `listener` until `shutdown` is cancelled: puts the bootstrap admin key in
 /// place, serves, lets requests in flight finish within the grace period, then writes the
 /// last usage records.
-pub async fn run(
+pub fn run(
+    services: Services,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> BoxedRun<Result<(), ApiRunError>> {
+    Box::pin(run_api(services, listener, shutdown))
+}
+
+async fn run_api(
     services: Services,
     listener: tokio::net::TcpListener,
     shutdown: CancellationToken,
@@ -88,7 +98,8 @@ pub async fn run(
     bootstrap_admin_key(&services).await?;
     let limits = ServeLimits::of(&services.config);
     let (auth, tasks) = Authenticator::start(&services, &shutdown);
-    serve(app(services, Arc::clone(&auth)), listener, shutdown, limits).await?;
+    let app = app(services, Arc::clone(&auth)).map_to_response().boxed();
+    serve(app, listener, shutdown, limits).await?;
     auth.finish().await;
     drop(auth);
     for task in tasks {

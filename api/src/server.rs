@@ -20,11 +20,11 @@ use std::{
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use poem::{
-    Endpoint, EndpointExt, IntoEndpoint,
+    Endpoint,
     http::uri::Scheme,
     web::{LocalAddr, RemoteAddr},
 };
-use switchyard_shared::{CancellationToken, config::Config};
+use switchyard_shared::{BoxedRun, CancellationToken, config::Config};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
@@ -54,13 +54,21 @@ impl ServeLimits {
 
 /// Serves `endpoint` until `shutdown` is cancelled, then lets requests in flight finish
 /// within `limits.grace`.
-pub async fn serve(
-    endpoint: impl IntoEndpoint + 'static,
+pub fn serve(
+    endpoint: ServedEndpoint,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    limits: ServeLimits,
+) -> BoxedRun<io::Result<()>> {
+    Box::pin(serve_connections(Arc::new(endpoint), listener, shutdown, limits))
+}
+
+async fn serve_connections(
+    endpoint: Arc<ServedEndpoint>,
     listener: TcpListener,
     shutdown: CancellationToken,
     limits: ServeLimits,
 ) -> io::Result<()> {
-    let endpoint = Arc::new(endpoint.into_endpoint().map_to_response().boxed());
     let local = LocalAddr(listener.local_addr()?.into());
     let mut connections = JoinSet::new();
     loop {
@@ -93,13 +101,14 @@ pub async fn serve(
     Ok(())
 }
 
-type BoxedEndpoint = poem::endpoint::BoxEndpoint<'static, poem::Response>;
+/// What a port serves: boxed, so the server below is compiled once for every endpoint.
+pub type ServedEndpoint = poem::endpoint::BoxEndpoint<'static, poem::Response>;
 
 async fn connection(
     stream: TcpStream,
     local: LocalAddr,
     remote: SocketAddr,
-    endpoint: Arc<BoxedEndpoint>,
+    endpoint: Arc<ServedEndpoint>,
     shutdown: CancellationToken,
     limits: ServeLimits,
 ) {

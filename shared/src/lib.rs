@@ -24,3 +24,9 @@ mod text_enum;
 pub mod webhooks;
 
 pub use tokio_util::sync::CancellationToken;
+
+/// A role's main future, boxed in the crate that defines it. rustc compiles an async fn's
+/// body (and all it awaits) where the future is polled: returned unboxed, the API, the
+/// workers and the scheduler were compiled a second time into the binary and again into the
+/// test binary. Boxed here, the vtable — and with it the body — is compiled once, here.
+pub type BoxedRun<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;

@@ -9,7 +9,7 @@ pub mod sikka;
 
 use std::net::SocketAddr;
 
-use poem::{Endpoint, Server, listener::TcpAcceptor};
+use poem::{Endpoint, EndpointExt, Response, Server, endpoint::BoxEndpoint, listener::TcpAcceptor};
 
 /// Serves `endpoint` on `addr` (port 0 picks one); returns the bound address and the task.
 pub async fn serve(
@@ -18,6 +18,15 @@ pub async fn serve(
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
+    Ok((bound, spawn_server(listener, endpoint.map_to_response().boxed())?))
+}
+
+/// Neither generic nor async, so poem's server (hyper's HTTP/1 and HTTP/2 connection code) is
+/// compiled once, here, instead of again in every crate that serves an endpoint.
+fn spawn_server(
+    listener: tokio::net::TcpListener,
+    endpoint: BoxEndpoint<'static, Response>,
+) -> std::io::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
     let acceptor = TcpAcceptor::from_tokio(listener)?;
-    Ok((bound, tokio::spawn(Server::new_with_acceptor(acceptor).run(endpoint))))
+    Ok(tokio::spawn(Server::new_with_acceptor(acceptor).run(endpoint)))
 }

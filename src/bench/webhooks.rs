@@ -8,13 +8,12 @@
 //! sent) as p50/p99/max, worker CPU per delivery and peak RSS.
 
 use std::{
-    net::SocketAddr,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, bail};
-use poem::{Endpoint, Request, Response, Server, listener::TcpAcceptor};
+use poem::{Endpoint, Request, Response};
 
 use super::{Child, Stack, StackArgs, percentile, proc_usage};
 
@@ -142,12 +141,8 @@ impl Endpoint for Sink {
 
 /// Starts a built-in receiver; its base URL.
 async fn serve_sink(arrivals: &Arc<Mutex<Arrivals>>) -> anyhow::Result<String> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr: SocketAddr = listener.local_addr()?;
-    let sink = Sink(Arc::clone(arrivals));
-    tokio::spawn(async move {
-        Server::new_with_acceptor(TcpAcceptor::from_tokio(listener)?).run(sink).await
-    });
+    let (addr, _server) =
+        switchyard_simulators::serve("127.0.0.1:0".parse()?, Sink(Arc::clone(arrivals))).await?;
     Ok(format!("http://{addr}"))
 }
 

@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use apalis::prelude::{BackendExt, Monitor, WorkerBuilder, WorkerBuilderExt};
 use switchyard_shared::{
-    CancellationToken,
+    BoxedRun, CancellationToken,
     queue::{QueueBackend, QueueName, StorageTuning},
     services::Services,
     telemetry,
@@ -120,7 +120,15 @@ fn register_counters() {
 
 /// Runs workers for `opts.queues` until `shutdown` is cancelled, then waits up to the grace
 /// period for in-flight jobs.
-pub async fn run(
+pub fn run(
+    services: Services,
+    opts: WorkerOptions,
+    shutdown: CancellationToken,
+) -> BoxedRun<Result<(), WorkerError>> {
+    Box::pin(run_workers(services, opts, shutdown))
+}
+
+async fn run_workers(
     services: Services,
     opts: WorkerOptions,
     shutdown: CancellationToken,

@@ -19,8 +19,12 @@ pub struct ReadBackClaim {
     pub claimed: ClaimedDelivery,
 }
 
-/// Due: waiting for an attempt whose time has come, or held under a lease that ran out.
-const DUE: &str = "((status IN ('pending', 'retrying') AND next_attempt_at <= $2) \
+/// Due: waiting for an attempt whose time has come, or held under a lease that ran out. The
+/// first term is the predicate of the partial index `webhook_deliveries_open` (migration
+/// 0014), written out so that both planners use it: a read-back then sees only open rows,
+/// not every delivered one before them.
+const DUE: &str = "status IN ('pending', 'retrying', 'delivering') \
+                   AND ((status IN ('pending', 'retrying') AND next_attempt_at <= $2) \
                    OR (status = 'delivering' AND claimed_until < $2))";
 
 impl Store {
