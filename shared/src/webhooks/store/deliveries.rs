@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use crate::{
     ids::{DeliveryId, EndpointId, EventId},
     in_tx, on_pool,
-    store::{Store, StoreError},
+    store::{PG_KEYED_PLANS, Store, StoreError},
     tenants::Owner,
     webhooks::{AttemptOutcome, DeliveryStatus},
 };
@@ -376,30 +376,34 @@ impl Store {
                     );
                     qb.build().execute(&mut *$tx).await?;
                 }
+                // Endpoint health in the same transaction (one commit, one WAL flush, for the
+                // whole batch: a statement of its own per endpoint cost a flush each), last
+                // and in endpoint id order, so workers recording for the same endpoints take
+                // those row locks in one order and wait for each other, never deadlock.
+                for h in &health {
+                    sqlx::query(
+                        "UPDATE webhook_endpoints SET
+                           failure_count = CASE WHEN $2 THEN $3 ELSE failure_count + $3 END,
+                           last_success_at = COALESCE($4, last_success_at),
+                           last_failure_at = COALESCE($5, last_failure_at),
+                           last_error = COALESCE($6, last_error),
+                           enabled = CASE WHEN $7 THEN FALSE ELSE enabled END,
+                           disabled_reason = CASE WHEN $7 THEN 'the endpoint answered 410 Gone'
+                                                  ELSE disabled_reason END,
+                           disabled_at = CASE WHEN $7 THEN $5 ELSE disabled_at END,
+                           -- A change other workers must see at their next claim (health alone is not).
+                           updated_at = CASE WHEN $7 THEN $5 ELSE updated_at END
+                         WHERE id = $1")
+                    .bind(h.endpoint_id).bind(h.reset).bind(h.failures).bind(h.last_success_at)
+                    .bind(h.last_failure_at).bind(h.last_error).bind(h.gone)
+                    .execute(&mut *$tx).await?;
+                }
             }};
         }
-        in_tx!(self, Sqlite tx => body!(sqlx::Sqlite, tx), Postgres tx => body!(sqlx::Postgres, tx));
-        // Endpoint health after the attempts commit, one short statement per endpoint and in
-        // id order: workers recording for the same endpoints then wait briefly for each other
-        // instead of deadlocking inside long transactions.
-        for h in &health {
-            on_pool!(self, pool => sqlx::query(
-                "UPDATE webhook_endpoints SET
-                   failure_count = CASE WHEN $2 THEN $3 ELSE failure_count + $3 END,
-                   last_success_at = COALESCE($4, last_success_at),
-                   last_failure_at = COALESCE($5, last_failure_at),
-                   last_error = COALESCE($6, last_error),
-                   enabled = CASE WHEN $7 THEN FALSE ELSE enabled END,
-                   disabled_reason = CASE WHEN $7 THEN 'the endpoint answered 410 Gone'
-                                          ELSE disabled_reason END,
-                   disabled_at = CASE WHEN $7 THEN $5 ELSE disabled_at END,
-                   -- A change other workers must see at their next claim (health alone is not).
-                   updated_at = CASE WHEN $7 THEN $5 ELSE updated_at END
-                 WHERE id = $1")
-                .bind(h.endpoint_id).bind(h.reset).bind(h.failures).bind(h.last_success_at)
-                .bind(h.last_failure_at).bind(h.last_error).bind(h.gone)
-                .execute(pool).await.map(|r| r.rows_affected()))?;
-        }
+        in_tx!(self, Sqlite tx => body!(sqlx::Sqlite, tx), Postgres tx => {
+            sqlx::query(PG_KEYED_PLANS).execute(&mut *tx).await?;
+            body!(sqlx::Postgres, tx)
+        });
         Ok(())
     }
 

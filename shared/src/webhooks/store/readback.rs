@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use crate::{
     on_pool,
-    store::{Store, StoreError},
+    store::{PG_KEYED_PLANS, Store, StoreError},
     webhooks::ClaimedDelivery,
 };
 
@@ -50,11 +50,31 @@ impl Store {
                (SELECT e.payload FROM webhook_events e WHERE e.id = webhook_deliveries.event_id) AS payload,
                (SELECT ep.updated_at FROM webhook_endpoints ep WHERE ep.id = webhook_deliveries.endpoint_id) AS endpoint_updated_at"
         );
-        let mut rows: Vec<ReadBackClaim> = on_pool!(self, pool => {
-            let q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
-                .bind(endpoint_id).bind(now).bind(limit).bind(lease_until);
-            match after { Some(a) => q.bind(a), None => q }.fetch_all(pool).await
-        })?;
+        macro_rules! claim {
+            ($executor:expr) => {{
+                let q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+                    .bind(endpoint_id)
+                    .bind(now)
+                    .bind(limit)
+                    .bind(lease_until);
+                match after {
+                    Some(a) => q.bind(a),
+                    None => q,
+                }
+                .fetch_all($executor)
+                .await?
+            }};
+        }
+        let mut rows: Vec<ReadBackClaim> = match self {
+            Store::Sqlite(pool) => claim!(pool),
+            Store::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query(PG_KEYED_PLANS).execute(&mut *tx).await?;
+                let rows = claim!(&mut *tx);
+                tx.commit().await?;
+                rows
+            }
+        };
         // RETURNING keeps no order: the line takes them in publish order.
         rows.sort_by(|a, b| a.claimed.id.cmp(&b.claimed.id));
         Ok(rows)
