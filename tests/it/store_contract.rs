@@ -38,7 +38,7 @@ fn new_endpoint(id: &str, owner: &Owner) -> NewEndpoint {
 }
 
 /// A new endpoint to nowhere; returns its id.
-async fn an_endpoint(store: &Store) -> String {
+pub(crate) async fn an_endpoint(store: &Store) -> String {
     let ep = support::unique("ep_");
     store
         .insert_endpoint(&new_endpoint(&ep, &Owner::Platform), Utc::now(), &support::test_audit())
@@ -48,7 +48,7 @@ async fn an_endpoint(store: &Store) -> String {
 }
 
 /// One event with one delivery to `ep`; returns the delivery id.
-async fn a_delivery_to(store: &Store, ep: &str, max_attempts: i64) -> String {
+pub(crate) async fn a_delivery_to(store: &Store, ep: &str, max_attempts: i64) -> String {
     let (event, delivery) = (support::unique("evt_"), support::unique("msg_"));
     let deliveries = [NewDelivery { id: delivery.clone().into(), endpoint_id: ep.into() }];
     store

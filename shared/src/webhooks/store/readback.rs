@@ -39,17 +39,7 @@ impl Store {
         lease_until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Vec<ReadBackClaim>, StoreError> {
-        let after_clause = if after.is_some() { "AND id > $5" } else { "" };
-        let skip_locked = if self.kind() == "postgres" { "FOR UPDATE SKIP LOCKED" } else { "" };
-        let sql = format!(
-            "UPDATE webhook_deliveries SET status = 'delivering', claimed_until = $4, updated_at = $2
-             WHERE id IN (SELECT id FROM webhook_deliveries
-                          WHERE endpoint_id = $1 AND {DUE} {after_clause}
-                          ORDER BY id LIMIT $3 {skip_locked})
-             RETURNING attempts + 1 AS attempt, id, event_id, endpoint_id, max_attempts, created_at,
-               (SELECT e.payload FROM webhook_events e WHERE e.id = webhook_deliveries.event_id) AS payload,
-               (SELECT ep.updated_at FROM webhook_endpoints ep WHERE ep.id = webhook_deliveries.endpoint_id) AS endpoint_updated_at"
-        );
+        let sql = self.read_back_sql(after.is_some());
         macro_rules! claim {
             ($executor:expr) => {{
                 let q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
@@ -78,6 +68,59 @@ impl Store {
         // RETURNING keeps no order: the line takes them in publish order.
         rows.sort_by(|a, b| a.claimed.id.cmp(&b.claimed.id));
         Ok(rows)
+    }
+
+    /// The read-back statement: `$1` endpoint, `$2` now, `$3` limit, `$4` lease end, and `$5`
+    /// the cursor when there is one.
+    fn read_back_sql(&self, with_cursor: bool) -> String {
+        let after_clause = if with_cursor { "AND id > $5" } else { "" };
+        let skip_locked = if self.kind() == "postgres" { "FOR UPDATE SKIP LOCKED" } else { "" };
+        format!(
+            "UPDATE webhook_deliveries SET status = 'delivering', claimed_until = $4, updated_at = $2
+             WHERE id IN (SELECT id FROM webhook_deliveries
+                          WHERE endpoint_id = $1 AND {DUE} {after_clause}
+                          ORDER BY id LIMIT $3 {skip_locked})
+             RETURNING attempts + 1 AS attempt, id, event_id, endpoint_id, max_attempts, created_at,
+               (SELECT e.payload FROM webhook_events e WHERE e.id = webhook_deliveries.event_id) AS payload,
+               (SELECT ep.updated_at FROM webhook_endpoints ep WHERE ep.id = webhook_deliveries.endpoint_id) AS endpoint_updated_at"
+        )
+    }
+
+    /// The plan of a read-back from the start of `endpoint_id`'s backlog, as the store runs
+    /// it (on PostgreSQL under [`PG_KEYED_PLANS`]); nothing is claimed. One line per plan
+    /// node (PostgreSQL) or step (SQLite): what a test holds to the open-deliveries index.
+    pub async fn explain_read_back(&self, endpoint_id: &str) -> Result<Vec<String>, StoreError> {
+        let sql = self.read_back_sql(false);
+        let now = Utc::now();
+        Ok(match self {
+            Store::Sqlite(pool) => sqlx::query_as::<_, (i64, i64, i64, String)>(
+                sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")),
+            )
+            .bind(endpoint_id)
+            .bind(now)
+            .bind(32i64)
+            .bind(now)
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .map(|(_, _, _, detail)| detail)
+            .collect(),
+            Store::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query(PG_KEYED_PLANS).execute(&mut *tx).await?;
+                let lines = sqlx::query_as::<_, (String,)>(sqlx::AssertSqlSafe(format!(
+                    "EXPLAIN (COSTS OFF) {sql}"
+                )))
+                .bind(endpoint_id)
+                .bind(now)
+                .bind(32i64)
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await?;
+                tx.rollback().await?;
+                lines.into_iter().map(|(l,)| l).collect()
+            }
+        })
     }
 
     /// Gives back a read-back claim that was not used (its endpoint's line gave up, the
