@@ -135,6 +135,12 @@ async fn the_console_works_in_a_real_browser() {
     assert_eq!(rx.received("/hook").len(), 4, "four attempts, all 500");
     rx.script("/hook", vec![Reply::Status(200)]);
     b.click(&b.wait(&by_text("button", "Redeliver")).await).await;
+    // The receiver's side first, so a failure says which half was slow: the redelivery
+    // itself, or the page showing it.
+    wait_for("the redelivery at the receiver", Duration::from_secs(45), || async {
+        (rx.received("/hook").len() >= 5).then_some(())
+    })
+    .await;
     reload_until(&b, &app, &path, "Delivery", "delivered").await;
     assert_eq!(rx.received("/hook").len(), 5);
     b.screenshot(&shots().join("console-deliveries-id.png")).await;

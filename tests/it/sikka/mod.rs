@@ -515,6 +515,13 @@ async fn a_practice_assigned_to_a_tenant_sends_it_its_events(env: TestEnv) {
         create(&app.http, &app.base, "D1002", "book_appointment", None, &appointment()).await;
     let first = w["id"].as_str().unwrap().to_owned();
     ended(&app.http, &app.base, &first).await;
+    // The event goes to whoever owns the practice when it is published, just after the
+    // writeback's end is written: unassign only once it is out (under load, unassigning
+    // right after the end raced the announcement).
+    wait_for("the first writeback's event", Duration::from_secs(20), || async {
+        (platform_rx.count() + tenant_rx.count() == 1).then_some(())
+    })
+    .await;
     app.patch_json(&path, &json!({"tenant_id": null}), 200).await;
     let (_, w) =
         create(&app.http, &app.base, "D1002", "book_appointment", None, &appointment()).await;
