@@ -60,20 +60,10 @@ async fn a_read_back_reads_an_index_in_id_order_without_sorting(env: TestEnv) {
              WHERE id IN (SELECT id FROM webhook_deliveries WHERE endpoint_id = $1 \
                           ORDER BY id LIMIT 2000)"
         );
-        let marked = match &store {
-            Store::Sqlite(pool) => sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(&ep)
-                .execute(pool)
-                .await
-                .unwrap()
-                .rows_affected(),
-            Store::Postgres(pool) => sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(&ep)
-                .execute(pool)
-                .await
-                .unwrap()
-                .rows_affected(),
-        };
+        let marked = switchyard_shared::on_pool!(&store, pool => {
+            let update = sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(&ep);
+            update.execute(pool).await.unwrap().rows_affected()
+        });
         assert_eq!(marked, 2000);
     }
 

@@ -99,15 +99,22 @@ macro_rules! in_tx {
     };
 }
 
-/// Run first in a PostgreSQL transaction whose statements find their rows by key (the
-/// primary key, an endpoint's open deliveries in id order): only index lookups in nested
-/// loops for the rest of the transaction. The planner's row estimates lag far behind a table
-/// that a burst fills and empties within seconds (statistics from when it was small), and
-/// then it chose a sort of an endpoint's whole backlog, or a scan of the whole table per
-/// batch, hundreds of times a second. `SET LOCAL`: the settings end with the transaction.
-pub(crate) const PG_KEYED_PLANS: &str = "SELECT set_config('enable_seqscan', 'off', true), \
-     set_config('enable_bitmapscan', 'off', true), set_config('enable_hashjoin', 'off', true), \
-     set_config('enable_mergejoin', 'off', true)";
+/// For a PostgreSQL transaction whose statements find their rows by key (the primary key,
+/// an endpoint's open deliveries in id order): only index lookups in nested loops until it
+/// ends; run first. The planner's row estimates lag far behind a table that a burst fills and empties
+/// within seconds (statistics from when it was small), and then it chose a sort of an
+/// endpoint's whole backlog, or a scan of the whole table per batch, hundreds of times a
+/// second. `set_config(…, true)` is `SET LOCAL`: the settings end with the transaction.
+pub(crate) async fn plan_by_key(tx: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+    sqlx::query(
+        "SELECT set_config('enable_seqscan', 'off', true), \
+         set_config('enable_bitmapscan', 'off', true), set_config('enable_hashjoin', 'off', true), \
+         set_config('enable_mergejoin', 'off', true)",
+    )
+    .execute(tx)
+    .await?;
+    Ok(())
+}
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");

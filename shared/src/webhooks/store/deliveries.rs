@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use crate::{
     ids::{DeliveryId, EndpointId, EventId},
     in_tx, on_pool,
-    store::{PG_KEYED_PLANS, Store, StoreError},
+    store::{Store, StoreError, plan_by_key},
     tenants::Owner,
     webhooks::{AttemptOutcome, DeliveryStatus},
 };
@@ -379,7 +379,8 @@ impl Store {
                 // Endpoint health in the same transaction (one commit, one WAL flush, for the
                 // whole batch: a statement of its own per endpoint cost a flush each), last
                 // and in endpoint id order, so workers recording for the same endpoints take
-                // those row locks in one order and wait for each other, never deadlock.
+                // those row locks in one order, after their own delivery rows, and wait for
+                // each other rather than deadlock.
                 for h in &health {
                     sqlx::query(
                         "UPDATE webhook_endpoints SET
@@ -401,7 +402,7 @@ impl Store {
             }};
         }
         in_tx!(self, Sqlite tx => body!(sqlx::Sqlite, tx), Postgres tx => {
-            sqlx::query(PG_KEYED_PLANS).execute(&mut *tx).await?;
+            plan_by_key(&mut tx).await?;
             body!(sqlx::Postgres, tx)
         });
         Ok(())

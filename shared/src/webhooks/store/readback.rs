@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use crate::{
     on_pool,
-    store::{PG_KEYED_PLANS, Store, StoreError},
+    store::{Store, StoreError, plan_by_key},
     webhooks::ClaimedDelivery,
 };
 
@@ -27,6 +27,17 @@ const DUE: &str = "status IN ('pending', 'retrying', 'delivering') \
                    AND ((status IN ('pending', 'retrying') AND next_attempt_at <= $2) \
                    OR (status = 'delivering' AND claimed_until < $2))";
 
+/// The read-back statement's parameters, in [`Store::read_back_sql`]'s order.
+macro_rules! read_back_binds {
+    ($query:expr, $endpoint:expr, $now:expr, $limit:expr, $lease_until:expr, $after:expr) => {{
+        let q = $query.bind($endpoint).bind($now).bind($limit).bind($lease_until);
+        match $after {
+            Some(after) => q.bind(after),
+            None => q,
+        }
+    }};
+}
+
 impl Store {
     /// Claims up to `limit` due deliveries of `endpoint_id`, oldest first, after `after`
     /// (a cursor: the last id the previous read-back took), leased until `lease_until`.
@@ -40,27 +51,32 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Vec<ReadBackClaim>, StoreError> {
         let sql = self.read_back_sql(after.is_some());
-        macro_rules! claim {
-            ($executor:expr) => {{
-                let q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
-                    .bind(endpoint_id)
-                    .bind(now)
-                    .bind(limit)
-                    .bind(lease_until);
-                match after {
-                    Some(a) => q.bind(a),
-                    None => q,
-                }
-                .fetch_all($executor)
-                .await?
-            }};
-        }
         let mut rows: Vec<ReadBackClaim> = match self {
-            Store::Sqlite(pool) => claim!(pool),
+            Store::Sqlite(pool) => {
+                read_back_binds!(
+                    sqlx::query_as(sqlx::AssertSqlSafe(sql)),
+                    endpoint_id,
+                    now,
+                    limit,
+                    lease_until,
+                    after
+                )
+                .fetch_all(pool)
+                .await?
+            }
             Store::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                sqlx::query(PG_KEYED_PLANS).execute(&mut *tx).await?;
-                let rows = claim!(&mut *tx);
+                plan_by_key(&mut tx).await?;
+                let rows = read_back_binds!(
+                    sqlx::query_as(sqlx::AssertSqlSafe(sql)),
+                    endpoint_id,
+                    now,
+                    limit,
+                    lease_until,
+                    after
+                )
+                .fetch_all(&mut *tx)
+                .await?;
                 tx.commit().await?;
                 rows
             }
@@ -87,38 +103,31 @@ impl Store {
     }
 
     /// The plan of a read-back from the start of `endpoint_id`'s backlog, as the store runs
-    /// it (on PostgreSQL under [`PG_KEYED_PLANS`]); nothing is claimed. One line per plan
-    /// node (PostgreSQL) or step (SQLite): what a test holds to the open-deliveries index.
+    /// it (on PostgreSQL under [`plan_by_key`]); nothing is claimed. One line per plan
+    /// node (PostgreSQL) or step (SQLite): what `tests/it/store_plans.rs` holds to an ordered index scan.
     pub async fn explain_read_back(&self, endpoint_id: &str) -> Result<Vec<String>, StoreError> {
         let sql = self.read_back_sql(false);
         let now = Utc::now();
+        let none: Option<&str> = None;
         Ok(match self {
-            Store::Sqlite(pool) => sqlx::query_as::<_, (i64, i64, i64, String)>(
-                sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")),
-            )
-            .bind(endpoint_id)
-            .bind(now)
-            .bind(32i64)
-            .bind(now)
-            .fetch_all(pool)
-            .await?
-            .into_iter()
-            .map(|(_, _, _, detail)| detail)
-            .collect(),
+            Store::Sqlite(pool) => {
+                let q = sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(format!(
+                    "EXPLAIN QUERY PLAN {sql}"
+                )));
+                let steps = read_back_binds!(q, endpoint_id, now, 32i64, now, none).fetch_all(pool);
+                steps.await?.into_iter().map(|(_, _, _, detail)| detail).collect()
+            }
             Store::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                sqlx::query(PG_KEYED_PLANS).execute(&mut *tx).await?;
-                let lines = sqlx::query_as::<_, (String,)>(sqlx::AssertSqlSafe(format!(
+                plan_by_key(&mut tx).await?;
+                let q = sqlx::query_as::<_, (String,)>(sqlx::AssertSqlSafe(format!(
                     "EXPLAIN (COSTS OFF) {sql}"
-                )))
-                .bind(endpoint_id)
-                .bind(now)
-                .bind(32i64)
-                .bind(now)
-                .fetch_all(&mut *tx)
-                .await?;
+                )));
+                let nodes = read_back_binds!(q, endpoint_id, now, 32i64, now, none)
+                    .fetch_all(&mut *tx)
+                    .await?;
                 tx.rollback().await?;
-                lines.into_iter().map(|(l,)| l).collect()
+                nodes.into_iter().map(|(node,)| node).collect()
             }
         })
     }
