@@ -51,8 +51,9 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Vec<ReadBackClaim>, StoreError> {
         let sql = self.read_back_sql(after.is_some());
-        let mut rows: Vec<ReadBackClaim> = match self {
-            Store::Sqlite(pool) => {
+        // Bound for whichever backend the store holds.
+        macro_rules! claim {
+            () => {
                 read_back_binds!(
                     sqlx::query_as(sqlx::AssertSqlSafe(sql)),
                     endpoint_id,
@@ -61,22 +62,14 @@ impl Store {
                     lease_until,
                     after
                 )
-                .fetch_all(pool)
-                .await?
-            }
+            };
+        }
+        let mut rows: Vec<ReadBackClaim> = match self {
+            Store::Sqlite(pool) => claim!().fetch_all(pool).await?,
             Store::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
                 plan_by_key(&mut tx).await?;
-                let rows = read_back_binds!(
-                    sqlx::query_as(sqlx::AssertSqlSafe(sql)),
-                    endpoint_id,
-                    now,
-                    limit,
-                    lease_until,
-                    after
-                )
-                .fetch_all(&mut *tx)
-                .await?;
+                let rows = claim!().fetch_all(&mut *tx).await?;
                 tx.commit().await?;
                 rows
             }
