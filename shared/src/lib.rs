@@ -30,3 +30,10 @@ pub use tokio_util::sync::CancellationToken;
 /// workers and the scheduler were compiled a second time into the binary and again into the
 /// test binary. Boxed here, the vtable — and with it the body — is compiled once, here.
 pub type BoxedRun<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
+
+/// `#[boxed]` on an async fn makes it return its future boxed (`Pin<Box<dyn Future + Send>>`),
+/// for the same reason as [`BoxedRun`]: the store's and the queue's methods are awaited from
+/// the API, the workers, the scheduler, the binary and the tests, and unboxed each of them
+/// compiled every body again, with its own copy of sqlx for both backends. (The attribute is
+/// `async-recursion`'s, which boxes an async fn with the lifetimes of its arguments.)
+pub use async_recursion::async_recursion as boxed;

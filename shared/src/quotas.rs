@@ -132,6 +132,7 @@ impl QuotaCounter {
 
     /// Takes one request from every window of `bucket`, or refuses naming the first window
     /// that is used up.
+    #[crate::boxed]
     pub async fn take(
         &self,
         bucket: &str,
@@ -141,6 +142,7 @@ impl QuotaCounter {
     }
 
     /// Where every window of `bucket` stands, taking nothing.
+    #[crate::boxed]
     pub async fn peek(
         &self,
         bucket: &str,

@@ -127,6 +127,7 @@ impl RateLimiter {
     }
 
     /// Counts one request against `key` and says whether it may go ahead.
+    #[crate::boxed]
     pub async fn check(&self, key: &str, quota: Quota) -> Result<Decision, LimiterError> {
         match &self.backend {
             Backend::Local(map) => {

@@ -36,6 +36,7 @@ pub struct Services {
 
 impl Services {
     /// Connects the store (migrating it) and the queue named by the configuration.
+    #[crate::boxed]
     pub async fn open(config: Config) -> Result<Self, OpenError> {
         let cipher = Arc::new(Cipher::load(&config)?);
         let lock = if config.database_url.is_none() || config.redis_url.is_none() {

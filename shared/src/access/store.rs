@@ -155,6 +155,7 @@ pub struct KeyUse {
 }
 
 impl Store {
+    #[crate::boxed]
     pub async fn insert_api_key(
         &self,
         k: &NewApiKey,
@@ -177,6 +178,7 @@ impl Store {
         Ok(row.expect("an insert returns its row"))
     }
 
+    #[crate::boxed]
     pub async fn api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKeyRow>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE key_hash = $1");
         let row = on_pool!(self, pool => sqlx::query_as::<_, ApiKeyRow>(sqlx::AssertSqlSafe(sql))
@@ -184,6 +186,7 @@ impl Store {
         Ok(row)
     }
 
+    #[crate::boxed]
     pub async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRow>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE id = $1");
         let row = on_pool!(self, pool => sqlx::query_as::<_, ApiKeyRow>(sqlx::AssertSqlSafe(sql))
@@ -193,6 +196,7 @@ impl Store {
 
     /// A page of one owner's keys (every owner's with `None`), newest first, and the total;
     /// deleted keys only when asked for.
+    #[crate::boxed]
     pub async fn list_api_keys(
         &self,
         owner: Option<&Owner>,
@@ -211,6 +215,7 @@ impl Store {
         Ok((total, rows))
     }
 
+    #[crate::boxed]
     pub async fn count_api_keys(&self) -> Result<i64, StoreError> {
         let (n,): (i64,) = on_pool!(self, pool => sqlx::query_as("SELECT COUNT(*) FROM api_keys")
             .fetch_one(pool).await)?;
@@ -218,6 +223,7 @@ impl Store {
     }
 
     /// Applies a patch; returns the key as it now is, or `None` when there is no such key.
+    #[crate::boxed]
     pub async fn update_api_key(
         &self,
         id: &str,
@@ -253,6 +259,7 @@ impl Store {
 
     /// Suspends an active key (once: `false` when it was already suspended, revoked or
     /// gone), with its audit entry in the same transaction.
+    #[crate::boxed]
     pub async fn suspend_api_key(
         &self,
         id: &str,
@@ -268,6 +275,7 @@ impl Store {
     }
 
     /// Revokes and marks deleted (a soft delete: the row stays for audit and usage).
+    #[crate::boxed]
     pub async fn delete_api_key(
         &self,
         id: &str,
@@ -284,6 +292,7 @@ impl Store {
 
     /// Makes the key with this digest an active admin key, creating it if needed (used by
     /// `SWITCHYARD_BOOTSTRAP_ADMIN_KEY`). Returns its id.
+    #[crate::boxed]
     pub async fn ensure_admin_key(
         &self,
         hash: &str,
@@ -304,6 +313,7 @@ impl Store {
     }
 
     /// Adds batched usage: one statement per key, never one per request.
+    #[crate::boxed]
     pub async fn add_api_key_usage(&self, uses: &[KeyUse]) -> Result<(), StoreError> {
         for u in uses {
             on_pool!(self, pool => sqlx::query(

@@ -60,6 +60,7 @@ GROUP BY key_id ORDER BY key_id";
 
 impl Store {
     /// Inserts a batch in one statement.
+    #[crate::boxed]
     pub async fn insert_usage(&self, events: &[UsageEvent]) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
@@ -94,6 +95,7 @@ impl Store {
 
     /// Requests per key of one owner in `[since, until)`, by status class, with latency
     /// percentiles.
+    #[crate::boxed]
     pub async fn usage_summary(
         &self,
         owner: &Owner,
@@ -137,6 +139,7 @@ impl Store {
     /// The owner's requests in `window` (of one key, or every key) folded into steps — one
     /// point per step, or per step and key with `per_key`. `None` when the window holds
     /// more than `max_rows` requests (too many to fold in one answer).
+    #[crate::boxed]
     pub async fn usage_series(
         &self,
         owner: &Owner,
@@ -174,6 +177,7 @@ impl Store {
     }
 
     /// Deletes usage rows before `cutoff`, in bounded batches; returns how many.
+    #[crate::boxed]
     pub async fn delete_usage_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
         self.delete_in_batches(
             "DELETE FROM api_usage WHERE id IN (SELECT id FROM api_usage WHERE at < $1 LIMIT 5000)",

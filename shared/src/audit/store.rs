@@ -136,6 +136,7 @@ pub struct AuditFilter {
 
 impl Store {
     /// Writes one entry on its own (security events, which change nothing else).
+    #[crate::boxed]
     pub async fn insert_audit(&self, e: &super::AuditEntry) -> Result<(), StoreError> {
         on_pool!(self, pool => {
             crate::audit_insert!(pool, e);
@@ -144,6 +145,7 @@ impl Store {
     }
 
     /// Entries newest first, at most `limit`.
+    #[crate::boxed]
     pub async fn audit_entries(
         &self,
         f: &AuditFilter,
@@ -166,6 +168,7 @@ impl Store {
 
     /// Deletes entries before `cutoff`, and `event.published` entries before `publishes`
     /// (when given), in bounded batches; returns how many.
+    #[crate::boxed]
     pub async fn delete_audit_before(
         &self,
         cutoff: DateTime<Utc>,

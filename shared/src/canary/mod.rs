@@ -28,6 +28,7 @@ pub struct SentCanary {
 
 /// Records a canary run (write first) and pushes its job onto `queue` (enqueue second).
 /// `hold_ms` keeps the job running that long, to watch slow-job behaviour.
+#[crate::boxed]
 pub async fn send(
     services: &Services,
     queue: QueueName,

@@ -17,6 +17,7 @@ pub struct CanaryRun {
 }
 
 impl Store {
+    #[crate::boxed]
     pub async fn insert_canary_run(
         &self,
         id: &str,
@@ -30,6 +31,7 @@ impl Store {
         Ok(())
     }
 
+    #[crate::boxed]
     pub async fn set_canary_job_id(&self, id: &str, job_id: &str) -> Result<(), StoreError> {
         on_pool!(self, pool => sqlx::query("UPDATE canary_runs SET job_id = $2 WHERE id = $1")
             .bind(id).bind(job_id).execute(pool).await.map(|r| r.rows_affected()))?;
@@ -39,6 +41,7 @@ impl Store {
     /// Marks a run done; the first completion sets the time and latency, every one is
     /// counted (one atomic update, so readers never see a half-completed run).
     /// Returns the run as it now stands, or `None` if it is unknown (vacuumed).
+    #[crate::boxed]
     pub async fn complete_canary_run(
         &self,
         id: &str,
@@ -57,6 +60,7 @@ impl Store {
         Ok(row)
     }
 
+    #[crate::boxed]
     pub async fn canary_run(&self, id: &str) -> Result<Option<CanaryRun>, StoreError> {
         let row = on_pool!(self, pool => sqlx::query_as::<_, CanaryRun>(
             "SELECT id, queue, job_id, enqueued_at, completed_at, latency_ms, completions
@@ -65,6 +69,7 @@ impl Store {
     }
 
     /// The newest completed run of a queue.
+    #[crate::boxed]
     pub async fn last_completed_canary(
         &self,
         queue: &str,
@@ -77,6 +82,7 @@ impl Store {
     }
 
     /// Deletes runs enqueued before `cutoff`; returns how many.
+    #[crate::boxed]
     pub async fn delete_canary_runs_before(
         &self,
         cutoff: DateTime<Utc>,

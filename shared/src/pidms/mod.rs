@@ -153,6 +153,7 @@ crate::text_enum! {
 /// Writes a run and its batches (write first) with `audit` (an API request's entry, its
 /// target set here to the run), then enqueues one job per batch. Returns the run id. A run
 /// with no keys is completed at once.
+#[crate::boxed]
 pub async fn start_run(
     services: &Services,
     kind: RunKind,

@@ -184,6 +184,7 @@ impl fmt::Debug for Queue {
 impl Queue {
     /// Opens the queue the configuration asks for: Redis when `REDIS_URL` is set, else the
     /// SQLite file `jobs.db` in the data dir (its own file: see "apalis-sqlite gets its own file" in ARCHITECTURE.md).
+    #[crate::boxed]
     pub async fn connect(config: &Config) -> Result<Self, QueueError> {
         let backend = match &config.redis_url {
             Some(url) => QueueBackend::Redis(
@@ -216,21 +217,25 @@ impl Queue {
     }
 
     /// Enqueues a job to run now, on its kind's queue ([`Job::queue`]); returns its id.
+    #[crate::boxed]
     pub async fn push(&self, job: Job) -> Result<String, QueueError> {
         Ok(self.push_routed(vec![message(job, None)]).await?.remove(0))
     }
 
     /// Enqueues a job to run after `delay` (millisecond precision, see [`Message`]).
+    #[crate::boxed]
     pub async fn push_after(&self, job: Job, delay: Duration) -> Result<String, QueueError> {
         Ok(self.push_routed(vec![message(job, Some(delay))]).await?.remove(0))
     }
 
     /// Enqueues many jobs, a round trip per queue (and thousand); returns their ids in order.
+    #[crate::boxed]
     pub async fn push_many(&self, jobs: Vec<Job>) -> Result<Vec<String>, QueueError> {
         self.push_routed(jobs.into_iter().map(|j| message(j, None)).collect()).await
     }
 
     /// Enqueues many jobs to run after `delay`.
+    #[crate::boxed]
     pub async fn push_many_after(
         &self,
         jobs: Vec<Job>,
@@ -240,6 +245,7 @@ impl Queue {
     }
 
     /// Enqueues a failed job's retry after `delay`, carrying its failure count.
+    #[crate::boxed]
     pub async fn push_retry(
         &self,
         failed: &Message,
@@ -251,6 +257,7 @@ impl Queue {
     }
 
     /// Enqueues many jobs, each after its own delay.
+    #[crate::boxed]
     pub async fn push_each_after(
         &self,
         jobs: Vec<(Job, Duration)>,
@@ -328,6 +335,7 @@ impl Queue {
         Ok(ids)
     }
 
+    #[crate::boxed]
     pub async fn stats(&self, queue: QueueName) -> Result<QueueStats, QueueError> {
         match &self.backend {
             QueueBackend::Sqlite(pool) => sqlite::stats(pool, queue).await,
@@ -335,6 +343,7 @@ impl Queue {
         }
     }
 
+    #[crate::boxed]
     pub async fn find(&self, id: &str) -> Result<Option<JobRecord>, QueueError> {
         match &self.backend {
             QueueBackend::Sqlite(pool) => sqlite::find(pool, id).await,
@@ -343,6 +352,7 @@ impl Queue {
     }
 
     /// Puts a failed or dead job back to run now.
+    #[crate::boxed]
     pub async fn retry(&self, id: &str) -> Result<RetryOutcome, QueueError> {
         match &self.backend {
             QueueBackend::Sqlite(pool) => sqlite::retry(pool, id).await,
@@ -352,6 +362,7 @@ impl Queue {
 
     /// A page of one queue's jobs in `state`, newest first, with how many are in it. The
     /// page must lie within the newest [`MAX_LISTED`].
+    #[crate::boxed]
     pub async fn list(
         &self,
         queue: QueueName,
@@ -366,6 +377,7 @@ impl Queue {
     }
 
     /// The ids of one queue's jobs in `state`, newest first, at most `max`.
+    #[crate::boxed]
     pub async fn ids_in(
         &self,
         queue: QueueName,
@@ -380,6 +392,7 @@ impl Queue {
 
     /// Moves a waiting job (pending, scheduled, or failed awaiting its retry) to dead: it
     /// will not run unless retried. A running job is left alone.
+    #[crate::boxed]
     pub async fn discard(&self, id: &str) -> Result<DiscardOutcome, QueueError> {
         match &self.backend {
             QueueBackend::Sqlite(pool) => sqlite::discard(pool, id).await,
@@ -389,6 +402,7 @@ impl Queue {
 
     /// Deletes done and dead job records finished before `older_than` ago. Jobs waiting for
     /// a retry are kept whatever their age.
+    #[crate::boxed]
     pub async fn vacuum(&self, queue: QueueName, older_than: Duration) -> Result<u64, QueueError> {
         let cutoff = chrono::Utc::now().timestamp() - older_than.as_secs() as i64;
         match &self.backend {
@@ -398,6 +412,7 @@ impl Queue {
     }
 
     /// A cheap round trip, for `/readyz`.
+    #[crate::boxed]
     pub async fn ping(&self) -> Result<(), QueueError> {
         match &self.backend {
             QueueBackend::Sqlite(pool) => {

@@ -24,6 +24,7 @@ const FAILED_SCAN_LIMIT: usize = 5_000;
 
 /// Deletes every key of a namespace (`<namespace>:*`, in slices of 1,000); returns how many.
 /// For throwaway namespaces (benchmarks, tests): it does not stop anything using them.
+#[crate::boxed]
 pub async fn delete_namespace(url: &str, namespace: &str) -> Result<u64, QueueError> {
     let client = redis::Client::open(url)?;
     let mut conn = client.get_multiplexed_async_connection().await?;
@@ -78,6 +79,7 @@ impl RedisQueue {
 
     /// Sets this deployment's marker key if it is missing; `true` when it was: this Redis is
     /// new to the deployment or came back empty, and whatever was queued went with it.
+    #[crate::boxed]
     pub async fn mark_present(&self) -> Result<bool, QueueError> {
         let mut conn = self.conn.clone();
         let set: Option<String> = redis::cmd("SET")
@@ -90,6 +92,7 @@ impl RedisQueue {
     }
 
     /// A lease on `name` for `ttl`, for one process of the fleet; `true` if this one got it.
+    #[crate::boxed]
     pub async fn try_lease(&self, name: &str, ttl: Duration) -> Result<bool, QueueError> {
         let mut conn = self.conn.clone();
         let set: Option<String> = redis::cmd("SET")
@@ -183,6 +186,7 @@ impl RedisQueue {
     /// Moves due delayed tasks of a queue onto its active list, at most `max` of them;
     /// returns how many, and when the next delayed task is due (unix ms). Workers call it in
     /// a loop.
+    #[crate::boxed]
     pub async fn promote(
         &self,
         queue: QueueName,

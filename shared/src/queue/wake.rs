@@ -99,6 +99,7 @@ impl Wakeups {
 }
 
 /// Waits until `signal` has moved past `seen`; returns the generation it moved to.
+#[crate::boxed]
 pub async fn changed(signal: &Signal, seen: u64) -> u64 {
     std::future::poll_fn(|cx| {
         signal.register(cx.waker());

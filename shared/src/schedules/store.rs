@@ -21,6 +21,7 @@ pub struct ScheduleState {
 const STATE_COLUMNS: &str = "name, last_tick_at, last_run_at, last_success_at, last_error, runs, failures, run_requested_at";
 
 impl Store {
+    #[crate::boxed]
     pub async fn schedule_states(&self) -> Result<Vec<ScheduleState>, StoreError> {
         let sql = format!("SELECT {STATE_COLUMNS} FROM schedule_state ORDER BY name");
         let rows = on_pool!(self, pool => sqlx::query_as::<_, ScheduleState>(sqlx::AssertSqlSafe(sql.clone()))
@@ -28,6 +29,7 @@ impl Store {
         Ok(rows)
     }
 
+    #[crate::boxed]
     pub async fn schedule_state(&self, name: &str) -> Result<Option<ScheduleState>, StoreError> {
         let sql = format!("SELECT {STATE_COLUMNS} FROM schedule_state WHERE name = $1");
         let row = on_pool!(self, pool => sqlx::query_as::<_, ScheduleState>(sqlx::AssertSqlSafe(sql.clone()))
@@ -38,6 +40,7 @@ impl Store {
     /// Claims the cron tick at `tick_at` for `name`: true when no earlier claim covers it.
     /// The claim comes before the run, so two schedulers that both think they lead (a lease
     /// lost mid-tick) still run a tick once, and a missed tick is never claimed twice.
+    #[crate::boxed]
     pub async fn claim_schedule_tick(
         &self,
         name: &str,
@@ -53,6 +56,7 @@ impl Store {
     }
 
     /// Records how a claimed tick's run went.
+    #[crate::boxed]
     pub async fn record_schedule_run(
         &self,
         name: &str,
@@ -80,6 +84,7 @@ impl Store {
     /// run asked for earlier has not run yet. A schedule never seen before starts with its
     /// ticks up to `now` handled (as the scheduler would adopt them), so asking for one run
     /// never also runs a missed tick.
+    #[crate::boxed]
     pub async fn request_schedule_run(
         &self,
         name: &str,
@@ -94,6 +99,7 @@ impl Store {
     }
 
     /// Takes the request to run `name` made at `at` (once: two leaders never both run it).
+    #[crate::boxed]
     pub async fn take_schedule_request(
         &self,
         name: &str,

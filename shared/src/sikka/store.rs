@@ -139,6 +139,7 @@ pub enum Submitted<'a> {
 }
 
 impl Store {
+    #[crate::boxed]
     pub async fn sikka_practice(&self, id: &str) -> Result<Option<SikkaPractice>, StoreError> {
         let sql = format!("SELECT {PRACTICE_COLUMNS} FROM sikka_practices WHERE id = $1");
         Ok(on_pool!(self, pool => sqlx::query_as::<_, SikkaPractice>(sqlx::AssertSqlSafe(sql))
@@ -147,6 +148,7 @@ impl Store {
 
     /// Assigns a practice to an owner (its writebacks' events follow); `None` when there
     /// is no such practice.
+    #[crate::boxed]
     pub async fn assign_sikka_practice(
         &self,
         id: &str,
@@ -164,6 +166,7 @@ impl Store {
         )
     }
 
+    #[crate::boxed]
     pub async fn sikka_practice_by_digest(
         &self,
         digest: &str,
@@ -174,6 +177,7 @@ impl Store {
             .bind(digest).fetch_optional(pool).await)?)
     }
 
+    #[crate::boxed]
     pub async fn list_sikka_practices(&self) -> Result<Vec<SikkaPractice>, StoreError> {
         let sql =
             format!("SELECT {PRACTICE_COLUMNS} FROM sikka_practices ORDER BY practice_name, id");
@@ -184,6 +188,7 @@ impl Store {
     /// Inserts or updates a practice by its office digest. `false` when another row already
     /// holds the digest under a different id (a concurrent pull): the caller re-reads and
     /// seals for that row instead, since sealed values are bound to their row's id.
+    #[crate::boxed]
     pub async fn upsert_sikka_practice(&self, p: &PracticeUpsert<'_>) -> Result<bool, StoreError> {
         let done = on_pool!(self, pool => sqlx::query(
             "INSERT INTO sikka_practices (id, office_digest, office_id_sealed, secret_key_sealed,
@@ -210,6 +215,7 @@ impl Store {
     }
 
     /// Practices a pull (started at `pulled_at`) did not list are no longer authorized.
+    #[crate::boxed]
     pub async fn unlist_sikka_practices(
         &self,
         pulled_at: DateTime<Utc>,
@@ -221,6 +227,7 @@ impl Store {
     }
 
     /// Takes the practice's refresh lock for `owner` until `until` unless someone holds it.
+    #[crate::boxed]
     pub async fn try_lock_sikka_refresh(
         &self,
         id: &str,
@@ -237,6 +244,7 @@ impl Store {
         Ok(n == 1)
     }
 
+    #[crate::boxed]
     pub async fn unlock_sikka_refresh(&self, id: &str, owner: &str) -> Result<(), StoreError> {
         on_pool!(self, pool => sqlx::query(
             "UPDATE sikka_practices SET refresh_lock_owner = NULL, refresh_lock_until = NULL
@@ -246,6 +254,7 @@ impl Store {
     }
 
     /// Stores new keys (a new version), marks the token active.
+    #[crate::boxed]
     pub async fn store_sikka_tokens(&self, id: &str, t: &NewTokens<'_>) -> Result<(), StoreError> {
         on_pool!(self, pool => sqlx::query(
             "UPDATE sikka_practices SET request_key_sealed = $2, refresh_key_sealed = $3,
@@ -260,6 +269,7 @@ impl Store {
 
     /// Marks the practice as needing re-authorization (its keys dropped). `true` if it was
     /// not already marked: the caller announces each change once.
+    #[crate::boxed]
     pub async fn mark_sikka_reauthorization(
         &self,
         id: &str,
@@ -276,6 +286,7 @@ impl Store {
     }
 
     /// Practices with an active key that expires before `before`.
+    #[crate::boxed]
     pub async fn sikka_practices_expiring(
         &self,
         before: DateTime<Utc>,
@@ -286,6 +297,7 @@ impl Store {
             .bind(before).fetch_all(pool).await)?)
     }
 
+    #[crate::boxed]
     pub async fn insert_sikka_writeback(
         &self,
         w: &NewWriteback<'_>,
@@ -301,6 +313,7 @@ impl Store {
         Ok(())
     }
 
+    #[crate::boxed]
     pub async fn sikka_writeback(&self, id: &str) -> Result<Option<SikkaWriteback>, StoreError> {
         let sql = format!("SELECT {WRITEBACK_COLUMNS} FROM sikka_writebacks WHERE id = $1");
         Ok(on_pool!(self, pool => sqlx::query_as::<_, SikkaWriteback>(sqlx::AssertSqlSafe(sql))
@@ -308,6 +321,7 @@ impl Store {
     }
 
     /// Newest first, optionally by status and practice; with the total.
+    #[crate::boxed]
     pub async fn list_sikka_writebacks(
         &self,
         status: Option<WritebackStatus>,
@@ -330,6 +344,7 @@ impl Store {
 
     /// Claims a queued writeback for submission until `lease_until`; `None` if it is not
     /// queued or another worker's lease is live (a duplicate message).
+    #[crate::boxed]
     pub async fn claim_sikka_submission(
         &self,
         id: &str,
@@ -347,6 +362,7 @@ impl Store {
     }
 
     /// Records Sikka's answer to a submission. `false` if the writeback was not queued.
+    #[crate::boxed]
     pub async fn record_sikka_submission(
         &self,
         id: &str,
@@ -373,6 +389,7 @@ impl Store {
 
     /// A submission that will be tried again at `retry_at`: stays queued, lease released,
     /// the reason kept in `error`.
+    #[crate::boxed]
     pub async fn defer_sikka_submission(
         &self,
         id: &str,
@@ -391,6 +408,7 @@ impl Store {
 
     /// Counts check `n` of a submitted writeback that is still pending, and when to look
     /// again. `false` if check `n` was already counted (a duplicate message) or it ended.
+    #[crate::boxed]
     pub async fn record_sikka_check(
         &self,
         id: &str,
@@ -410,10 +428,12 @@ impl Store {
     /// Ends a writeback (`completed` or `failed`) unless it already ended; `check` is the
     /// poll that saw it end (`None` for a submission that failed). `true` if this call ended
     /// it: the caller announces it once.
-    pub async fn finish_sikka_writeback(
+    #[crate::boxed]
+    pub async fn finish_sikka_writeback<'e>(
         &self,
-        id: &str,
-        ending: Ending<'_>,
+        // One named lifetime for `id` and `ending`: #[boxed] bounds the lifetimes of references.
+        id: &'e str,
+        ending: Ending<'e>,
         check: Option<i64>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
@@ -435,6 +455,7 @@ impl Store {
 
     /// Writebacks whose next step is overdue by the grace: submitted or pending ones whose
     /// check is due, and queued ones whose submission is due and not leased.
+    #[crate::boxed]
     pub async fn overdue_sikka_writebacks(
         &self,
         due_before: DateTime<Utc>,
@@ -453,6 +474,7 @@ impl Store {
     }
 
     /// Writebacks not finished by status, for the gauge.
+    #[crate::boxed]
     pub async fn sikka_writeback_counts(&self) -> Result<Vec<(WritebackStatus, i64)>, StoreError> {
         Ok(on_pool!(self, pool => sqlx::query_as::<_, (WritebackStatus, i64)>(
             "SELECT status, COUNT(*) FROM sikka_writebacks

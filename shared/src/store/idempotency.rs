@@ -34,6 +34,7 @@ type Row =
 
 impl Store {
     /// Claims `(api_key_id, key)` for a request whose fingerprint is `request_hash`.
+    #[crate::boxed]
     pub async fn claim_idempotency(
         &self,
         api_key_id: &str,
@@ -88,6 +89,7 @@ impl Store {
     }
 
     /// Stores the response of a claimed request.
+    #[crate::boxed]
     pub async fn complete_idempotency(
         &self,
         api_key_id: &str,
@@ -105,6 +107,7 @@ impl Store {
     }
 
     /// Gives a claim up (the request failed in a way worth retrying).
+    #[crate::boxed]
     pub async fn release_idempotency(&self, api_key_id: &str, key: &str) -> Result<(), StoreError> {
         on_pool!(self, pool => sqlx::query(
             "DELETE FROM idempotency_keys WHERE api_key_id = $1 AND idem_key = $2")
@@ -112,6 +115,7 @@ impl Store {
         Ok(())
     }
 
+    #[crate::boxed]
     pub async fn delete_expired_idempotency(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let n = on_pool!(self, pool => sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= $1")
             .bind(now).execute(pool).await.map(|r| r.rows_affected()))?;

@@ -8,6 +8,7 @@ use crate::on_pool;
 impl Store {
     /// Takes or renews `name` for `holder` until `expires_at`. Succeeds when the lease is
     /// free, expired, or already held by `holder`; one atomic upsert on both backends.
+    #[crate::boxed]
     pub async fn try_acquire_lease(
         &self,
         name: &str,
@@ -27,6 +28,7 @@ impl Store {
     }
 
     /// Gives the lease up at once (on shutdown), if `holder` still has it.
+    #[crate::boxed]
     pub async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
         on_pool!(self, pool => sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
             .bind(name).bind(holder).execute(pool).await.map(|r| r.rows_affected()))?;

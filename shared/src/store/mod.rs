@@ -141,6 +141,7 @@ impl Store {
     }
 
     /// Opens the store the configuration names (without migrating).
+    #[crate::boxed]
     pub async fn connect(config: &Config) -> Result<Self, StoreError> {
         let max = config.database_max_connections;
         // How long a request waits for a connection: bounded, so an outage answers fast.
@@ -186,6 +187,7 @@ impl Store {
     }
 
     /// Applies the backend's migrations; a no-op when they are current.
+    #[crate::boxed]
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
@@ -202,11 +204,13 @@ impl Store {
     }
 
     /// A cheap round trip, for `/readyz`.
+    #[crate::boxed]
     pub async fn ping(&self) -> Result<(), StoreError> {
         on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 
+    #[crate::boxed]
     pub async fn close(&self) {
         on_pool!(self, pool => pool.close().await);
     }

@@ -39,6 +39,7 @@ pub struct TenantPatch {
 }
 
 impl Store {
+    #[crate::boxed]
     pub async fn insert_tenant(
         &self,
         t: &NewTenant,
@@ -56,6 +57,7 @@ impl Store {
     }
 
     /// A tenant, deleted or not.
+    #[crate::boxed]
     pub async fn tenant(&self, id: &str) -> Result<Option<TenantRow>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM tenants WHERE id = $1");
         let row = on_pool!(self, pool => sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(sql))
@@ -64,6 +66,7 @@ impl Store {
     }
 
     /// Tenants, newest first; the total counted under the same filter.
+    #[crate::boxed]
     pub async fn list_tenants(
         &self,
         include_deleted: bool,
@@ -83,6 +86,7 @@ impl Store {
     }
 
     /// Changes a live tenant; `None` when there is none.
+    #[crate::boxed]
     pub async fn update_tenant(
         &self,
         id: &str,
@@ -104,6 +108,7 @@ impl Store {
     /// Soft-deletes a live tenant and disables its endpoints, in one transaction. Returns
     /// the ids of its keys (for the caller to forget from caches), or `None` when there was
     /// no such live tenant.
+    #[crate::boxed]
     pub async fn delete_tenant(
         &self,
         id: &str,

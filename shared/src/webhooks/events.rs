@@ -146,18 +146,21 @@ pub fn prepare(
 }
 
 /// Publishes one event of `owner`.
-pub async fn publish(
+#[crate::boxed]
+pub async fn publish<'a>(
     services: &Services,
     owner: &Owner,
-    event_type: &str,
+    // One named lifetime for `event_type` and `audience`: #[boxed] bounds the lifetimes of references.
+    event_type: &'a str,
     data: &serde_json::Value,
     source: Option<&str>,
-    audience: Audience<'_>,
+    audience: Audience<'a>,
 ) -> Result<Published, PublishError> {
     publish_one(services, prepare(services, owner, event_type, data, source, audience)?).await
 }
 
 /// Publishes one prepared event.
+#[crate::boxed]
 pub async fn publish_one(services: &Services, event: Prepared) -> Result<Published, PublishError> {
     let mut published = services.publisher.publish(vec![event]).await?;
     published.pop().ok_or(PublishError::Stopped)
@@ -196,6 +199,7 @@ impl Publisher {
 
     /// Writes `events` together (all or none) and enqueues their deliveries; answers each
     /// event's id and deliveries, in order.
+    #[crate::boxed]
     pub async fn publish(&self, events: Vec<Prepared>) -> Answer {
         if events.is_empty() {
             return Ok(Vec::new());

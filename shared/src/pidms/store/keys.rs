@@ -196,6 +196,7 @@ fn search_page_sql(s: &KeySearch, offset: i64, limit: i64, postgres: bool) -> (S
 }
 
 impl Store {
+    #[crate::boxed]
     pub async fn pidms_key(&self, keyname: &str) -> Result<Option<PidmsKey>, StoreError> {
         let sql = format!("SELECT {KEY_COLUMNS} FROM pidms_keys WHERE keyname = $1");
         let row = on_pool!(self, pool => sqlx::query_as::<_, PidmsKey>(sqlx::AssertSqlSafe(sql))
@@ -203,6 +204,7 @@ impl Store {
         Ok(row)
     }
 
+    #[crate::boxed]
     pub async fn pidms_keys_by_name(&self, names: &[String]) -> Result<Vec<PidmsKey>, StoreError> {
         let mut out = Vec::with_capacity(names.len());
         for chunk in names.chunks(500) {
@@ -229,6 +231,7 @@ impl Store {
     }
 
     /// A page of the search, ordered by product then remaining (most first), and the total.
+    #[crate::boxed]
     pub async fn search_pidms_keys(
         &self,
         s: &KeySearch,
@@ -246,6 +249,7 @@ impl Store {
 
     /// The keys of a search after `after` (a keyname) in keyname order, without a count:
     /// the CSV export walks the whole inventory this way in O(n).
+    #[crate::boxed]
     pub async fn pidms_keys_after(
         &self,
         s: &KeySearch,
@@ -270,6 +274,7 @@ impl Store {
     /// The plans of a search's page and count queries, as the database explains them
     /// (`EXPLAIN ANALYZE` on PostgreSQL, `EXPLAIN QUERY PLAN` on SQLite): for the README and
     /// the benchmark.
+    #[crate::boxed]
     pub async fn explain_pidms_search(&self, s: &KeySearch) -> Result<Vec<String>, StoreError> {
         let (page, page_args) = search_page_sql(s, 0, 50, matches!(self, Store::Postgres(_)));
         let (count, count_args) = search_count_sql(s);
@@ -299,6 +304,7 @@ impl Store {
     }
 
     /// Keys whose product matches `filter` (all keys when `None`), for a sync.
+    #[crate::boxed]
     pub async fn pidms_keynames(&self, filter: Option<&str>) -> Result<Vec<String>, StoreError> {
         let (filter, args) =
             search_where(&KeySearch { product: filter.map(str::to_owned), ..KeySearch::default() });
@@ -310,6 +316,7 @@ impl Store {
 
     /// Per product: key count, total and average remaining (retail keys' -1 not counted),
     /// from the counters.
+    #[crate::boxed]
     pub async fn pidms_products(&self) -> Result<Vec<ProductSummary>, StoreError> {
         let rows = on_pool!(self, pool => sqlx::query_as::<_, ProductSummary>(
             "SELECT prd, key_count, total_remaining,
@@ -325,6 +332,7 @@ impl Store {
     /// Sets a product's low-stock flag from its total against `threshold`, in one
     /// conditional update: `Some((low, total))` only for the caller that changed the flag, so
     /// a crossing is announced once; `None` when it already matched.
+    #[crate::boxed]
     pub async fn update_pidms_product_low(
         &self,
         prd: &str,
@@ -339,6 +347,7 @@ impl Store {
             .fetch_optional(pool).await)?)
     }
 
+    #[crate::boxed]
     pub async fn count_low_pidms_products(&self) -> Result<i64, StoreError> {
         let (n,): (i64,) = on_pool!(self, pool => sqlx::query_as(
             "SELECT COUNT(*) FROM pidms_products WHERE low").fetch_one(pool).await)?;

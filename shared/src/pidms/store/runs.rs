@@ -122,6 +122,7 @@ fn product_deltas(
 
 impl Store {
     /// A run and its batches (id, seq, newline-separated keys), in one transaction.
+    #[crate::boxed]
     pub async fn insert_pidms_run(
         &self,
         run: &NewPidmsRun<'_>,
@@ -168,6 +169,7 @@ impl Store {
     }
 
     /// Runs (checks and syncs), newest first, with how many there are in all.
+    #[crate::boxed]
     pub async fn list_pidms_runs(
         &self,
         offset: i64,
@@ -184,6 +186,7 @@ impl Store {
         Ok((total, rows))
     }
 
+    #[crate::boxed]
     pub async fn pidms_run(&self, id: &str) -> Result<Option<PidmsRun>, StoreError> {
         let sql = format!("SELECT {RUN_COLUMNS} FROM pidms_runs WHERE id = $1");
         let row = on_pool!(self, pool => sqlx::query_as::<_, PidmsRun>(sqlx::AssertSqlSafe(sql))
@@ -191,6 +194,7 @@ impl Store {
         Ok(row)
     }
 
+    #[crate::boxed]
     pub async fn pidms_batches(&self, run_id: &str) -> Result<Vec<PidmsBatch>, StoreError> {
         let rows = on_pool!(self, pool => sqlx::query_as::<_, PidmsBatch>(
             "SELECT id, run_id, seq, keys, status, attempts, keys_updated, error
@@ -199,6 +203,7 @@ impl Store {
         Ok(rows)
     }
 
+    #[crate::boxed]
     pub async fn pidms_batch(&self, id: &str) -> Result<Option<PidmsBatch>, StoreError> {
         let row = on_pool!(self, pool => sqlx::query_as::<_, PidmsBatch>(
             "SELECT id, run_id, seq, keys, status, attempts, keys_updated, error
@@ -208,6 +213,7 @@ impl Store {
     }
 
     /// Counts a call to PIDKey for a batch (for its attempt number).
+    #[crate::boxed]
     pub async fn bump_pidms_batch_attempts(
         &self,
         id: &str,
@@ -223,6 +229,7 @@ impl Store {
     /// and counts it on its run, in one transaction. The products whose counters moved (keys
     /// gained, lost or changed stock; not '' for no product), or `None` when the batch was
     /// already finished (a repeated job).
+    #[crate::boxed]
     pub async fn complete_pidms_batch(
         &self,
         batch: &PidmsBatch,
@@ -330,6 +337,7 @@ impl Store {
 
     /// Marks a batch failed with its error and counts it on its run; `false` when it was
     /// already finished.
+    #[crate::boxed]
     pub async fn fail_pidms_batch(
         &self,
         batch: &PidmsBatch,
@@ -366,6 +374,7 @@ impl Store {
 
     /// Completes a run whose batches are all finished; returns it only to the one caller
     /// that completed it (so its event is published once).
+    #[crate::boxed]
     pub async fn finish_pidms_run_if_done(
         &self,
         run_id: &str,
@@ -383,6 +392,7 @@ impl Store {
 
     /// Batches still pending that were last touched before `cutoff` (id, run id): for the
     /// sweep that re-enqueues lost batch jobs.
+    #[crate::boxed]
     pub async fn stale_pidms_batches(
         &self,
         cutoff: DateTime<Utc>,

@@ -181,6 +181,7 @@ pub struct AttemptRecord {
 impl Store {
     /// Writes events, one pending delivery per endpoint of each and the publishes' audit
     /// entries, in one transaction.
+    #[crate::boxed]
     pub async fn insert_events_with_deliveries(
         &self,
         events: &[NewEvent<'_>],
@@ -272,6 +273,7 @@ impl Store {
     /// (delivery id, attempt) only when the previous attempts are all recorded, the delivery
     /// is not finished, and no other worker holds a live lease on it. Returns those taken,
     /// with their payloads; [`Store::unclaimed`] says why one was not.
+    #[crate::boxed]
     pub async fn claim_deliveries(
         &self,
         wanted: &[(DeliveryId, i64)],
@@ -313,6 +315,7 @@ impl Store {
     }
 
     /// Why attempt `attempt` of a delivery could not be claimed.
+    #[crate::boxed]
     pub async fn unclaimed(&self, id: &str, attempt: i64) -> Result<Claim, StoreError> {
         let row: Option<(DeliveryStatus, i64, Option<DateTime<Utc>>)> = on_pool!(self, pool => sqlx::query_as(
             "SELECT status, attempts, claimed_until FROM webhook_deliveries WHERE id = $1")
@@ -329,6 +332,7 @@ impl Store {
 
     /// Records attempts (from many deliveries at once, in one transaction of a few
     /// statements): the attempt rows, the deliveries' new states, and each endpoint's health.
+    #[crate::boxed]
     pub async fn record_attempts(&self, records: &[AttemptRecord]) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
@@ -408,6 +412,7 @@ impl Store {
         Ok(())
     }
 
+    #[crate::boxed]
     pub async fn delivery(&self, id: &str) -> Result<Option<DeliveryRow>, StoreError> {
         let sql = format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1");
         let row = on_pool!(self, pool => sqlx::query_as::<_, DeliveryRow>(sqlx::AssertSqlSafe(sql))
@@ -415,6 +420,7 @@ impl Store {
         Ok(row)
     }
 
+    #[crate::boxed]
     pub async fn delivery_attempts(&self, id: &str) -> Result<Vec<AttemptRow>, StoreError> {
         let rows = on_pool!(self, pool => sqlx::query_as::<_, AttemptRow>(
             "SELECT n, at, status_code, duration_ms, outcome, error, response_body
@@ -424,6 +430,7 @@ impl Store {
     }
 
     /// A page of an endpoint's deliveries, newest first, optionally of one status.
+    #[crate::boxed]
     pub async fn list_deliveries(
         &self,
         endpoint_id: &str,
@@ -446,6 +453,7 @@ impl Store {
 
     /// Puts a failed delivery back for one more attempt now; returns (endpoint id, that
     /// attempt's number).
+    #[crate::boxed]
     pub async fn retry_delivery(
         &self,
         id: &str,
@@ -462,6 +470,7 @@ impl Store {
 
     /// Deliveries due before `cutoff` but (presumably) not in the queue: waiting ones past
     /// their time, and attempts whose lease ran out.
+    #[crate::boxed]
     pub async fn overdue_deliveries(
         &self,
         cutoff: DateTime<Utc>,
@@ -480,6 +489,7 @@ impl Store {
 
     /// Deliveries waiting for a later attempt (`retrying`, due after `now`), soonest first.
     /// Re-enqueued after the queue lost them.
+    #[crate::boxed]
     pub async fn scheduled_deliveries(
         &self,
         now: DateTime<Utc>,
@@ -496,6 +506,7 @@ impl Store {
     }
 
     /// Marks a delivery failed without an HTTP attempt (its endpoint is disabled or gone).
+    #[crate::boxed]
     pub async fn fail_delivery(
         &self,
         id: &str,
@@ -512,6 +523,7 @@ impl Store {
 
     /// Deletes attempts, finished deliveries and events older than `cutoff`, a bounded batch
     /// at a time; returns (attempts, deliveries, events) deleted.
+    #[crate::boxed]
     pub async fn cleanup_webhooks(
         &self,
         cutoff: DateTime<Utc>,

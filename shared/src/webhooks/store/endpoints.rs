@@ -85,6 +85,7 @@ pub struct EndpointPatch {
 }
 
 impl Store {
+    #[crate::boxed]
     pub async fn insert_endpoint(
         &self,
         e: &NewEndpoint,
@@ -105,6 +106,7 @@ impl Store {
     }
 
     /// An endpoint that has not been deleted.
+    #[crate::boxed]
     pub async fn endpoint(&self, id: &str) -> Result<Option<EndpointRow>, StoreError> {
         let sql = format!(
             "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1 AND deleted_at IS NULL"
@@ -115,6 +117,7 @@ impl Store {
     }
 
     /// One owner's endpoints, newest first, and their total.
+    #[crate::boxed]
     pub async fn list_endpoints(
         &self,
         owner: &Owner,
@@ -135,6 +138,7 @@ impl Store {
     }
 
     /// What every enabled endpoint is subscribed to, and whose it is, for fan-out.
+    #[crate::boxed]
     pub async fn subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
         let rows = on_pool!(self, pool => sqlx::query_as(
             "SELECT id AS endpoint_id, event_types, tenant_id FROM webhook_endpoints
@@ -143,6 +147,7 @@ impl Store {
         Ok(rows)
     }
 
+    #[crate::boxed]
     pub async fn update_endpoint(
         &self,
         id: &str,
@@ -173,6 +178,7 @@ impl Store {
         Ok(row)
     }
 
+    #[crate::boxed]
     pub async fn delete_endpoint(
         &self,
         id: &str,
@@ -187,6 +193,7 @@ impl Store {
     }
 
     /// Installs a new secret; the current one keeps signing until `previous_until`.
+    #[crate::boxed]
     pub async fn rotate_endpoint_secret(
         &self,
         id: &str,
@@ -209,6 +216,7 @@ impl Store {
 
     /// Disables endpoints that failed at least `threshold` times in a row and have not
     /// succeeded since `since`; returns them.
+    #[crate::boxed]
     pub async fn disable_failing_endpoints(
         &self,
         threshold: i64,
@@ -228,6 +236,7 @@ impl Store {
     }
 
     /// Endpoints by state: (enabled, disabled).
+    #[crate::boxed]
     pub async fn endpoint_counts(&self) -> Result<(i64, i64), StoreError> {
         let (enabled, disabled): (i64, i64) = on_pool!(self, pool => sqlx::query_as(
             "SELECT COALESCE(SUM(CASE WHEN enabled THEN 1 ELSE 0 END), 0),

@@ -72,6 +72,7 @@ ORDER BY p.id DESC";
 
 impl Store {
     /// A page of events, newest first, with their delivery counts.
+    #[crate::boxed]
     pub async fn list_events(
         &self,
         f: &EventFilter,
@@ -91,6 +92,7 @@ impl Store {
     }
 
     /// One event with its delivery counts, and its payload.
+    #[crate::boxed]
     pub async fn event(&self, id: &str) -> Result<Option<(EventRow, String)>, StoreError> {
         let sql = EVENT_PAGE.replace("{where}", "id = $1").replace("{limit}", "1");
         let row = on_pool!(self, pool => sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(sql.clone()))
@@ -102,6 +104,7 @@ impl Store {
     }
 
     /// Every delivery of an event, oldest first.
+    #[crate::boxed]
     pub async fn event_deliveries(&self, event_id: &str) -> Result<Vec<DeliveryRow>, StoreError> {
         let sql = format!(
             "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE event_id = $1 ORDER BY id"
@@ -112,6 +115,7 @@ impl Store {
     }
 
     /// A page of deliveries across endpoints, newest first.
+    #[crate::boxed]
     pub async fn search_deliveries(
         &self,
         f: &DeliveryFilter,
@@ -138,6 +142,7 @@ impl Store {
     /// Gives every failed delivery of `endpoint` created in [since, until) one more attempt
     /// now, with `audit` in the same transaction; returns (delivery id, attempt) of each.
     /// Idempotent: a delivery recovered is pending, so a repeat finds it no more.
+    #[crate::boxed]
     pub async fn recover_deliveries(
         &self,
         endpoint: &EndpointId,
@@ -159,6 +164,7 @@ impl Store {
     /// Attempts per step of `step_secs` (aligned to the epoch) in [since, until), and how
     /// many failed (anything but a 2xx answer), of the owner's deliveries; every step
     /// present, oldest first: (step start, attempts, failed).
+    #[crate::boxed]
     pub async fn attempt_series(
         &self,
         owner: &Owner,

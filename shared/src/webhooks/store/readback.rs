@@ -42,6 +42,7 @@ impl Store {
     /// Claims up to `limit` due deliveries of `endpoint_id`, oldest first, after `after`
     /// (a cursor: the last id the previous read-back took), leased until `lease_until`.
     /// PostgreSQL skips rows another worker is claiming at the same moment.
+    #[crate::boxed]
     pub async fn claim_due_of(
         &self,
         endpoint_id: &str,
@@ -98,6 +99,7 @@ impl Store {
     /// The plan of a read-back from the start of `endpoint_id`'s backlog, as the store runs
     /// it (on PostgreSQL under [`plan_by_key`]); nothing is claimed. One line per plan
     /// node (PostgreSQL) or step (SQLite): what `tests/it/store_plans.rs` holds to an ordered index scan.
+    #[crate::boxed]
     pub async fn explain_read_back(&self, endpoint_id: &str) -> Result<Vec<String>, StoreError> {
         let sql = self.read_back_sql(false);
         let now = Utc::now();
@@ -127,6 +129,7 @@ impl Store {
 
     /// Gives back a read-back claim that was not used (its endpoint's line gave up, the
     /// process is stopping): the delivery is due again at once, for any worker.
+    #[crate::boxed]
     pub async fn release_claim(&self, id: &str, attempt: i64) -> Result<(), StoreError> {
         on_pool!(self, pool => sqlx::query(
             "UPDATE webhook_deliveries
