@@ -13,7 +13,7 @@ use reqwest::Method;
 use switchyard_shared::{
     jobs::{Job, SikkaPollJob, SikkaWritebackJob},
     services::Services,
-    sikka::{Ending, SikkaWriteback, Submitted, WritebackStatus, practice_context},
+    sikka::{Ending, SikkaPractice, SikkaWriteback, Submitted, WritebackStatus, practice_context},
     sikka::{Operation, call_for},
     telemetry,
     webhooks::events::{self, Audience},
@@ -93,7 +93,7 @@ pub(crate) async fn submit(
                 let done = Submitted::Done { result: &accepted.message };
                 if store.record_sikka_submission(&wb.id, &done, Utc::now()).await? {
                     let wb = store.sikka_writeback(&wb.id).await?.unwrap_or(wb);
-                    announce(services, &wb).await;
+                    announce(services, &wb, practice.as_ref()).await;
                 }
             }
         },
@@ -187,7 +187,9 @@ pub(crate) async fn poll(
     Ok(Outcome::RetryScheduled)
 }
 
-/// Ends the writeback once and announces it.
+/// Ends the writeback once and announces it. The practice (whose owner the event goes to)
+/// is read first: if the store fails there, nothing has ended and the job is retried,
+/// instead of a tenant's writeback being announced to the platform's endpoints.
 async fn finish(
     services: &Services,
     wb: &SikkaWriteback,
@@ -195,16 +197,19 @@ async fn finish(
     check: Option<i64>,
 ) -> Result<(), BoxDynError> {
     let store = &services.store;
+    let practice = store.sikka_practice(&wb.practice_ref).await?;
     if store.finish_sikka_writeback(&wb.id, ending, check, Utc::now()).await?
         && let Some(ended) = store.sikka_writeback(&wb.id).await?
     {
-        announce(services, &ended).await;
+        announce(services, &ended, practice.as_ref()).await;
     }
     Ok(())
 }
 
 /// `sikka.writeback.completed` / `sikka.writeback.failed` with the result text; metrics.
-async fn announce(services: &Services, wb: &SikkaWriteback) {
+/// `practice`: the writeback's practice as read before it ended (`None`: deleted since); a
+/// practice assigned to a tenant makes the event that tenant's.
+async fn announce(services: &Services, wb: &SikkaWriteback, practice: Option<&SikkaPractice>) {
     let outcome = wb.status.as_str();
     metrics::counter!(telemetry::SIKKA_WRITEBACKS, "outcome" => outcome).increment(1);
     if let Some(done) = wb.completed_at {
@@ -212,13 +217,11 @@ async fn announce(services: &Services, wb: &SikkaWriteback) {
         metrics::histogram!(telemetry::SIKKA_WRITEBACK_COMPLETION).record(secs.max(0.0));
     }
     tracing::info!(writeback = %wb.id, status = %wb.status, checks = wb.check_count, "Sikka writeback ended");
-    let practice = services.store.sikka_practice(&wb.practice_ref).await.ok().flatten();
-    let office = practice.as_ref().and_then(|p| {
+    let office = practice.and_then(|p| {
         let context = practice_context("office-id", &p.id);
         services.cipher.open_string(&context, &p.office_id_sealed).ok().map(|o| o.expose().clone())
     });
-    // A practice assigned to a tenant: its writebacks' events are that tenant's.
-    let owner = practice.map(|p| p.tenant_id).unwrap_or_default();
+    let owner = practice.map(|p| p.tenant_id.clone()).unwrap_or_default();
     let data = serde_json::json!({
         "writeback_id": wb.id,
         "office_id": office,
