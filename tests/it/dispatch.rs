@@ -1,7 +1,7 @@
 //! Dispatch on both backends: pickup is event-driven (a push wakes an idle worker; polling
 //! is only the safety net, set to 10 s here), also after a Redis restart; deliveries to an
 //! endpoint at its cap keep their order; the batch publish route; the Redis key layout the
-//! queue relies on.
+//! queue relies on, and a namespace deleted whole.
 
 use crate::support;
 
@@ -394,4 +394,45 @@ async fn the_redis_key_layout() {
         .expect("the push was announced")
         .unwrap();
     assert_eq!(msg.get_channel_name(), channel);
+}
+
+/// Deleting a namespace (the benchmark's clean-up, and the tests') leaves nothing of it in
+/// Redis: neither its keys nor the entries its workers added to apalis' queue registry, a
+/// key shared by every namespace (each run used to leave its queues there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_namespace_leaves_nothing_of_it() {
+    let Some(env) = TestEnv::new(Backend::Fleet).await else { return };
+    let url = env.var("REDIS_URL").expect("a fleet environment has Redis").to_owned();
+    let ns = env.namespace().to_owned();
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let registered = |mut conn: redis::aio::MultiplexedConnection| {
+        let prefix = format!("{ns}:");
+        async move {
+            let all: Vec<String> = redis::cmd("ZRANGE")
+                .arg("core:apalis:queues:list")
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            all.into_iter().filter(|q| q.starts_with(&prefix)).collect::<Vec<_>>()
+        }
+    };
+
+    let app = env.start_app().await;
+    let queues = wait_for("the workers' queues registered", Duration::from_secs(10), || {
+        let registered = registered(conn.clone());
+        async move { Some(registered.await).filter(|q| !q.is_empty()) }
+    })
+    .await;
+    assert!(queues.iter().all(|q| q.ends_with(":workers")), "{queues:?}");
+    app.stop().await;
+
+    let deleted = switchyard_shared::queue::delete_namespace(&url, &ns).await.unwrap();
+    assert!(deleted > queues.len() as u64, "keys and registry entries: {deleted}");
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg(format!("{ns}:*")).query_async(&mut conn).await.unwrap();
+    assert_eq!(keys, Vec::<String>::new());
+    assert_eq!(registered(conn.clone()).await, Vec::<String>::new());
 }

@@ -22,31 +22,42 @@ static PROMOTE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("re
 /// Scheduled entries inspected when counting failed jobs: bounds the script's run time.
 const FAILED_SCAN_LIMIT: usize = 5_000;
 
-/// Deletes every key of a namespace (`<namespace>:*`, in slices of 1,000); returns how many.
-/// For throwaway namespaces (benchmarks, tests): it does not stop anything using them.
+/// apalis-redis' registry of every queue's workers set, shared by all namespaces: a worker
+/// adds `<namespace>:<queue>:workers` to it when it starts (its `register_worker` script).
+const APALIS_QUEUE_REGISTRY: &str = "core:apalis:queues:list";
+
+/// Deletes every key of a namespace (`<namespace>:*`, in slices of 1,000) and its entries in
+/// apalis' queue registry; returns how many keys and entries. For throwaway namespaces
+/// (benchmarks, tests): it does not stop anything using them.
 #[crate::boxed]
 pub async fn delete_namespace(url: &str, namespace: &str) -> Result<u64, QueueError> {
     let client = redis::Client::open(url)?;
     let mut conn = client.get_multiplexed_async_connection().await?;
-    let mut cursor: u64 = 0;
+    let pattern = format!("{namespace}:*");
     let mut deleted = 0u64;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{namespace}:*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await?;
-        if !keys.is_empty() {
-            deleted += redis::cmd("UNLINK").arg(&keys).query_async::<u64>(&mut conn).await?;
+    for (scan, key) in [("SCAN", None), ("ZSCAN", Some(APALIS_QUEUE_REGISTRY))] {
+        let mut cursor: u64 = 0;
+        loop {
+            let mut cmd = redis::cmd(scan);
+            cmd.arg(key).arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000);
+            let (next, found): (u64, Vec<String>) = cmd.query_async(&mut conn).await?;
+            if !found.is_empty() {
+                deleted += match key {
+                    None => redis::cmd("UNLINK").arg(&found).query_async::<u64>(&mut conn).await?,
+                    // ZSCAN answers member, score, member, score …
+                    Some(key) => {
+                        let members: Vec<&String> = found.iter().step_by(2).collect();
+                        redis::cmd("ZREM").arg(key).arg(members).query_async(&mut conn).await?
+                    }
+                };
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
         }
-        if next == 0 {
-            return Ok(deleted);
-        }
-        cursor = next;
     }
+    Ok(deleted)
 }
 
 #[derive(Clone)]
