@@ -1,6 +1,6 @@
 //! The shape of the code, as `ARCHITECTURE.md` promises it: no source file past 600 lines
-//! (the simulators aside: each speaks one whole upstream), and a code map that matches the
-//! tree both ways.
+//! (the simulators aside: each speaks one whole upstream), a code map that matches the
+//! tree both ways, and every public async fn of `shared` boxed where it is defined.
 
 use std::path::{Path, PathBuf};
 
@@ -37,6 +37,32 @@ fn no_source_file_outside_the_simulators_is_over_600_lines() {
         })
         .collect();
     assert!(long.is_empty(), "over {MAX_LINES} lines: {long:?}");
+}
+
+/// `shared`'s public async fns are awaited from every other crate: unboxed, each body (and
+/// its sqlx code for both backends) is compiled again in each of them — about a minute of a
+/// first build (README, ARCHITECTURE "Role futures are boxed"). A new one must carry
+/// `#[crate::boxed]` on the line above.
+#[test]
+fn every_public_async_fn_of_shared_is_boxed() {
+    let mut files = Vec::new();
+    rust_files(&root().join("shared/src"), &mut files);
+    let (mut seen, mut unboxed) = (0, Vec::new());
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if line.trim_start().starts_with("pub async fn ") {
+                seen += 1;
+                if i == 0 || lines[i - 1].trim() != "#[crate::boxed]" {
+                    let name = file.strip_prefix(root()).unwrap().display();
+                    unboxed.push(format!("{name}:{}: {}", i + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(seen > 100, "the walk found only {seen} public async fns");
+    assert!(unboxed.is_empty(), "not #[crate::boxed]: {unboxed:#?}");
 }
 
 /// The text of `### \`<crate>/\`` in the code map, up to the next heading.
