@@ -15,7 +15,7 @@ mod strict;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use poem::{Endpoint, EndpointExt, Route, middleware::CatchPanic};
-use switchyard_shared::{BoxedRun, CancellationToken, services::Services, store::StoreError};
+use switchyard_shared::{CancellationToken, services::Services, store::StoreError};
 
 pub use auth::{Authenticator, Principal, bootstrap_admin_key};
 pub use edge::RequestId;
@@ -82,15 +82,8 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<(tokio::net::TcpListener,
 /// Runs the API on `listener` until `shutdown` is cancelled: puts the bootstrap admin key in
 /// place, serves, lets requests in flight finish within the grace period, then writes the
 /// last usage records.
-pub fn run(
-    services: Services,
-    listener: tokio::net::TcpListener,
-    shutdown: CancellationToken,
-) -> BoxedRun<Result<(), ApiRunError>> {
-    Box::pin(run_api(services, listener, shutdown))
-}
-
-async fn run_api(
+#[switchyard_shared::boxed]
+pub async fn run(
     services: Services,
     listener: tokio::net::TcpListener,
     shutdown: CancellationToken,

@@ -24,7 +24,7 @@ use poem::{
     http::uri::Scheme,
     web::{LocalAddr, RemoteAddr},
 };
-use switchyard_shared::{BoxedRun, CancellationToken, config::Config};
+use switchyard_shared::{CancellationToken, config::Config};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
@@ -54,21 +54,14 @@ impl ServeLimits {
 
 /// Serves `endpoint` until `shutdown` is cancelled, then lets requests in flight finish
 /// within `limits.grace`.
-pub fn serve(
+#[switchyard_shared::boxed]
+pub async fn serve(
     endpoint: ServedEndpoint,
     listener: TcpListener,
     shutdown: CancellationToken,
     limits: ServeLimits,
-) -> BoxedRun<io::Result<()>> {
-    Box::pin(serve_connections(Arc::new(endpoint), listener, shutdown, limits))
-}
-
-async fn serve_connections(
-    endpoint: Arc<ServedEndpoint>,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-    limits: ServeLimits,
 ) -> io::Result<()> {
+    let endpoint = Arc::new(endpoint);
     let local = LocalAddr(listener.local_addr()?.into());
     let mut connections = JoinSet::new();
     loop {

@@ -80,11 +80,8 @@ impl Scheduler {
     }
 
     /// Runs until `shutdown` is cancelled, then gives the lease up.
-    pub fn run(self, shutdown: CancellationToken) -> switchyard_shared::BoxedRun<()> {
-        Box::pin(self.run_loop(shutdown))
-    }
-
-    async fn run_loop(self, shutdown: CancellationToken) {
+    #[switchyard_shared::boxed]
+    pub async fn run(self, shutdown: CancellationToken) {
         tracing::info!(
             holder = self.leader.holder(),
             schedules = ?self.entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),

@@ -41,7 +41,7 @@ fn no_source_file_outside_the_simulators_is_over_600_lines() {
 
 /// `shared`'s public async fns are awaited from every other crate: unboxed, each body (and
 /// its sqlx code for both backends) is compiled again in each of them — about a minute of a
-/// first build (README, ARCHITECTURE "Role futures are boxed"). A new one must carry
+/// first build (README; ARCHITECTURE, "Async fns awaited across crates are boxed"). A new one must carry
 /// `#[crate::boxed]` on the line above.
 #[test]
 fn every_public_async_fn_of_shared_is_boxed() {

@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use apalis::prelude::{BackendExt, Monitor, WorkerBuilder, WorkerBuilderExt};
 use switchyard_shared::{
-    BoxedRun, CancellationToken,
+    CancellationToken,
     queue::{QueueBackend, QueueName, StorageTuning},
     services::Services,
     telemetry,
@@ -120,15 +120,8 @@ fn register_counters() {
 
 /// Runs workers for `opts.queues` until `shutdown` is cancelled, then waits up to the grace
 /// period for in-flight jobs.
-pub fn run(
-    services: Services,
-    opts: WorkerOptions,
-    shutdown: CancellationToken,
-) -> BoxedRun<Result<(), WorkerError>> {
-    Box::pin(run_workers(services, opts, shutdown))
-}
-
-async fn run_workers(
+#[switchyard_shared::boxed]
+pub async fn run(
     services: Services,
     opts: WorkerOptions,
     shutdown: CancellationToken,
