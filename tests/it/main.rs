@@ -24,6 +24,7 @@ mod sdks;
 mod shape;
 mod sikka;
 mod store_contract;
+mod store_deliveries;
 mod store_plans;
 mod suspension;
 mod tenants;

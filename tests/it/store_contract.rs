@@ -16,10 +16,7 @@ use switchyard_shared::{
     sikka::{Ending, NewWriteback, PracticeUpsert, Submitted, WritebackStatus},
     store::{Claim, Store, StoredResponse},
     tenants::{NewTenant, Owner, TenantStatus},
-    webhooks::{
-        AttemptOutcome, AttemptRecord, DeliveryClaim, DeliveryStatus, NewDelivery, NewEndpoint,
-        NewEvent,
-    },
+    webhooks::{NewDelivery, NewEndpoint, NewEvent},
 };
 
 /// An endpoint to nowhere (these tests never send), subscribed to everything.
@@ -68,172 +65,6 @@ pub(crate) async fn a_delivery_to(store: &Store, ep: &str, max_attempts: i64) ->
         .await
         .unwrap();
     delivery
-}
-
-/// An endpoint and one event with one delivery to it; returns the delivery id.
-async fn one_delivery(store: &Store, max_attempts: i64) -> String {
-    let ep = an_endpoint(store).await;
-    a_delivery_to(store, &ep, max_attempts).await
-}
-
-fn record(
-    delivery: &str,
-    endpoint: &str,
-    n: i64,
-    status: DeliveryStatus,
-    code: i32,
-) -> AttemptRecord {
-    AttemptRecord {
-        delivery_id: delivery.into(),
-        endpoint_id: endpoint.into(),
-        n,
-        at: Utc::now(),
-        status_code: Some(code),
-        duration_ms: 1.5,
-        outcome: AttemptOutcome::HttpStatus,
-        error: (code >= 300).then(|| format!("HTTP {code}")),
-        response_body: Some("ok".into()),
-        delivery_status: status,
-        next_attempt_at: (status == DeliveryStatus::Retrying).then(Utc::now),
-        success: (200..300).contains(&code),
-        gone: false,
-    }
-}
-
-both_backends!(an_attempt_is_claimed_once_and_a_refused_claim_says_why);
-async fn an_attempt_is_claimed_once_and_a_refused_claim_says_why(env: TestEnv) {
-    let store = env.services().await.store;
-    let id = one_delivery(&store, 3).await;
-    let now = Utc::now();
-    let lease = now + Duration::seconds(30);
-
-    let first = store.claim_deliveries(&[(id.as_str().into(), 1)], lease, now).await.unwrap();
-    assert_eq!(first.len(), 1, "a pending delivery's first attempt is claimable");
-    assert_eq!(first[0].payload.as_deref(), Some(r#"{"n":1}"#));
-    assert_eq!(store.delivery(&id).await.unwrap().unwrap().status, DeliveryStatus::Delivering);
-
-    // A second worker with the same message: nothing to take, and told the lease is live.
-    assert!(
-        store.claim_deliveries(&[(id.as_str().into(), 1)], lease, now).await.unwrap().is_empty()
-    );
-    match store.unclaimed(&id, 1).await.unwrap() {
-        DeliveryClaim::Held { until } => assert!((until - lease).num_milliseconds().abs() < 1000),
-        other => panic!("expected Held, got {other:?}"),
-    }
-    // A message for an attempt that is not next is stale, never held.
-    assert!(
-        store.claim_deliveries(&[(id.as_str().into(), 2)], lease, now).await.unwrap().is_empty()
-    );
-    assert!(matches!(store.unclaimed(&id, 2).await.unwrap(), DeliveryClaim::Stale));
-
-    // The worker died: once its lease has run out the same attempt is claimable again.
-    let later = lease + Duration::seconds(1);
-    let again = store
-        .claim_deliveries(&[(id.as_str().into(), 1)], later + Duration::seconds(30), later)
-        .await
-        .unwrap();
-    assert_eq!(again.len(), 1, "an expired lease is taken over");
-}
-
-both_backends!(a_read_back_claims_each_due_delivery_once_oldest_first);
-async fn a_read_back_claims_each_due_delivery_once_oldest_first(env: TestEnv) {
-    let store = env.services().await.store;
-    let ep = an_endpoint(&store).await;
-    let mut ids = Vec::new();
-    for _ in 0..6 {
-        ids.push(a_delivery_to(&store, &ep, 3).await);
-    }
-    ids.sort();
-    let now = Utc::now() + Duration::seconds(1);
-    let lease = now + Duration::seconds(60);
-    let taken = |claims: &[switchyard_shared::webhooks::ReadBackClaim]| -> Vec<String> {
-        claims.iter().map(|c| c.claimed.id.to_string()).collect()
-    };
-
-    // Two workers read the same backlog back at once: each row goes to one of them.
-    let (a, b) = tokio::join!(
-        store.claim_due_of(&ep, None, 2, lease, now),
-        store.claim_due_of(&ep, None, 2, lease, now)
-    );
-    let (a, b) = (a.unwrap(), b.unwrap());
-    let mut both = [taken(&a), taken(&b)].concat();
-    both.sort();
-    both.dedup();
-    assert_eq!(both.len(), a.len() + b.len(), "no row claimed twice: {a:?} {b:?}");
-    assert!(a.iter().chain(&b).all(|c| c.attempt == 1 && c.claimed.payload.is_some()));
-    let first = taken(&a);
-    assert!(first.windows(2).all(|w| w[0] < w[1]), "oldest first, in id order");
-
-    // After a cursor: only later rows, and claimed ones (a live lease) are skipped.
-    let last = ids[3].clone();
-    let rest = store.claim_due_of(&ep, Some(&last), 10, lease, now).await.unwrap();
-    assert_eq!(taken(&rest), ids[4..].to_vec());
-    let all_due = store.claim_due_of(&ep, None, 10, lease, now).await.unwrap();
-    let claimed_before: usize = a.len() + b.len() + rest.len();
-    assert_eq!(all_due.len(), ids.len() - claimed_before, "the rest, nothing claimed twice");
-    let d = store.delivery(&ids[4]).await.unwrap().unwrap();
-    assert_eq!(d.status, DeliveryStatus::Delivering);
-
-    // A claim given back is due again at once, for any worker, at the same attempt.
-    store.release_claim(&ids[4], 1).await.unwrap();
-    assert_eq!(store.delivery(&ids[4]).await.unwrap().unwrap().status, DeliveryStatus::Pending);
-    let again = store.claim_due_of(&ep, None, 10, lease, now).await.unwrap();
-    assert_eq!(taken(&again), vec![ids[4].clone()]);
-    // Releasing a stale attempt changes nothing.
-    store.release_claim(&ids[4], 2).await.unwrap();
-    assert_eq!(store.delivery(&ids[4]).await.unwrap().unwrap().status, DeliveryStatus::Delivering);
-
-    // The worker died: once the leases run out the whole backlog is claimable again.
-    let later = lease + Duration::seconds(1);
-    let taken_over = store.claim_due_of(&ep, None, 10, later + Duration::seconds(60), later).await;
-    assert_eq!(taken(&taken_over.unwrap()), ids, "expired leases are taken over, oldest first");
-}
-
-both_backends!(an_attempt_is_recorded_once);
-async fn an_attempt_is_recorded_once(env: TestEnv) {
-    let store = env.services().await.store;
-    let id = one_delivery(&store, 3).await;
-    let ep = store.delivery(&id).await.unwrap().unwrap().endpoint_id;
-    let now = Utc::now();
-    store
-        .claim_deliveries(&[(id.as_str().into(), 1)], now + Duration::seconds(30), now)
-        .await
-        .unwrap();
-
-    store.record_attempts(&[record(&id, &ep, 1, DeliveryStatus::Retrying, 503)]).await.unwrap();
-    // The same attempt recorded twice (a worker's retry of its record): still one attempt,
-    // and the second record's state (here: a different outcome) does not overwrite the first.
-    store.record_attempts(&[record(&id, &ep, 1, DeliveryStatus::Delivered, 200)]).await.unwrap();
-    let d = store.delivery(&id).await.unwrap().unwrap();
-    assert_eq!(
-        (d.attempts, d.status, d.last_status_code),
-        (1, DeliveryStatus::Retrying, Some(503))
-    );
-    let attempts = store.delivery_attempts(&id).await.unwrap();
-    assert_eq!(attempts.len(), 1);
-    assert_eq!(attempts[0].outcome, AttemptOutcome::HttpStatus);
-
-    let now = Utc::now();
-    store
-        .claim_deliveries(&[(id.as_str().into(), 2)], now + Duration::seconds(30), now)
-        .await
-        .unwrap();
-    store.record_attempts(&[record(&id, &ep, 2, DeliveryStatus::Delivered, 204)]).await.unwrap();
-    let d = store.delivery(&id).await.unwrap().unwrap();
-    assert_eq!((d.attempts, d.status), (2, DeliveryStatus::Delivered));
-    assert!(d.delivered_at.is_some());
-    let endpoint = store.endpoint(&ep).await.unwrap().unwrap();
-    assert_eq!(endpoint.failure_count, 0, "a success resets the endpoint's failures");
-    assert!(endpoint.last_success_at.is_some());
-    // A delivered delivery is never claimed again.
-    let now = Utc::now();
-    assert!(
-        store
-            .claim_deliveries(&[(id.as_str().into(), 3)], now + Duration::seconds(30), now)
-            .await
-            .unwrap()
-            .is_empty()
-    );
 }
 
 both_backends!(writeback_checks_count_once_and_a_writeback_ends_once);
@@ -494,7 +325,7 @@ async fn schema_of(store: &Store) -> Schema {
         Store::Sqlite(pool) => {
             let rows: Vec<(String, String)> = sqlx::query_as(
                 "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p
-                 WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name NOT LIKE '_sqlx%'",
+                 WHERE m.type IN ('table', 'view') AND m.name NOT LIKE 'sqlite_%' AND m.name NOT LIKE '_sqlx%'",
             )
             .fetch_all(pool)
             .await

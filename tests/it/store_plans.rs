@@ -54,9 +54,9 @@ async fn a_read_back_reads_an_index_in_id_order_without_sorting(env: TestEnv) {
     // Mid-burst: most of it delivered already, each row claimed and then recorded (two
     // updates, as the workers write them). Those rows are what a read-back through the
     // endpoint's whole-history index walked past.
-    for status in ["delivering", "delivered"] {
+    for set in ["claimed_until = next_attempt_at", "status = 'delivered', claimed_until = NULL"] {
         let sql = format!(
-            "UPDATE webhook_deliveries SET status = '{status}' \
+            "UPDATE webhook_deliveries SET {set} \
              WHERE id IN (SELECT id FROM webhook_deliveries WHERE endpoint_id = $1 \
                           ORDER BY id LIMIT 2000)"
         );

@@ -57,12 +57,13 @@ pub fn payload(
 }
 
 crate::text_enum! {
-    /// Where a delivery stands (`webhook_deliveries.status`).
+    /// Where a delivery stands (`webhook_deliveries_shown.status`).
     /// pending → delivering (claimed) → delivered | retrying → delivering … | failed.
     pub enum DeliveryStatus {
         /// Waiting for its first attempt.
         Pending = "pending",
-        /// An attempt is claimed and in flight (until `claimed_until`).
+        /// An attempt is claimed and in flight (until `claimed_until`). Not stored: a
+        /// pending or retrying row with a lease (`claimed_until`) is shown as delivering.
         Delivering = "delivering",
         /// An attempt failed; the next is due at `next_attempt_at`.
         Retrying = "retrying",

@@ -289,18 +289,18 @@ impl Store {
                 qb.push_values(wanted, |mut b, (id, attempt)| {
                     b.push_bind(id).push_bind(*attempt);
                 });
-                qb.push(
-                    ") UPDATE webhook_deliveries SET status = 'delivering', claimed_until = ",
-                );
-                qb.push_bind(lease_until).push(", updated_at = ").push_bind(now);
+                // The lease alone: no indexed column changes, so the row is updated in place
+                // (migration 0015).
+                qb.push(") UPDATE webhook_deliveries SET claimed_until = ");
+                qb.push_bind(lease_until);
                 qb.push(
                     " FROM v WHERE webhook_deliveries.id = v.id AND webhook_deliveries.attempts = v.attempt - 1 \
-                     AND (webhook_deliveries.status IN ('pending', 'retrying') \
-                          OR (webhook_deliveries.status = 'delivering' AND webhook_deliveries.claimed_until < ",
+                     AND webhook_deliveries.status IN ('pending', 'retrying') \
+                     AND (webhook_deliveries.claimed_until IS NULL OR webhook_deliveries.claimed_until < ",
                 );
                 qb.push_bind(now);
                 qb.push(
-                    ")) RETURNING webhook_deliveries.id, webhook_deliveries.event_id, webhook_deliveries.endpoint_id, webhook_deliveries.max_attempts, webhook_deliveries.created_at, \
+                    ") RETURNING webhook_deliveries.id, webhook_deliveries.event_id, webhook_deliveries.endpoint_id, webhook_deliveries.max_attempts, webhook_deliveries.created_at, \
                      (SELECT e.payload FROM webhook_events e WHERE e.id = webhook_deliveries.event_id) AS payload, \
                      (SELECT ep.updated_at FROM webhook_endpoints ep WHERE ep.id = webhook_deliveries.endpoint_id) AS endpoint_updated_at",
                 );
@@ -318,7 +318,7 @@ impl Store {
     #[crate::boxed]
     pub async fn unclaimed(&self, id: &str, attempt: i64) -> Result<Claim, StoreError> {
         let row: Option<(DeliveryStatus, i64, Option<DateTime<Utc>>)> = on_pool!(self, pool => sqlx::query_as(
-            "SELECT status, attempts, claimed_until FROM webhook_deliveries WHERE id = $1")
+            "SELECT status, attempts, claimed_until FROM webhook_deliveries_shown WHERE id = $1")
             .bind(id).fetch_optional(pool).await)?;
         Ok(match row {
             Some((status, attempts, Some(until)))
@@ -414,7 +414,7 @@ impl Store {
 
     #[crate::boxed]
     pub async fn delivery(&self, id: &str) -> Result<Option<DeliveryRow>, StoreError> {
-        let sql = format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1");
+        let sql = format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries_shown WHERE id = $1");
         let row = on_pool!(self, pool => sqlx::query_as::<_, DeliveryRow>(sqlx::AssertSqlSafe(sql))
             .bind(id).fetch_optional(pool).await)?;
         Ok(row)
@@ -439,14 +439,14 @@ impl Store {
         limit: i64,
     ) -> Result<(i64, Vec<DeliveryRow>), StoreError> {
         let sql = format!(
-            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries_shown
              WHERE endpoint_id = $1 AND ($2 IS NULL OR status = $2)
              ORDER BY id DESC LIMIT $3 OFFSET $4"
         );
         let rows = on_pool!(self, pool => sqlx::query_as::<_, DeliveryRow>(sqlx::AssertSqlSafe(sql))
             .bind(endpoint_id).bind(status).bind(limit).bind(offset).fetch_all(pool).await)?;
         let (total,): (i64,) = on_pool!(self, pool => sqlx::query_as(
-            "SELECT COUNT(*) FROM webhook_deliveries WHERE endpoint_id = $1 AND ($2 IS NULL OR status = $2)")
+            "SELECT COUNT(*) FROM webhook_deliveries_shown WHERE endpoint_id = $1 AND ($2 IS NULL OR status = $2)")
             .bind(endpoint_id).bind(status).fetch_one(pool).await)?;
         Ok((total, rows))
     }
@@ -469,7 +469,8 @@ impl Store {
     }
 
     /// Deliveries due before `cutoff` but (presumably) not in the queue: waiting ones past
-    /// their time, and attempts whose lease ran out.
+    /// their time, and attempts whose lease ran out (an attempt is claimed once due, so its
+    /// `next_attempt_at` is before its lease's end: one range of the `due` index holds both).
     #[crate::boxed]
     pub async fn overdue_deliveries(
         &self,
@@ -478,8 +479,8 @@ impl Store {
     ) -> Result<Vec<DueDelivery>, StoreError> {
         let sql = format!(
             "SELECT {DUE_COLUMNS} FROM webhook_deliveries
-             WHERE (status IN ('pending', 'retrying') AND next_attempt_at < $1)
-                OR (status = 'delivering' AND claimed_until < $1)
+             WHERE status IN ('pending', 'retrying') AND next_attempt_at < $1
+               AND (claimed_until IS NULL OR claimed_until < $1)
              ORDER BY next_attempt_at LIMIT $2"
         );
         let rows = on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -488,7 +489,8 @@ impl Store {
     }
 
     /// Deliveries waiting for a later attempt (`retrying`, due after `now`), soonest first.
-    /// Re-enqueued after the queue lost them.
+    /// Re-enqueued after the queue lost them. (The `IN` is the partial `due` index's
+    /// predicate, spelled out for SQLite's planner, which does not derive it.)
     #[crate::boxed]
     pub async fn scheduled_deliveries(
         &self,
@@ -497,7 +499,8 @@ impl Store {
     ) -> Result<Vec<DueDelivery>, StoreError> {
         let sql = format!(
             "SELECT {DUE_COLUMNS} FROM webhook_deliveries
-             WHERE status = 'retrying' AND next_attempt_at >= $1
+             WHERE status IN ('pending', 'retrying') AND status = 'retrying'
+               AND claimed_until IS NULL AND next_attempt_at >= $1
              ORDER BY next_attempt_at LIMIT $2"
         );
         let rows = on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))

@@ -66,7 +66,7 @@ SELECT p.id, p.event_type, p.source, p.created_at, p.tenant_id,
   COALESCE(SUM(CASE WHEN d.status = 'retrying' THEN 1 ELSE 0 END), 0) AS retrying,
   COALESCE(SUM(CASE WHEN d.status = 'delivered' THEN 1 ELSE 0 END), 0) AS delivered,
   COALESCE(SUM(CASE WHEN d.status = 'failed' THEN 1 ELSE 0 END), 0) AS failed
-FROM page p LEFT JOIN webhook_deliveries d ON d.event_id = p.id
+FROM page p LEFT JOIN webhook_deliveries_shown d ON d.event_id = p.id
 GROUP BY p.id, p.event_type, p.source, p.created_at, p.tenant_id
 ORDER BY p.id DESC";
 
@@ -107,7 +107,7 @@ impl Store {
     #[crate::boxed]
     pub async fn event_deliveries(&self, event_id: &str) -> Result<Vec<DeliveryRow>, StoreError> {
         let sql = format!(
-            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE event_id = $1 ORDER BY id"
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries_shown WHERE event_id = $1 ORDER BY id"
         );
         let rows = on_pool!(self, pool => sqlx::query_as::<_, DeliveryRow>(sqlx::AssertSqlSafe(sql.clone()))
             .bind(event_id).fetch_all(pool).await)?;
@@ -124,7 +124,7 @@ impl Store {
         let columns: Vec<String> =
             DELIVERY_COLUMNS.split(", ").map(|c| format!("d.{}", c.trim())).collect();
         let sql = format!(
-            "SELECT {} FROM webhook_deliveries d
+            "SELECT {} FROM webhook_deliveries_shown d
              LEFT JOIN webhook_events e ON e.id = d.event_id
              WHERE d.tenant_id = $1 AND ($2 IS NULL OR d.status = $2)
                AND ($3 IS NULL OR e.event_type = $3) AND ($4 IS NULL OR d.endpoint_id = $4)

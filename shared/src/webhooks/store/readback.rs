@@ -21,11 +21,10 @@ pub struct ReadBackClaim {
 
 /// Due: waiting for an attempt whose time has come, or held under a lease that ran out. The
 /// first term is the predicate of the partial index `webhook_deliveries_open` (migration
-/// 0014), written out so that both planners use it: a read-back then sees only open rows,
+/// 0015), written out so that both planners use it: a read-back then sees only open rows,
 /// not every delivered one before them.
-const DUE: &str = "status IN ('pending', 'retrying', 'delivering') \
-                   AND ((status IN ('pending', 'retrying') AND next_attempt_at <= $2) \
-                   OR (status = 'delivering' AND claimed_until < $2))";
+const DUE: &str = "status IN ('pending', 'retrying') \
+                   AND ((claimed_until IS NULL AND next_attempt_at <= $2) OR claimed_until < $2)";
 
 /// The read-back statement's parameters, in [`Store::read_back_sql`]'s order.
 macro_rules! read_back_binds {
@@ -86,7 +85,7 @@ impl Store {
         let after_clause = if with_cursor { "AND id > $5" } else { "" };
         let skip_locked = if self.kind() == "postgres" { "FOR UPDATE SKIP LOCKED" } else { "" };
         format!(
-            "UPDATE webhook_deliveries SET status = 'delivering', claimed_until = $4, updated_at = $2
+            "UPDATE webhook_deliveries SET claimed_until = $4
              WHERE id IN (SELECT id FROM webhook_deliveries
                           WHERE endpoint_id = $1 AND {DUE} {after_clause}
                           ORDER BY id LIMIT $3 {skip_locked})
@@ -132,10 +131,8 @@ impl Store {
     #[crate::boxed]
     pub async fn release_claim(&self, id: &str, attempt: i64) -> Result<(), StoreError> {
         on_pool!(self, pool => sqlx::query(
-            "UPDATE webhook_deliveries
-               SET status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'retrying' END,
-                   claimed_until = NULL
-             WHERE id = $1 AND status = 'delivering' AND attempts = $2 - 1")
+            "UPDATE webhook_deliveries SET claimed_until = NULL
+             WHERE id = $1 AND status IN ('pending', 'retrying') AND attempts = $2 - 1")
             .bind(id).bind(attempt).execute(pool).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
