@@ -249,19 +249,22 @@ impl Store {
             }};
         }
         // Postgres: one statement (a data-modifying CTE) is atomic by itself and saves the
-        // round trips of BEGIN and COMMIT on the publish path.
+        // round trips of BEGIN and COMMIT on the publish path. Events and deliveries go as
+        // one array per column (UNNEST): the statement's text, and so its prepared plan, is
+        // the same for any number of rows, where a VALUES list was a new statement of up to
+        // 50,000 parameters for each group's size.
         if let Store::Postgres(pool) = self
             && !deliveries.is_empty()
-            && events.len() * 6 + deliveries.len() * 10 + audits.len() * 14 <= 60_000
+            && audits.len() * 14 <= 60_000
         {
             let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new("WITH ev AS (");
-            push_events!(qb, events.iter());
+            push_event_arrays(&mut qb, events);
             if !audits.is_empty() {
                 qb.push("), au AS (");
                 crate::audit_push_values!(qb, audits.iter());
             }
             qb.push(") ");
-            push_deliveries!(qb, deliveries.iter());
+            push_delivery_arrays(&mut qb, &deliveries);
             qb.build().execute(pool).await?;
             return Ok(());
         }
@@ -560,4 +563,42 @@ impl Store {
             .await?;
         Ok((attempts, deliveries, events))
     }
+}
+
+/// `INSERT INTO webhook_events … SELECT … FROM UNNEST(…)`: one array bind per column.
+fn push_event_arrays(qb: &mut sqlx::QueryBuilder<sqlx::Postgres>, events: &[NewEvent<'_>]) {
+    qb.push(
+        "INSERT INTO webhook_events (id, event_type, payload, source, created_at, tenant_id) \
+         SELECT * FROM UNNEST(",
+    );
+    qb.push_bind(events.iter().map(|e| e.event_id).collect::<Vec<_>>()).push("::text[], ");
+    qb.push_bind(events.iter().map(|e| e.event_type).collect::<Vec<_>>()).push("::text[], ");
+    qb.push_bind(events.iter().map(|e| e.payload).collect::<Vec<_>>()).push("::text[], ");
+    qb.push_bind(events.iter().map(|e| e.source).collect::<Vec<_>>()).push("::text[], ");
+    qb.push_bind(events.iter().map(|e| e.now).collect::<Vec<_>>()).push("::timestamptz[], ");
+    qb.push_bind(events.iter().map(|e| e.tenant_id.as_column()).collect::<Vec<_>>());
+    qb.push("::text[])");
+}
+
+/// `INSERT INTO webhook_deliveries … SELECT … FROM UNNEST(…)`: pending, no attempt yet, due
+/// when published.
+fn push_delivery_arrays(
+    qb: &mut sqlx::QueryBuilder<sqlx::Postgres>,
+    rows: &[(&NewEvent<'_>, &NewDelivery)],
+) {
+    qb.push(
+        "INSERT INTO webhook_deliveries (id, event_id, endpoint_id, status, attempts, \
+         max_attempts, next_attempt_at, created_at, updated_at, tenant_id) \
+         SELECT id, event_id, endpoint_id, ",
+    );
+    qb.push_bind(DeliveryStatus::Pending);
+    qb.push(", 0, max_attempts, at, at, at, tenant_id FROM UNNEST(");
+    qb.push_bind(rows.iter().map(|(_, d)| d.id.as_str()).collect::<Vec<_>>()).push("::text[], ");
+    qb.push_bind(rows.iter().map(|(e, _)| e.event_id).collect::<Vec<_>>()).push("::text[], ");
+    qb.push_bind(rows.iter().map(|(_, d)| d.endpoint_id.as_str()).collect::<Vec<_>>());
+    qb.push("::text[], ");
+    qb.push_bind(rows.iter().map(|(e, _)| e.max_attempts).collect::<Vec<_>>()).push("::int8[], ");
+    qb.push_bind(rows.iter().map(|(e, _)| e.now).collect::<Vec<_>>()).push("::timestamptz[], ");
+    qb.push_bind(rows.iter().map(|(e, _)| e.tenant_id.as_column()).collect::<Vec<_>>());
+    qb.push("::text[]) AS r(id, event_id, endpoint_id, max_attempts, at, tenant_id)");
 }
