@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::arrays;
 use crate::{
     ids::{DeliveryId, EndpointId, EventId},
     in_tx, on_pool,
@@ -72,15 +73,15 @@ pub struct ClaimedDelivery {
 
 /// One endpoint's change of health from a batch of attempts, in order: consecutive failures
 /// restart after the last success.
-struct Health<'a> {
-    endpoint_id: &'a str,
+pub(super) struct Health<'a> {
+    pub(super) endpoint_id: &'a str,
     /// A success in the batch: the count restarts at `failures`.
-    reset: bool,
-    failures: i64,
-    last_success_at: Option<DateTime<Utc>>,
-    last_failure_at: Option<DateTime<Utc>>,
-    last_error: Option<&'a str>,
-    gone: bool,
+    pub(super) reset: bool,
+    pub(super) failures: i64,
+    pub(super) last_success_at: Option<DateTime<Utc>>,
+    pub(super) last_failure_at: Option<DateTime<Utc>>,
+    pub(super) last_error: Option<&'a str>,
+    pub(super) gone: bool,
 }
 
 fn endpoint_health(records: &[AttemptRecord]) -> Vec<Health<'_>> {
@@ -258,13 +259,13 @@ impl Store {
             && audits.len() * 14 <= 60_000
         {
             let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new("WITH ev AS (");
-            push_event_arrays(&mut qb, events);
+            arrays::push_events(&mut qb, events);
             if !audits.is_empty() {
                 qb.push("), au AS (");
                 crate::audit_push_values!(qb, audits.iter());
             }
             qb.push(") ");
-            push_delivery_arrays(&mut qb, &deliveries);
+            arrays::push_deliveries(&mut qb, &deliveries);
             qb.build().execute(pool).await?;
             return Ok(());
         }
@@ -287,11 +288,10 @@ impl Store {
             return Ok(Vec::new());
         }
         macro_rules! claim {
-            ($db:ty, $pool:expr) => {{
-                let mut qb = sqlx::QueryBuilder::<$db>::new("WITH v(id, attempt) AS (");
-                qb.push_values(wanted, |mut b, (id, attempt)| {
-                    b.push_bind(id).push_bind(*attempt);
-                });
+            ($db:ty, $pool:expr, |$qb:ident| $v:block) => {{
+                let mut $qb = sqlx::QueryBuilder::<$db>::new("WITH v(id, attempt) AS (");
+                $v
+                let mut qb = $qb;
                 // The lease alone: no indexed column changes, so the row is updated in place
                 // (migration 0015).
                 qb.push(") UPDATE webhook_deliveries SET claimed_until = ");
@@ -311,8 +311,19 @@ impl Store {
             }};
         }
         let rows = match self {
-            Store::Sqlite(pool) => claim!(sqlx::Sqlite, pool)?,
-            Store::Postgres(pool) => claim!(sqlx::Postgres, pool)?,
+            Store::Sqlite(pool) => claim!(sqlx::Sqlite, pool, |qb| {
+                qb.push_values(wanted, |mut b, (id, attempt)| {
+                    b.push_bind(id).push_bind(*attempt);
+                });
+            })?,
+            // One statement text for any batch: its plan is prepared once per connection.
+            Store::Postgres(pool) => claim!(sqlx::Postgres, pool, |qb| {
+                qb.push("SELECT * FROM UNNEST(");
+                qb.push_bind(wanted.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>());
+                qb.push("::text[], ");
+                qb.push_bind(wanted.iter().map(|(_, n)| *n).collect::<Vec<_>>());
+                qb.push("::int8[])");
+            })?,
         };
         Ok(rows)
     }
@@ -335,6 +346,9 @@ impl Store {
 
     /// Records attempts (from many deliveries at once, in one transaction of a few
     /// statements): the attempt rows, the deliveries' new states, and each endpoint's health.
+    /// PostgreSQL binds each as arrays ([`arrays::record_attempts`]); SQLite, whose writes
+    /// are one transaction at a time in-process, takes them as VALUES lists and a statement
+    /// per endpoint.
     #[crate::boxed]
     pub async fn record_attempts(&self, records: &[AttemptRecord]) -> Result<(), StoreError> {
         if records.is_empty() {
@@ -410,7 +424,7 @@ impl Store {
         }
         in_tx!(self, Sqlite tx => body!(sqlx::Sqlite, tx), Postgres tx => {
             plan_by_key(&mut tx).await?;
-            body!(sqlx::Postgres, tx)
+            arrays::record_attempts(&mut tx, records, &health).await?
         });
         Ok(())
     }
@@ -563,42 +577,4 @@ impl Store {
             .await?;
         Ok((attempts, deliveries, events))
     }
-}
-
-/// `INSERT INTO webhook_events … SELECT … FROM UNNEST(…)`: one array bind per column.
-fn push_event_arrays(qb: &mut sqlx::QueryBuilder<sqlx::Postgres>, events: &[NewEvent<'_>]) {
-    qb.push(
-        "INSERT INTO webhook_events (id, event_type, payload, source, created_at, tenant_id) \
-         SELECT * FROM UNNEST(",
-    );
-    qb.push_bind(events.iter().map(|e| e.event_id).collect::<Vec<_>>()).push("::text[], ");
-    qb.push_bind(events.iter().map(|e| e.event_type).collect::<Vec<_>>()).push("::text[], ");
-    qb.push_bind(events.iter().map(|e| e.payload).collect::<Vec<_>>()).push("::text[], ");
-    qb.push_bind(events.iter().map(|e| e.source).collect::<Vec<_>>()).push("::text[], ");
-    qb.push_bind(events.iter().map(|e| e.now).collect::<Vec<_>>()).push("::timestamptz[], ");
-    qb.push_bind(events.iter().map(|e| e.tenant_id.as_column()).collect::<Vec<_>>());
-    qb.push("::text[])");
-}
-
-/// `INSERT INTO webhook_deliveries … SELECT … FROM UNNEST(…)`: pending, no attempt yet, due
-/// when published.
-fn push_delivery_arrays(
-    qb: &mut sqlx::QueryBuilder<sqlx::Postgres>,
-    rows: &[(&NewEvent<'_>, &NewDelivery)],
-) {
-    qb.push(
-        "INSERT INTO webhook_deliveries (id, event_id, endpoint_id, status, attempts, \
-         max_attempts, next_attempt_at, created_at, updated_at, tenant_id) \
-         SELECT id, event_id, endpoint_id, ",
-    );
-    qb.push_bind(DeliveryStatus::Pending);
-    qb.push(", 0, max_attempts, at, at, at, tenant_id FROM UNNEST(");
-    qb.push_bind(rows.iter().map(|(_, d)| d.id.as_str()).collect::<Vec<_>>()).push("::text[], ");
-    qb.push_bind(rows.iter().map(|(e, _)| e.event_id).collect::<Vec<_>>()).push("::text[], ");
-    qb.push_bind(rows.iter().map(|(_, d)| d.endpoint_id.as_str()).collect::<Vec<_>>());
-    qb.push("::text[], ");
-    qb.push_bind(rows.iter().map(|(e, _)| e.max_attempts).collect::<Vec<_>>()).push("::int8[], ");
-    qb.push_bind(rows.iter().map(|(e, _)| e.now).collect::<Vec<_>>()).push("::timestamptz[], ");
-    qb.push_bind(rows.iter().map(|(e, _)| e.tenant_id.as_column()).collect::<Vec<_>>());
-    qb.push("::text[]) AS r(id, event_id, endpoint_id, max_attempts, at, tenant_id)");
 }

@@ -1,5 +1,6 @@
 //! The webhook records, in two parts: endpoints, and what publishing an event creates.
 
+mod arrays;
 mod deliveries;
 mod endpoints;
 mod history;
