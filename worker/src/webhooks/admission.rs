@@ -60,19 +60,29 @@ pub(super) struct Slot {
     lane: Arc<Lane>,
     endpoint_id: String,
     unpark: mpsc::UnboundedSender<String>,
+    stopping: CancellationToken,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         // The permit goes back after this body; the next in line (if any) gets it.
-        maybe_unpark(&self.lane, &self.endpoint_id, &self.unpark);
+        maybe_unpark(&self.lane, &self.endpoint_id, &self.unpark, &self.stopping);
     }
 }
 
 /// Asks for parked deliveries to be read back: from the start once the line is empty, or
-/// after the cursor once it is half empty.
-fn maybe_unpark(lane: &Lane, endpoint_id: &str, unpark: &mpsc::UnboundedSender<String>) {
-    if !lane.parked.load(Ordering::Acquire) {
+/// after the cursor once it is half empty. Never once the process is stopping: whatever it
+/// read back would be given back at once (every admission then says `Stopping`), and the
+/// line, emptied by that, would ask again — a loop of claims and releases through the
+/// grace period (4,000 a second seen with dead endpoints' backlogs). The rows stay due for
+/// the other workers.
+fn maybe_unpark(
+    lane: &Lane,
+    endpoint_id: &str,
+    unpark: &mpsc::UnboundedSender<String>,
+    stopping: &CancellationToken,
+) {
+    if !lane.parked.load(Ordering::Acquire) || stopping.is_cancelled() {
         return;
     }
     let waiting = lane.waiting.load(Ordering::Acquire);
@@ -195,13 +205,18 @@ impl Admission {
                 }
             }
         }
-        if again {
+        if again && !self.stopping.is_cancelled() {
             // Still `unparking`: the closing read-back is asked for at once.
             let _ = self.unpark.send(endpoint_id.to_owned());
             return;
         }
         lane.unparking.store(false, Ordering::Release);
-        maybe_unpark(&lane, endpoint_id, &self.unpark);
+        maybe_unpark(&lane, endpoint_id, &self.unpark, &self.stopping);
+    }
+
+    /// The process is stopping: read nothing back (a read-back asked for before is dropped).
+    pub(super) fn stopping(&self) -> bool {
+        self.stopping.is_cancelled()
     }
 
     /// Waits in line for a slot of `endpoint_id`, or parks. The decision to queue is made
@@ -216,6 +231,7 @@ impl Admission {
             lane: Arc::clone(&lane),
             endpoint_id: endpoint_id.to_owned(),
             unpark: self.unpark.clone(),
+            stopping: self.stopping.clone(),
         };
         // Nobody in line and a slot free: go at once (the common case).
         if lane.waiting.load(Ordering::Acquire) == 0
@@ -245,7 +261,7 @@ impl Admission {
         lane.parked.store(true, Ordering::Release);
         metrics::counter!(telemetry::WEBHOOK_DEFERRED, "reason" => "parked").increment(1);
         // Nothing in line to empty it (say the wait ran out): read back now.
-        maybe_unpark(lane, endpoint_id, &self.unpark);
+        maybe_unpark(lane, endpoint_id, &self.unpark, &self.stopping);
         Admitted::Parked
     }
 }
@@ -336,7 +352,7 @@ mod tests {
         assert!(rx.try_recv().is_err(), "the line is full: no read-back yet");
         // ...once no more than half the line waits, before it runs dry.
         lane.waiting.store(2, Ordering::Release);
-        maybe_unpark(&lane, "ep", &a.unpark);
+        maybe_unpark(&lane, "ep", &a.unpark, &a.stopping);
         assert_eq!(rx.try_recv().ok().as_deref(), Some("ep"));
         let next = a.read_back("ep");
         assert_eq!(
@@ -349,7 +365,7 @@ mod tests {
         assert!(lane.parked.load(Ordering::Acquire), "still parked until a read from the start");
         assert!(rx.try_recv().is_err(), "no cursor: waits for an empty line");
         lane.waiting.store(0, Ordering::Release);
-        maybe_unpark(&lane, "ep", &a.unpark);
+        maybe_unpark(&lane, "ep", &a.unpark, &a.stopping);
         assert_eq!(rx.try_recv().ok().as_deref(), Some("ep"));
         let last = a.read_back("ep");
         assert_eq!(last, ReadBack { after: None, limit: 4 });
@@ -389,6 +405,32 @@ mod tests {
         let (a, _rx) = Admission::new(1, 5, Duration::from_millis(20), CancellationToken::new());
         let _held = a.admit("ep", Source::Queue).await;
         assert!(matches!(a.admit("ep", Source::Queue).await, Admitted::Parked));
+    }
+
+    #[tokio::test]
+    async fn nothing_is_read_back_once_stopping() {
+        let stopping = CancellationToken::new();
+        let (a, mut rx) = Admission::new(1, 1, Duration::from_secs(60), stopping.clone());
+        let a = Arc::new(a);
+        let Admitted::Go(held) = a.admit("ep", Source::Queue).await else { panic!("goes") };
+        let waiter = {
+            let a = Arc::clone(&a);
+            tokio::spawn(
+                async move { matches!(a.admit("ep", Source::Store).await, Admitted::Stopping) },
+            )
+        };
+        while a.lane("ep").waiting.load(Ordering::Acquire) < 1 {
+            tokio::task::yield_now().await;
+        }
+        assert!(matches!(a.admit("ep", Source::Queue).await, Admitted::Parked), "over the line");
+        stopping.cancel();
+        assert!(a.stopping());
+        assert!(waiter.await.unwrap(), "the one in line leaves");
+        drop(held);
+        // The line is empty and the lane parked: a running process would read back now.
+        let plan = a.read_back("ep");
+        a.unparked("ep", &plan, ReadBackDone::Read { got: 0, last: None });
+        assert!(rx.try_recv().is_err(), "no read-back asked for while stopping");
     }
 
     #[tokio::test]

@@ -379,6 +379,10 @@ pub(crate) async fn unpark(deps: Arc<crate::handlers::JobDeps>) {
     };
     let admission = &deps.webhooks.admission;
     while let Some(endpoint_id) = endpoints.recv().await {
+        if admission.stopping() {
+            // Left `unparking`: this lane asks no more (see `maybe_unpark`).
+            continue;
+        }
         let plan = admission.read_back(&endpoint_id);
         let now = Utc::now();
         let lease_until =
