@@ -99,25 +99,25 @@ macro_rules! in_tx {
     };
 }
 
-/// For a PostgreSQL transaction whose statements find their rows by key (the primary key,
+/// Begins a PostgreSQL transaction whose statements find their rows by key (the primary key,
 /// an endpoint's open deliveries in id order): only index lookups in nested loops until it
-/// ends; run first. The planner's row estimates lag far behind a table that a burst fills and empties
+/// ends. The planner's row estimates lag far behind a table that a burst fills and empties
 /// within seconds (statistics from when it was small), and then it chose a sort of an
 /// endpoint's whole backlog, or a scan of the whole table per batch, hundreds of times a
-/// second. Their statements are planned once per connection (a generic plan: keyed under
-/// these settings too), not for every execution: planning was 0.3 ms of each record
-/// transaction at 1,000 deliveries/s. `set_config(…, true)` is `SET LOCAL`: the settings
-/// end with the transaction.
-pub(crate) async fn plan_by_key(tx: &mut sqlx::PgConnection) -> Result<(), StoreError> {
-    sqlx::query(
-        "SELECT set_config('enable_seqscan', 'off', true), \
-         set_config('enable_bitmapscan', 'off', true), set_config('enable_hashjoin', 'off', true), \
-         set_config('enable_mergejoin', 'off', true), \
-         set_config('plan_cache_mode', 'force_generic_plan', true)",
-    )
-    .execute(tx)
-    .await?;
-    Ok(())
+/// second. Its statements are planned once per connection (a generic plan: keyed under these
+/// settings too), not for every execution: planning was 0.3 ms of each record transaction at
+/// 1,000 deliveries/s. `SET LOCAL` ends with the transaction; `BEGIN` and the settings go as
+/// one simple query, one round trip.
+pub(crate) async fn begin_by_key(
+    pool: &sqlx::PgPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+    Ok(pool
+        .begin_with(
+            "BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; \
+             SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; \
+             SET LOCAL plan_cache_mode = force_generic_plan",
+        )
+        .await?)
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");

@@ -7,7 +7,7 @@ use super::arrays;
 use crate::{
     ids::{DeliveryId, EndpointId, EventId},
     in_tx, on_pool,
-    store::{Store, StoreError, plan_by_key},
+    store::{Store, StoreError, begin_by_key},
     tenants::Owner,
     webhooks::{AttemptOutcome, DeliveryStatus},
 };
@@ -288,7 +288,7 @@ impl Store {
             return Ok(Vec::new());
         }
         // A VALUES list, not arrays, on both backends: this statement runs outside a
-        // `plan_by_key` transaction, and a plan cached for arrays (10 rows estimated) while
+        // `begin_by_key` transaction, and a plan cached for arrays (10 rows estimated) while
         // the table was nearly empty joined by a scan of the whole table once it had grown
         // (1.5 ms a claim at 1,000 deliveries/s). A list's exact length keeps it a keyed
         // nested loop.
@@ -417,10 +417,18 @@ impl Store {
                 }
             }};
         }
-        in_tx!(self, Sqlite tx => body!(sqlx::Sqlite, tx), Postgres tx => {
-            plan_by_key(&mut tx).await?;
-            arrays::record_attempts(&mut tx, records, &health).await?
-        });
+        match self {
+            Store::Sqlite(pool) => {
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                body!(sqlx::Sqlite, tx);
+                tx.commit().await?;
+            }
+            Store::Postgres(pool) => {
+                let mut tx = begin_by_key(pool).await?;
+                arrays::record_attempts(&mut tx, records, &health).await?;
+                tx.commit().await?;
+            }
+        }
         Ok(())
     }
 

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use crate::{
     on_pool,
-    store::{Store, StoreError, plan_by_key},
+    store::{Store, StoreError, begin_by_key},
     webhooks::ClaimedDelivery,
 };
 
@@ -67,8 +67,7 @@ impl Store {
         let mut rows: Vec<ReadBackClaim> = match self {
             Store::Sqlite(pool) => claim!().fetch_all(pool).await?,
             Store::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                plan_by_key(&mut tx).await?;
+                let mut tx = begin_by_key(pool).await?;
                 let rows = claim!().fetch_all(&mut *tx).await?;
                 tx.commit().await?;
                 rows
@@ -96,7 +95,7 @@ impl Store {
     }
 
     /// The plan of a read-back from the start of `endpoint_id`'s backlog, as the store runs
-    /// it (on PostgreSQL under [`plan_by_key`]); nothing is claimed. One line per plan
+    /// it (on PostgreSQL under [`begin_by_key`]); nothing is claimed. One line per plan
     /// node (PostgreSQL) or step (SQLite): what `tests/it/store_plans.rs` holds to an ordered index scan.
     #[crate::boxed]
     pub async fn explain_read_back(&self, endpoint_id: &str) -> Result<Vec<String>, StoreError> {
@@ -112,8 +111,7 @@ impl Store {
                 steps.await?.into_iter().map(|(_, _, _, detail)| detail).collect()
             }
             Store::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                plan_by_key(&mut tx).await?;
+                let mut tx = begin_by_key(pool).await?;
                 let q = sqlx::query_as::<_, (String,)>(sqlx::AssertSqlSafe(format!(
                     "EXPLAIN (COSTS OFF) {sql}"
                 )));
