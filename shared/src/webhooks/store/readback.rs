@@ -130,7 +130,7 @@ impl Store {
     pub async fn release_claim(&self, id: &str, attempt: i64) -> Result<(), StoreError> {
         on_pool!(self, pool => sqlx::query(
             "UPDATE webhook_deliveries SET claimed_until = NULL
-             WHERE id = $1 AND status IN ('pending', 'retrying') AND attempts = $2 - 1")
+             WHERE id = $1 AND status NOT IN ('delivered', 'failed') AND attempts = $2 - 1")
             .bind(id).bind(attempt).execute(pool).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
