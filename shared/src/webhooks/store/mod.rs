@@ -1,6 +1,7 @@
 //! The webhook records, in two parts: endpoints, and what publishing an event creates.
 
 mod arrays;
+mod claims;
 mod deliveries;
 mod endpoints;
 mod history;
