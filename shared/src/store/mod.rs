@@ -80,18 +80,25 @@ macro_rules! on_pool {
 
 /// Runs a transaction on whichever backend the store holds: `BEGIN IMMEDIATE` on SQLite (a
 /// deferred read-then-write transaction fails with "database is locked" when another
-/// connection commits in between), a plain `BEGIN` on Postgres. An early `?` rolls back.
+/// connection commits in between), a plain `BEGIN` on Postgres, or [`begin_by_key`] with
+/// `Postgres(by_key)`. An early `?` rolls back.
 #[macro_export]
 macro_rules! in_tx {
     ($store:expr, Sqlite $stx:ident => $sbody:expr, Postgres $ptx:ident => $pbody:expr) => {
+        $crate::in_tx!(@run $store, $stx, $sbody, $ptx, $pbody, |pool| pool.begin())
+    };
+    ($store:expr, Sqlite $stx:ident => $sbody:expr, Postgres(by_key) $ptx:ident => $pbody:expr) => {
+        $crate::in_tx!(@run $store, $stx, $sbody, $ptx, $pbody, |pool| $crate::store::begin_by_key(pool))
+    };
+    (@run $store:expr, $stx:ident, $sbody:expr, $ptx:ident, $pbody:expr, |$pool:ident| $begin:expr) => {
         match $store {
             $crate::store::Store::Sqlite(pool) => {
                 let mut $stx = pool.begin_with("BEGIN IMMEDIATE").await?;
                 $sbody;
                 $stx.commit().await?;
             }
-            $crate::store::Store::Postgres(pool) => {
-                let mut $ptx = pool.begin().await?;
+            $crate::store::Store::Postgres($pool) => {
+                let mut $ptx = $begin.await?;
                 $pbody;
                 $ptx.commit().await?;
             }

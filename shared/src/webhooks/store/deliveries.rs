@@ -7,7 +7,7 @@ use super::arrays;
 use crate::{
     ids::{DeliveryId, EndpointId, EventId},
     in_tx, on_pool,
-    store::{Store, StoreError, begin_by_key},
+    store::{Store, StoreError},
     tenants::Owner,
     webhooks::{AttemptOutcome, DeliveryStatus},
 };
@@ -351,18 +351,9 @@ impl Store {
                 }
             }};
         }
-        match self {
-            Store::Sqlite(pool) => {
-                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                body!(sqlx::Sqlite, tx);
-                tx.commit().await?;
-            }
-            Store::Postgres(pool) => {
-                let mut tx = begin_by_key(pool).await?;
-                arrays::record_attempts(&mut tx, records, &health).await?;
-                tx.commit().await?;
-            }
-        }
+        in_tx!(self, Sqlite tx => body!(sqlx::Sqlite, tx), Postgres(by_key) tx => {
+            arrays::record_attempts(&mut tx, records, &health).await?
+        });
         Ok(())
     }
 
