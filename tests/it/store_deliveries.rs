@@ -1,10 +1,10 @@
 //! The store's contract for webhook deliveries, on both backends: a claim taken once and
 //! written in place, a read-back shared between workers, an attempt recorded once.
 
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
 use switchyard_shared::{
     store::Store,
-    webhooks::{AttemptOutcome, AttemptRecord, DeliveryClaim, DeliveryStatus},
+    webhooks::{AttemptOutcome, AttemptRecord, DeliveryClaim, DeliveryStatus, SUCCESS_REFRESH},
 };
 
 use crate::store_contract::{a_delivery_to, an_endpoint};
@@ -232,5 +232,70 @@ async fn an_attempt_is_recorded_once(env: TestEnv) {
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+/// One new delivery to `endpoint` and its first attempt at `at`: answered `code`.
+async fn attempted_at(
+    store: &Store,
+    endpoint: &str,
+    at: DateTime<Utc>,
+    code: i32,
+) -> AttemptRecord {
+    let id = a_delivery_to(store, endpoint, 3).await;
+    let status = if (200..300).contains(&code) {
+        DeliveryStatus::Delivered
+    } else {
+        DeliveryStatus::Retrying
+    };
+    AttemptRecord { at, ..record(&id, endpoint, 1, status, code) }
+}
+
+both_backends!(a_run_of_successes_leaves_a_healthy_endpoint_row_alone);
+/// Successes of an endpoint with no failures rewrite its row at most once per
+/// `SUCCESS_REFRESH`; a failure, and the success that ends failures, are written at once.
+async fn a_run_of_successes_leaves_a_healthy_endpoint_row_alone(env: TestEnv) {
+    assert_eq!(SUCCESS_REFRESH, Duration::seconds(1), "the steps below assume one second");
+    let store = env.services().await.store;
+    let ep = an_endpoint(&store).await;
+    let t0 = Utc::now().trunc_subsecs(3);
+    let at = |ms: i64| t0 + Duration::milliseconds(ms);
+    let health = async || {
+        let e = store.endpoint(&ep).await.unwrap().unwrap();
+        (e.failure_count, e.last_success_at, e.last_failure_at)
+    };
+    let record = async |batch: Vec<(i64, i32)>| {
+        let mut records = Vec::new();
+        for (ms, code) in batch {
+            records.push(attempted_at(&store, &ep, at(ms), code).await);
+        }
+        store.record_attempts(&records).await.unwrap();
+    };
+
+    record(vec![(0, 200)]).await;
+    assert_eq!(health().await, (0, Some(at(0)), None), "the first success is written");
+    record(vec![(400, 200), (500, 204)]).await;
+    assert_eq!(health().await, (0, Some(at(0)), None), "successes within the refresh: no write");
+    record(vec![(1_500, 200)]).await;
+    assert_eq!(health().await, (0, Some(at(1_500)), None), "a second later it is refreshed");
+    record(vec![(1_600, 503)]).await;
+    assert_eq!(health().await, (1, Some(at(1_500)), Some(at(1_600))), "a failure is written");
+    record(vec![(1_700, 200)]).await;
+    assert_eq!(
+        health().await,
+        (0, Some(at(1_700)), Some(at(1_600))),
+        "the success after a failure resets the count at once"
+    );
+    record(vec![(1_800, 500), (1_900, 200)]).await;
+    assert_eq!(
+        health().await,
+        (0, Some(at(1_900)), Some(at(1_800))),
+        "a batch with a failure in it is written, though it ends in a success"
+    );
+    // Every attempt's delivery was recorded, whatever happened to the endpoint row.
+    let counted = async |status| store.list_deliveries(&ep, Some(status), 0, 100).await.unwrap().0;
+    assert_eq!(
+        (counted(DeliveryStatus::Delivered).await, counted(DeliveryStatus::Retrying).await),
+        (6, 2)
     );
 }

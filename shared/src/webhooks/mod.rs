@@ -15,7 +15,8 @@ pub use signing::{
 pub use store::{
     AttemptRecord, AttemptRow, Claim as DeliveryClaim, ClaimedDelivery, DeliveryFilter,
     DeliveryRow, DueDelivery, EndpointPatch, EndpointRow, EventFilter, EventRow, NewDelivery,
-    NewEndpoint, NewEvent, ReadBackClaim, RetriedDelivery, Subscription, secret_context,
+    NewEndpoint, NewEvent, ReadBackClaim, RetriedDelivery, SUCCESS_REFRESH, Subscription,
+    secret_context,
 };
 
 /// Event types are dot-separated `[a-zA-Z0-9_.]`, 1–128 characters.

@@ -45,7 +45,7 @@ pub(super) fn push_deliveries(
 }
 
 /// The attempt rows and the deliveries' new states in one statement, then each endpoint's
-/// health: its rows locked in id order first (two workers recording for the same endpoints
+/// health where it changes: its rows locked in id order first (two workers recording for the same endpoints
 /// take those locks in one order, after their own delivery rows, so they wait for each other
 /// instead of deadlocking), then updated in one statement. Inside the caller's transaction.
 pub(super) async fn record_attempts(
@@ -84,12 +84,27 @@ pub(super) async fn record_attempts(
     .execute(&mut *tx)
     .await?;
 
-    // `health` is in endpoint id order.
+    // `health` is in endpoint id order. Only the rows with something to change are locked
+    // and written: a batch of successes for an endpoint already healthy and recently
+    // successful leaves its row alone (`SUCCESS_REFRESH`).
     let ids: Vec<&str> = health.iter().map(|h| h.endpoint_id).collect();
-    sqlx::query("SELECT id FROM webhook_endpoints WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-        .bind(&ids)
-        .execute(&mut *tx)
-        .await?;
+    let changing: Vec<String> = sqlx::query_scalar(
+        "SELECT e.id FROM webhook_endpoints e
+           JOIN UNNEST($1::text[], $2::timestamptz[]) AS h(id, quiet_after) ON e.id = h.id
+         WHERE h.quiet_after IS NULL OR e.failure_count <> 0 OR e.last_success_at IS NULL
+           OR e.last_success_at < h.quiet_after
+         ORDER BY e.id FOR UPDATE OF e",
+    )
+    .bind(&ids)
+    .bind(health.iter().map(|h| h.quiet_after()).collect::<Vec<_>>())
+    .fetch_all(&mut *tx)
+    .await?;
+    if changing.is_empty() {
+        return Ok(());
+    }
+    let health: Vec<&Health<'_>> =
+        health.iter().filter(|h| changing.iter().any(|id| id == h.endpoint_id)).collect();
+    let ids: Vec<&str> = health.iter().map(|h| h.endpoint_id).collect();
     sqlx::query(
         "UPDATE webhook_endpoints SET
            failure_count = CASE WHEN h.reset THEN h.failures ELSE failure_count + h.failures END,

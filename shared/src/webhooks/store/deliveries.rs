@@ -84,6 +84,22 @@ pub(super) struct Health<'a> {
     pub(super) gone: bool,
 }
 
+/// How stale an endpoint's `last_success_at` may be while it keeps succeeding: a batch of
+/// successes only, for an endpoint already at no failures and a success this recent, writes
+/// nothing to the endpoint row. Without it every record transaction rewrote (and locked)
+/// the row of each endpoint it touched — at a steady stream to one endpoint, two workers
+/// taking turns on one row, thousands of new versions a second.
+pub const SUCCESS_REFRESH: chrono::Duration = chrono::Duration::seconds(1);
+
+impl Health<'_> {
+    /// For a batch of nothing but successes: the endpoint row is left as it is when its
+    /// `last_success_at` is at or after this (and it counts no failures).
+    pub(super) fn quiet_after(&self) -> Option<DateTime<Utc>> {
+        let only_successes = self.failures == 0 && self.last_failure_at.is_none() && !self.gone;
+        self.last_success_at.filter(|_| only_successes).map(|at| at - SUCCESS_REFRESH)
+    }
+}
+
 fn endpoint_health(records: &[AttemptRecord]) -> Vec<Health<'_>> {
     let mut out: Vec<Health<'_>> = Vec::new();
     for r in records {
@@ -327,7 +343,8 @@ impl Store {
                     qb.build().execute(&mut *$tx).await?;
                 }
                 // Endpoint health in the same transaction (one commit, one WAL flush, for the
-                // whole batch: a statement of its own per endpoint cost a flush each), last
+                // whole batch: a statement of its own per endpoint cost a flush each), unless
+                // nothing but successes of a healthy endpoint (`SUCCESS_REFRESH`), last
                 // and in endpoint id order, so workers recording for the same endpoints take
                 // those row locks in one order, after their own delivery rows, and wait for
                 // each other rather than deadlock.
@@ -344,9 +361,10 @@ impl Store {
                            disabled_at = CASE WHEN $7 THEN $5 ELSE disabled_at END,
                            -- A change other workers must see at their next claim (health alone is not).
                            updated_at = CASE WHEN $7 THEN $5 ELSE updated_at END
-                         WHERE id = $1")
+                         WHERE id = $1 AND ($8 IS NULL OR failure_count <> 0
+                           OR last_success_at IS NULL OR last_success_at < $8)")
                     .bind(h.endpoint_id).bind(h.reset).bind(h.failures).bind(h.last_success_at)
-                    .bind(h.last_failure_at).bind(h.last_error).bind(h.gone)
+                    .bind(h.last_failure_at).bind(h.last_error).bind(h.gone).bind(h.quiet_after())
                     .execute(&mut *$tx).await?;
                 }
             }};

@@ -9,7 +9,7 @@ mod readback;
 
 pub use deliveries::{
     AttemptRecord, AttemptRow, Claim, ClaimedDelivery, DeliveryRow, DueDelivery, NewDelivery,
-    NewEvent, RetriedDelivery,
+    NewEvent, RetriedDelivery, SUCCESS_REFRESH,
 };
 pub use endpoints::{EndpointPatch, EndpointRow, NewEndpoint, Subscription, secret_context};
 pub use history::{DeliveryFilter, EventFilter, EventRow};
