@@ -80,6 +80,8 @@ struct EndpointView {
     status: String,
     /// Consecutive failed attempts since the last success.
     failure_count: i64,
+    /// When an attempt last succeeded; while successes continue with no failure between
+    /// them it is refreshed at most once a second.
     last_success_at: Option<DateTime<Utc>>,
     last_failure_at: Option<DateTime<Utc>>,
     last_error: Option<String>,

@@ -79,7 +79,8 @@ pub struct Writer(std::sync::Arc<tokio::sync::Mutex<()>>);
 
 impl Writer {
     /// Waits for this writer's turn; it ends when the guard is dropped.
-    pub async fn turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+    #[crate::boxed]
+    pub async fn turn<'a>(&'a self) -> tokio::sync::MutexGuard<'a, ()> {
         self.0.lock().await
     }
 }
