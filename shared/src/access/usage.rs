@@ -87,10 +87,7 @@ impl Store {
             }};
         }
         match self {
-            Store::Sqlite(pool, writer) => {
-                let _turn = writer.turn().await;
-                insert!(sqlx::Sqlite, pool)?
-            }
+            Store::Sqlite(pool) => insert!(sqlx::Sqlite, pool)?,
             Store::Postgres(pool) => insert!(sqlx::Postgres, pool)?,
         };
         Ok(())
@@ -173,7 +170,7 @@ impl Store {
             }};
         }
         match self {
-            Store::Sqlite(pool, _) => fold!(pool),
+            Store::Sqlite(pool) => fold!(pool),
             Store::Postgres(pool) => fold!(pool),
         }
         Ok(Some(series.finish(window, per_key)))

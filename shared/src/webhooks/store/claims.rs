@@ -60,8 +60,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let rows = match self {
-            Store::Sqlite(pool, writer) => {
-                let _turn = writer.turn().await;
+            Store::Sqlite(pool) => {
                 claim_query!(sqlx::Sqlite, "", wanted, lease_until, now)
                     .build_query_as::<ClaimedDelivery>()
                     .fetch_all(pool)
@@ -87,7 +86,7 @@ impl Store {
     ) -> Result<Vec<String>, StoreError> {
         let now = Utc::now();
         Ok(match self {
-            Store::Sqlite(pool, _) => {
+            Store::Sqlite(pool) => {
                 claim_query!(sqlx::Sqlite, "EXPLAIN QUERY PLAN ", wanted, now, now)
                     .build_query_as::<(i64, i64, i64, String)>()
                     .fetch_all(pool)

@@ -65,10 +65,7 @@ impl Store {
             };
         }
         let mut rows: Vec<ReadBackClaim> = match self {
-            Store::Sqlite(pool, writer) => {
-                let _turn = writer.turn().await;
-                claim!().fetch_all(pool).await?
-            }
+            Store::Sqlite(pool) => claim!().fetch_all(pool).await?,
             Store::Postgres(pool) => {
                 let mut tx = begin_by_key(pool).await?;
                 let rows = claim!().fetch_all(&mut *tx).await?;
@@ -106,7 +103,7 @@ impl Store {
         let now = Utc::now();
         let none: Option<&str> = None;
         Ok(match self {
-            Store::Sqlite(pool, _) => {
+            Store::Sqlite(pool) => {
                 let q = sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(format!(
                     "EXPLAIN QUERY PLAN {sql}"
                 )));
@@ -131,7 +128,7 @@ impl Store {
     /// process is stopping): the delivery is due again at once, for any worker.
     #[crate::boxed]
     pub async fn release_claim(&self, id: &str, attempt: i64) -> Result<(), StoreError> {
-        on_pool!(self, writing pool => sqlx::query(
+        on_pool!(self, pool => sqlx::query(
             "UPDATE webhook_deliveries SET claimed_until = NULL
              WHERE id = $1 AND status NOT IN ('delivered', 'failed') AND attempts = $2 - 1")
             .bind(id).bind(attempt).execute(pool).await.map(|r| r.rows_affected()))?;
