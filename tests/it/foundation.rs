@@ -511,3 +511,44 @@ async fn a_large_backlog_drains(mut env: TestEnv) {
     app.stop().await;
 }
 both_backends!(a_large_backlog_drains);
+
+/// Once the process is stopping, a push into the embedded queue gives up
+/// (`STOPPING_PUSH_WAIT`) instead of waiting behind whoever holds `jobs.db`: apalis stops
+/// polling a worker's fetch at shutdown, and one caught mid-transaction keeps the queue's
+/// connection until the in-flight jobs have drained — a job pushing a follow-up then waited
+/// out the whole grace period.
+#[tokio::test]
+async fn a_push_gives_up_once_stopping_behind_a_held_jobs_db() {
+    let Some(env) = TestEnv::new(Backend::Embedded).await else { return };
+    let services = env.services().await;
+    let queue = services.queue.clone();
+    let QueueBackend::Sqlite(pool) = queue.backend() else { unreachable!("embedded") };
+    let canary = || {
+        switchyard_shared::jobs::Job::Canary(switchyard_shared::jobs::CanaryJob {
+            run_id: "stopping".into(),
+            queue: QueueName::Maintenance,
+            hold_ms: 0,
+        })
+    };
+    // The queue's connection in a write transaction that does not end, as a fetch left
+    // un-polled holds it.
+    let mut held = pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
+    sqlx::query("UPDATE Jobs SET status = status WHERE 0").execute(&mut *held).await.unwrap();
+    let waiting = tokio::spawn({
+        let queue = queue.clone();
+        async move { queue.push(canary()).await }
+    });
+    queue.stopping();
+    // Without the bound this push would wait for a connection (30 s), and try four more times.
+    let pushed = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("a push gives up soon after the process starts stopping")
+        .unwrap();
+    let err = pushed.expect_err("jobs.db is held");
+    assert!(err.to_string().contains("stopping"), "{err}");
+
+    // Once the holder lets go, a push while stopping still goes through.
+    held.rollback().await.unwrap();
+    let id = queue.push(canary()).await.expect("jobs.db is free again");
+    assert!(queue.find(&id).await.unwrap().is_some());
+}

@@ -322,7 +322,7 @@ type Schema = (BTreeMap<String, Vec<String>>, Vec<String>);
 async fn schema_of(store: &Store) -> Schema {
     let mut tables: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let indexes: Vec<String> = match store {
-        Store::Sqlite(pool) => {
+        Store::Sqlite(pool, _) => {
             let rows: Vec<(String, String)> = sqlx::query_as(
                 "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p
                  WHERE m.type IN ('table', 'view') AND m.name NOT LIKE 'sqlite_%' AND m.name NOT LIKE '_sqlx%'",

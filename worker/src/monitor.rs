@@ -239,8 +239,11 @@ pub async fn run(
     );
     // On the runtime's workers, not in the caller's `block_on` (the main thread): there
     // every I/O readiness and timer would be a cross-thread wake-up of a parked thread.
+    let queue = services.queue.clone();
     let running = tokio::spawn(monitor.run_with_signal(async move {
         shutdown.cancelled().await;
+        // In-flight jobs must not wait out the grace behind a fetch apalis stops polling.
+        queue.stopping();
         tracing::info!("shutdown: no new jobs; waiting for in-flight ones");
         Ok(())
     }));

@@ -87,7 +87,10 @@ impl Store {
             }};
         }
         match self {
-            Store::Sqlite(pool) => insert!(sqlx::Sqlite, pool)?,
+            Store::Sqlite(pool, writer) => {
+                let _turn = writer.turn().await;
+                insert!(sqlx::Sqlite, pool)?
+            }
             Store::Postgres(pool) => insert!(sqlx::Postgres, pool)?,
         };
         Ok(())
@@ -170,7 +173,7 @@ impl Store {
             }};
         }
         match self {
-            Store::Sqlite(pool) => fold!(pool),
+            Store::Sqlite(pool, _) => fold!(pool),
             Store::Postgres(pool) => fold!(pool),
         }
         Ok(Some(series.finish(window, per_key)))

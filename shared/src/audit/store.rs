@@ -15,7 +15,8 @@ macro_rules! audited {
     ($store:expr, maybe $entry:expr, $tx:ident => $body:expr) => {{
         let entry: Option<&$crate::audit::AuditEntry> = $entry;
         match $store {
-            $crate::store::Store::Sqlite(pool) => {
+            $crate::store::Store::Sqlite(pool, writer) => {
+                let _turn = writer.turn().await;
                 let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
                 let out = $body;
                 if let Some(entry) = entry.filter(|_| $crate::audit::Changed::changed(&out)) {

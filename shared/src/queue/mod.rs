@@ -173,7 +173,16 @@ impl StorageTuning {
 pub struct Queue {
     backend: QueueBackend,
     wake: std::sync::Arc<wake::Wakeups>,
+    /// Cancelled by [`Queue::stopping`] (shared by every clone).
+    stopping: crate::CancellationToken,
 }
+
+/// Once the process is stopping, a push into `jobs.db` waits at most this long more, once.
+/// apalis-core stops polling a worker's fetch when shutdown begins; one caught between its
+/// `UPDATE` and its `COMMIT` keeps `jobs.db` (its only connection, and its write lock) until
+/// the in-flight jobs have drained — and a job pushing a follow-up waited behind it, five
+/// tries of up to 5 s each, for the whole grace period.
+pub const STOPPING_PUSH_WAIT: Duration = Duration::from_secs(1);
 
 impl fmt::Debug for Queue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -197,7 +206,33 @@ impl Queue {
             ),
             None => QueueBackend::Sqlite(sqlite::open(&config.data_dir).await?),
         };
-        Ok(Self { backend, wake: Default::default() })
+        Ok(Self { backend, wake: Default::default(), stopping: Default::default() })
+    }
+
+    /// The process is stopping: from now on a push into the embedded queue is tried once and
+    /// waits at most [`STOPPING_PUSH_WAIT`]. A push that fails fails its job, which apalis
+    /// runs again at the next start; a webhook's row stays due in the store for the sweeps.
+    /// A push already waiting is given up [`STOPPING_PUSH_WAIT`] after this.
+    pub fn stopping(&self) {
+        self.stopping.cancel();
+    }
+
+    /// A push into `jobs.db`, given up once the process has been stopping for
+    /// [`STOPPING_PUSH_WAIT`].
+    async fn push_sqlite(
+        &self,
+        pool: &sqlx::SqlitePool,
+        queue: QueueName,
+        messages: Vec<Message>,
+    ) -> Result<Vec<String>, QueueError> {
+        let given_up = async {
+            self.stopping.cancelled().await;
+            tokio::time::sleep(STOPPING_PUSH_WAIT).await;
+        };
+        tokio::select! {
+            pushed = sqlite::push(pool, queue, messages) => pushed,
+            () = given_up => Err(QueueError::Push("the process is stopping and jobs.db is held".to_owned())),
+        }
     }
 
     pub fn backend(&self) -> &QueueBackend {
@@ -302,13 +337,16 @@ impl Queue {
         let mut wait = Duration::from_millis(50);
         let mut tries = 0;
         let ids = loop {
-            let pushed = match &self.backend {
-                QueueBackend::Sqlite(pool) => sqlite::push(pool, queue, messages.clone()).await,
-                QueueBackend::Redis(redis) => redis.push(queue, messages.clone()).await,
+            let (pushed, retry) = match &self.backend {
+                QueueBackend::Sqlite(pool) => (
+                    self.push_sqlite(pool, queue, messages.clone()).await,
+                    !self.stopping.is_cancelled(),
+                ),
+                QueueBackend::Redis(redis) => (redis.push(queue, messages.clone()).await, true),
             };
             match pushed {
                 Ok(ids) => break ids,
-                Err(e) if tries < 4 => {
+                Err(e) if tries < 4 && retry => {
                     tries += 1;
                     tracing::debug!(error = %e, tries, "queue push failed; retrying");
                     tokio::time::sleep(wait).await;

@@ -62,23 +62,53 @@ impl StoreError {
 
 #[derive(Clone, Debug)]
 pub enum Store {
-    Sqlite(SqlitePool),
+    /// The pool, and the turn of SQLite's one writer ([`Writer`]).
+    Sqlite(SqlitePool, Writer),
     Postgres(PgPool),
 }
 
+/// SQLite lets one connection write at a time. This process' writers (the publish, claims,
+/// attempt records, usage rows, every transaction) take their turn here, in arrival order,
+/// each woken as the one before commits. Left to SQLite, a writer that finds the file locked
+/// meets its busy handler, which sleeps 1, 2, 5, 10… ms between tries whatever the lock's
+/// holder needs: in an embedded burst of 10,000 deliveries, 1,000–3,000 such sleeps, the
+/// p99 at 200–400 ms and a third of the throughput lost. Writes made elsewhere (another
+/// process, a rare statement outside a turn) still meet the busy timeout, as before.
+#[derive(Clone, Debug, Default)]
+pub struct Writer(std::sync::Arc<tokio::sync::Mutex<()>>);
+
+impl Writer {
+    /// Waits for this writer's turn; it ends when the guard is dropped.
+    #[crate::boxed]
+    pub async fn turn<'a>(&'a self) -> tokio::sync::MutexGuard<'a, ()> {
+        self.0.lock().await
+    }
+}
+
 /// Runs the same expression against whichever pool the store holds, so the query text is
-/// written once and compiled with each backend's native types.
+/// written once and compiled with each backend's native types. `writing` takes SQLite's
+/// writer turn ([`Writer`]) around it: for single-statement writes on busy paths.
 #[macro_export]
 macro_rules! on_pool {
     ($store:expr, $pool:ident => $body:expr) => {
         match $store {
-            $crate::store::Store::Sqlite($pool) => $body,
+            $crate::store::Store::Sqlite($pool, _) => $body,
+            $crate::store::Store::Postgres($pool) => $body,
+        }
+    };
+    ($store:expr, writing $pool:ident => $body:expr) => {
+        match $store {
+            $crate::store::Store::Sqlite($pool, writer) => {
+                let _turn = writer.turn().await;
+                $body
+            }
             $crate::store::Store::Postgres($pool) => $body,
         }
     };
 }
 
-/// Runs a transaction on whichever backend the store holds: `BEGIN IMMEDIATE` on SQLite (a
+/// Runs a transaction on whichever backend the store holds: `BEGIN IMMEDIATE` in the
+/// writer's turn ([`Writer`]) on SQLite (a
 /// deferred read-then-write transaction fails with "database is locked" when another
 /// connection commits in between), a plain `BEGIN` on Postgres, or [`begin_by_key`] with
 /// `Postgres(by_key)`. An early `?` rolls back.
@@ -92,7 +122,8 @@ macro_rules! in_tx {
     };
     (@run $store:expr, $stx:ident, $sbody:expr, $ptx:ident, $pbody:expr, |$pool:ident| $begin:expr) => {
         match $store {
-            $crate::store::Store::Sqlite(pool) => {
+            $crate::store::Store::Sqlite(pool, writer) => {
+                let _turn = writer.turn().await;
                 let mut $stx = pool.begin_with("BEGIN IMMEDIATE").await?;
                 $sbody;
                 $stx.commit().await?;
@@ -192,7 +223,7 @@ impl Store {
                     .acquire_timeout(acquire)
                     .connect_with(options)
                     .await?;
-                Ok(Store::Sqlite(pool))
+                Ok(Store::Sqlite(pool, Writer::default()))
             }
         }
     }
@@ -201,7 +232,7 @@ impl Store {
     #[crate::boxed]
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self {
-            Store::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
+            Store::Sqlite(pool, _) => SQLITE_MIGRATIONS.run(pool).await?,
             Store::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
         }
         Ok(())
@@ -209,7 +240,7 @@ impl Store {
 
     pub fn kind(&self) -> &'static str {
         match self {
-            Store::Sqlite(_) => "sqlite",
+            Store::Sqlite(..) => "sqlite",
             Store::Postgres(_) => "postgres",
         }
     }

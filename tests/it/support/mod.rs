@@ -458,7 +458,7 @@ impl ChildProcess {
 macro_rules! store_query {
     ($store:expr, $row:ty, $sql:expr, $fetch:ident $(, $bind:expr)*) => {
         match &$store {
-            switchyard_shared::store::Store::Sqlite(p) => {
+            switchyard_shared::store::Store::Sqlite(p, _) => {
                 sqlx::query_as::<_, $row>($sql)$(.bind($bind))*.$fetch(p).await.unwrap()
             }
             switchyard_shared::store::Store::Postgres(p) => {

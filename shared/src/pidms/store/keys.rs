@@ -222,7 +222,7 @@ impl Store {
                 }};
             }
             let rows = match self {
-                Store::Sqlite(pool) => fetch!(sqlx::Sqlite, pool)?,
+                Store::Sqlite(pool, _) => fetch!(sqlx::Sqlite, pool)?,
                 Store::Postgres(pool) => fetch!(sqlx::Postgres, pool)?,
             };
             out.extend(rows);
@@ -281,7 +281,7 @@ impl Store {
         let mut lines = Vec::new();
         for (sql, args) in [(page, page_args), (count, count_args)] {
             match self {
-                Store::Sqlite(pool) => {
+                Store::Sqlite(pool, _) => {
                     let q = sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(
                         format!("EXPLAIN QUERY PLAN {sql}"),
                     ));

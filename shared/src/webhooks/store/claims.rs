@@ -60,7 +60,8 @@ impl Store {
             return Ok(Vec::new());
         }
         let rows = match self {
-            Store::Sqlite(pool) => {
+            Store::Sqlite(pool, writer) => {
+                let _turn = writer.turn().await;
                 claim_query!(sqlx::Sqlite, "", wanted, lease_until, now)
                     .build_query_as::<ClaimedDelivery>()
                     .fetch_all(pool)
@@ -86,7 +87,7 @@ impl Store {
     ) -> Result<Vec<String>, StoreError> {
         let now = Utc::now();
         Ok(match self {
-            Store::Sqlite(pool) => {
+            Store::Sqlite(pool, _) => {
                 claim_query!(sqlx::Sqlite, "EXPLAIN QUERY PLAN ", wanted, now, now)
                     .build_query_as::<(i64, i64, i64, String)>()
                     .fetch_all(pool)

@@ -179,7 +179,7 @@ impl Store {
              GROUP BY 1 ORDER BY 1";
         // The one thing the backends spell apart: seconds since the epoch of a timestamp.
         let sql = match self {
-            Store::Sqlite(_) => {
+            Store::Sqlite(..) => {
                 format!("SELECT CAST(strftime('%s', a.at) AS INTEGER) / $3, {BODY}")
             }
             Store::Postgres(_) => {

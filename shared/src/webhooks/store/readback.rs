@@ -65,7 +65,10 @@ impl Store {
             };
         }
         let mut rows: Vec<ReadBackClaim> = match self {
-            Store::Sqlite(pool) => claim!().fetch_all(pool).await?,
+            Store::Sqlite(pool, writer) => {
+                let _turn = writer.turn().await;
+                claim!().fetch_all(pool).await?
+            }
             Store::Postgres(pool) => {
                 let mut tx = begin_by_key(pool).await?;
                 let rows = claim!().fetch_all(&mut *tx).await?;
@@ -103,7 +106,7 @@ impl Store {
         let now = Utc::now();
         let none: Option<&str> = None;
         Ok(match self {
-            Store::Sqlite(pool) => {
+            Store::Sqlite(pool, _) => {
                 let q = sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(format!(
                     "EXPLAIN QUERY PLAN {sql}"
                 )));
@@ -128,7 +131,7 @@ impl Store {
     /// process is stopping): the delivery is due again at once, for any worker.
     #[crate::boxed]
     pub async fn release_claim(&self, id: &str, attempt: i64) -> Result<(), StoreError> {
-        on_pool!(self, pool => sqlx::query(
+        on_pool!(self, writing pool => sqlx::query(
             "UPDATE webhook_deliveries SET claimed_until = NULL
              WHERE id = $1 AND status NOT IN ('delivered', 'failed') AND attempts = $2 - 1")
             .bind(id).bind(attempt).execute(pool).await.map(|r| r.rows_affected()))?;
