@@ -108,10 +108,9 @@ macro_rules! on_pool {
 }
 
 /// Runs a transaction on whichever backend the store holds: `BEGIN IMMEDIATE` in the
-/// writer's turn ([`Writer`]) on SQLite (a
-/// deferred read-then-write transaction fails with "database is locked" when another
-/// connection commits in between), a plain `BEGIN` on Postgres, or [`begin_by_key`] with
-/// `Postgres(by_key)`. An early `?` rolls back.
+/// writer's turn ([`Writer`]) on SQLite (a deferred read-then-write transaction fails with
+/// "database is locked" when another connection commits in between), a plain `BEGIN` on
+/// Postgres, or [`begin_by_key`] with `Postgres(by_key)`. An early `?` rolls back.
 #[macro_export]
 macro_rules! in_tx {
     ($store:expr, Sqlite $stx:ident => $sbody:expr, Postgres $ptx:ident => $pbody:expr) => {

@@ -407,21 +407,26 @@ mod tests {
         assert!(matches!(a.admit("ep", Source::Queue).await, Admitted::Parked));
     }
 
+    /// A delivery of "ep" from `source` waiting in line (once this returns); its task says
+    /// whether it left the line because the process is stopping.
+    async fn one_in_line(a: &Arc<Admission>, source: Source) -> tokio::task::JoinHandle<bool> {
+        let waiter = {
+            let a = Arc::clone(a);
+            tokio::spawn(async move { matches!(a.admit("ep", source).await, Admitted::Stopping) })
+        };
+        while a.lane("ep").waiting.load(Ordering::Acquire) < 1 {
+            tokio::task::yield_now().await;
+        }
+        waiter
+    }
+
     #[tokio::test]
     async fn nothing_is_read_back_once_stopping() {
         let stopping = CancellationToken::new();
         let (a, mut rx) = Admission::new(1, 1, Duration::from_secs(60), stopping.clone());
         let a = Arc::new(a);
         let Admitted::Go(held) = a.admit("ep", Source::Queue).await else { panic!("goes") };
-        let waiter = {
-            let a = Arc::clone(&a);
-            tokio::spawn(
-                async move { matches!(a.admit("ep", Source::Store).await, Admitted::Stopping) },
-            )
-        };
-        while a.lane("ep").waiting.load(Ordering::Acquire) < 1 {
-            tokio::task::yield_now().await;
-        }
+        let waiter = one_in_line(&a, Source::Store).await;
         assert!(matches!(a.admit("ep", Source::Queue).await, Admitted::Parked), "over the line");
         stopping.cancel();
         assert!(a.stopping());
@@ -439,15 +444,7 @@ mod tests {
         let (a, _rx) = Admission::new(1, 5, Duration::from_secs(60), stopping.clone());
         let _held = a.admit("ep", Source::Queue).await;
         let a = Arc::new(a);
-        let waiter = {
-            let a = Arc::clone(&a);
-            tokio::spawn(
-                async move { matches!(a.admit("ep", Source::Queue).await, Admitted::Stopping) },
-            )
-        };
-        while a.lane("ep").waiting.load(Ordering::Acquire) < 1 {
-            tokio::task::yield_now().await;
-        }
+        let waiter = one_in_line(&a, Source::Queue).await;
         stopping.cancel();
         assert!(waiter.await.unwrap());
     }

@@ -45,9 +45,10 @@ pub(super) fn push_deliveries(
 }
 
 /// The attempt rows and the deliveries' new states in one statement, then each endpoint's
-/// health where it changes: its rows locked in id order first (two workers recording for the same endpoints
-/// take those locks in one order, after their own delivery rows, so they wait for each other
-/// instead of deadlocking), then updated in one statement. Inside the caller's transaction.
+/// health where it changes: its rows locked in id order first (two workers recording for the
+/// same endpoints take those locks in one order, after their own delivery rows, so they wait
+/// for each other instead of deadlocking), then updated in one statement. Inside the caller's
+/// transaction.
 pub(super) async fn record_attempts(
     tx: &mut sqlx::PgConnection,
     records: &[AttemptRecord],
