@@ -31,7 +31,12 @@ pub(super) async fn open(data_dir: &Path) -> Result<SqlitePool, QueueError> {
     // as the last one is done) instead of in SQLite's busy handler, which sleeps 1, 2, 5…
     // ms between tries: with 8 connections an embedded burst of 10,000 deliveries met
     // ~1,000 such sleeps here alone.
-    let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
+    // No ping before each use (a hop to the connection's thread): a file does not hang up.
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .test_before_acquire(false)
+        .connect_with(options)
+        .await?;
     SqliteStorage::<()>::migrations().run(&pool).await?;
     // apalis-sqlite acks with `UPDATE Jobs … FROM json_each(?) WHERE id = … AND lock_by = ?`;
     // with its index on `lock_by` SQLite drives that from every job the worker ever ran

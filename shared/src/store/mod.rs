@@ -157,6 +157,14 @@ pub(crate) async fn begin_by_key(
         .await?)
 }
 
+/// How long a PostgreSQL connection may sit idle in the pool and still be handed out
+/// without a ping. sqlx pings on every release (a round trip) and, by default, on every
+/// acquire too: two extra round trips per statement outside a transaction, half of the
+/// PostgreSQL round trips of a webhook burst. A connection back within this was pinged when
+/// it was released; one idle longer (the server may have restarted meanwhile) is pinged
+/// before use, and replaced if that fails.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
@@ -193,6 +201,15 @@ impl Store {
                 let pool = PgPoolOptions::new()
                     .max_connections(max)
                     .acquire_timeout(acquire)
+                    .test_before_acquire(false)
+                    .before_acquire(|conn, meta| {
+                        Box::pin(async move {
+                            if meta.idle_for >= IDLE_BEFORE_PING {
+                                sqlx::Connection::ping(conn).await?;
+                            }
+                            Ok(true)
+                        })
+                    })
                     .connect(url)
                     .await?;
                 Ok(Store::Postgres(pool))
@@ -220,6 +237,8 @@ impl Store {
                 let pool = SqlitePoolOptions::new()
                     .max_connections(max)
                     .acquire_timeout(acquire)
+                    // A file does not hang up: no ping (a hop to the connection's thread).
+                    .test_before_acquire(false)
                     .connect_with(options)
                     .await?;
                 Ok(Store::Sqlite(pool, Writer::default()))
