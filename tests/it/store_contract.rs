@@ -340,7 +340,7 @@ async fn schema_of(store: &Store) -> Schema {
             .await
             .unwrap()
         }
-        Store::Postgres(pool) => {
+        Store::Postgres(pool, _) => {
             let rows: Vec<(String, String)> = sqlx::query_as(
                 "SELECT table_name::text, column_name::text FROM information_schema.columns
                  WHERE table_schema = 'public' AND table_name NOT LIKE '_sqlx%'",

@@ -112,7 +112,7 @@ async fn a_claim_is_a_lease_written_in_place(env: TestEnv) {
     let after = lease + Duration::seconds(1);
     assert_eq!(store.overdue_deliveries(after, 100).await.unwrap().len(), 8);
 
-    if let Store::Postgres(pool) = &store {
+    if let Store::Postgres(pool, _) = &store {
         // Statistics reach the view when the claiming connections flush them (within a
         // second or so of going idle): wait for all eight updates to be counted.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
@@ -298,4 +298,29 @@ async fn a_run_of_successes_leaves_a_healthy_endpoint_row_alone(env: TestEnv) {
         (counted(DeliveryStatus::Delivered).await, counted(DeliveryStatus::Retrying).await),
         (6, 2)
     );
+}
+
+both_backends!(busy_paths_and_plain_reads_share_a_small_pool);
+/// The busy paths keep a few PostgreSQL connections out of the pool between uses (sqlx pings
+/// each one it takes back). Kept ones must never starve anyone: with the test pool of five
+/// and far more callers than connections, claims, publishes and plain reads all get theirs
+/// (a first cut kept up to eight, and callers waiting in the pool timed out).
+async fn busy_paths_and_plain_reads_share_a_small_pool(env: TestEnv) {
+    let store = env.services().await.store;
+    let ep = an_endpoint(&store).await;
+    let mut work = tokio::task::JoinSet::new();
+    for _ in 0..40 {
+        let (store, ep) = (store.clone(), ep.clone());
+        work.spawn(async move {
+            let id = a_delivery_to(&store, &ep, 3).await;
+            let until = Utc::now() + Duration::seconds(30);
+            let wanted = [(id.clone().into(), 1)];
+            let claimed = store.claim_deliveries(&wanted, until, Utc::now()).await.unwrap();
+            assert_eq!(claimed.len(), 1, "claimed once");
+            store.unclaimed(&id, 1).await.unwrap();
+        });
+    }
+    while let Some(done) = work.join_next().await {
+        done.unwrap();
+    }
 }

@@ -47,7 +47,7 @@ async fn a_read_back_reads_an_index_in_id_order_without_sorting(env: TestEnv) {
     // Statistics taken while the backlog was one delivery, then a burst: as in a real one,
     // the table grows far faster than autovacuum analyzes it. Estimating from them,
     // PostgreSQL's own choice was a bitmap scan and a sort of the whole open backlog.
-    if let Store::Postgres(pool) = &store {
+    if let Store::Postgres(pool, _) = &store {
         sqlx::query("ANALYZE webhook_deliveries").execute(pool).await.unwrap();
     }
     a_backlog(&store, &ep, 3_000).await;
@@ -100,7 +100,7 @@ async fn a_claim_is_a_primary_key_lookup_on_stale_statistics(env: TestEnv) {
     let store = env.services().await.store;
     let ep = an_endpoint(&store).await;
     let first = a_delivery_to(&store, &ep, 3).await;
-    if let Store::Postgres(pool) = &store {
+    if let Store::Postgres(pool, _) = &store {
         sqlx::query("ANALYZE webhook_deliveries").execute(pool).await.unwrap();
     }
     a_backlog(&store, &ep, 3_000).await;

@@ -91,7 +91,7 @@ impl Store {
                 let _turn = writer.turn().await;
                 insert!(sqlx::Sqlite, pool)?
             }
-            Store::Postgres(pool) => insert!(sqlx::Postgres, pool)?,
+            Store::Postgres(pool, _) => insert!(sqlx::Postgres, pool)?,
         };
         Ok(())
     }
@@ -174,7 +174,7 @@ impl Store {
         }
         match self {
             Store::Sqlite(pool, _) => fold!(pool),
-            Store::Postgres(pool) => fold!(pool),
+            Store::Postgres(pool, _) => fold!(pool),
         }
         Ok(Some(series.finish(window, per_key)))
     }

@@ -25,13 +25,15 @@ macro_rules! audited {
                 $tx.commit().await?;
                 out
             }
-            $crate::store::Store::Postgres(pool) => {
-                let mut $tx = pool.begin().await?;
+            $crate::store::Store::Postgres(pool, spares) => {
+                let mut conn = spares.lend(pool).await?;
+                let mut $tx = sqlx::Connection::begin(&mut *conn).await?;
                 let out = $body;
                 if let Some(entry) = entry.filter(|_| $crate::audit::Changed::changed(&out)) {
                     $crate::audit_insert!(&mut *$tx, entry);
                 }
                 $tx.commit().await?;
+                conn.give_back();
                 out
             }
         }

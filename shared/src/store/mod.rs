@@ -6,6 +6,7 @@
 
 mod idempotency;
 mod leases;
+mod spares;
 
 use std::{str::FromStr, time::Duration};
 
@@ -16,6 +17,7 @@ use sqlx::{
 };
 
 pub use self::idempotency::{Claim, StoredResponse};
+pub use self::spares::Spares;
 use crate::config::{Config, StoreKind};
 
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +66,8 @@ impl StoreError {
 pub enum Store {
     /// The pool, and the turn of SQLite's one writer ([`Writer`]).
     Sqlite(SqlitePool, Writer),
-    Postgres(PgPool),
+    /// The pool, and connections kept out of it between busy uses ([`Spares`]).
+    Postgres(PgPool, Spares),
 }
 
 /// SQLite lets one connection write at a time. This process' writers (the publish, claims,
@@ -93,7 +96,7 @@ macro_rules! on_pool {
     ($store:expr, $pool:ident => $body:expr) => {
         match $store {
             $crate::store::Store::Sqlite($pool, _) => $body,
-            $crate::store::Store::Postgres($pool) => $body,
+            $crate::store::Store::Postgres($pool, _) => $body,
         }
     };
     ($store:expr, writing $pool:ident => $body:expr) => {
@@ -102,7 +105,7 @@ macro_rules! on_pool {
                 let _turn = writer.turn().await;
                 $body
             }
-            $crate::store::Store::Postgres($pool) => $body,
+            $crate::store::Store::Postgres($pool, _) => $body,
         }
     };
 }
@@ -114,12 +117,12 @@ macro_rules! on_pool {
 #[macro_export]
 macro_rules! in_tx {
     ($store:expr, Sqlite $stx:ident => $sbody:expr, Postgres $ptx:ident => $pbody:expr) => {
-        $crate::in_tx!(@run $store, $stx, $sbody, $ptx, $pbody, |pool| pool.begin())
+        $crate::in_tx!(@run $store, $stx, $sbody, $ptx, $pbody, |conn| sqlx::Connection::begin(&mut *conn))
     };
     ($store:expr, Sqlite $stx:ident => $sbody:expr, Postgres(by_key) $ptx:ident => $pbody:expr) => {
-        $crate::in_tx!(@run $store, $stx, $sbody, $ptx, $pbody, |pool| $crate::store::begin_by_key(pool))
+        $crate::in_tx!(@run $store, $stx, $sbody, $ptx, $pbody, |conn| $crate::store::begin_by_key(&mut *conn))
     };
-    (@run $store:expr, $stx:ident, $sbody:expr, $ptx:ident, $pbody:expr, |$pool:ident| $begin:expr) => {
+    (@run $store:expr, $stx:ident, $sbody:expr, $ptx:ident, $pbody:expr, |$conn:ident| $begin:expr) => {
         match $store {
             $crate::store::Store::Sqlite(pool, writer) => {
                 let _turn = writer.turn().await;
@@ -127,10 +130,12 @@ macro_rules! in_tx {
                 $sbody;
                 $stx.commit().await?;
             }
-            $crate::store::Store::Postgres($pool) => {
+            $crate::store::Store::Postgres(pool, spares) => {
+                let mut $conn = spares.lend(pool).await?;
                 let mut $ptx = $begin.await?;
                 $pbody;
                 $ptx.commit().await?;
+                $conn.give_back();
             }
         }
     };
@@ -146,15 +151,15 @@ macro_rules! in_tx {
 /// 1,000 deliveries/s. `SET LOCAL` ends with the transaction; `BEGIN` and the settings go as
 /// one simple query, one round trip.
 pub(crate) async fn begin_by_key(
-    pool: &sqlx::PgPool,
-) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
-    Ok(pool
-        .begin_with(
-            "BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; \
+    conn: &mut sqlx::PgConnection,
+) -> Result<sqlx::Transaction<'_, sqlx::Postgres>, StoreError> {
+    Ok(sqlx::Connection::begin_with(
+        conn,
+        "BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; \
              SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; \
              SET LOCAL plan_cache_mode = force_generic_plan",
-        )
-        .await?)
+    )
+    .await?)
 }
 
 /// How long a PostgreSQL connection may sit idle in the pool and still be handed out
@@ -163,7 +168,7 @@ pub(crate) async fn begin_by_key(
 /// PostgreSQL round trips of a webhook burst. A connection back within this was pinged when
 /// it was released; one idle longer (the server may have restarted meanwhile) is pinged
 /// before use, and replaced if that fails.
-const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
+pub(crate) const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -212,7 +217,7 @@ impl Store {
                     })
                     .connect(url)
                     .await?;
-                Ok(Store::Postgres(pool))
+                Ok(Store::Postgres(pool, Spares::default()))
             }
             StoreKind::Sqlite => {
                 let options = match &config.database_url {
@@ -251,7 +256,7 @@ impl Store {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(pool, _) => SQLITE_MIGRATIONS.run(pool).await?,
-            Store::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
+            Store::Postgres(pool, _) => POSTGRES_MIGRATIONS.run(pool).await?,
         }
         Ok(())
     }
@@ -259,7 +264,7 @@ impl Store {
     pub fn kind(&self) -> &'static str {
         match self {
             Store::Sqlite(..) => "sqlite",
-            Store::Postgres(_) => "postgres",
+            Store::Postgres(..) => "postgres",
         }
     }
 

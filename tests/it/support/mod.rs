@@ -461,7 +461,7 @@ macro_rules! store_query {
             switchyard_shared::store::Store::Sqlite(p, _) => {
                 sqlx::query_as::<_, $row>($sql)$(.bind($bind))*.$fetch(p).await.unwrap()
             }
-            switchyard_shared::store::Store::Postgres(p) => {
+            switchyard_shared::store::Store::Postgres(p, _) => {
                 sqlx::query_as::<_, $row>($sql)$(.bind($bind))*.$fetch(p).await.unwrap()
             }
         }

@@ -223,7 +223,7 @@ impl Store {
             }
             let rows = match self {
                 Store::Sqlite(pool, _) => fetch!(sqlx::Sqlite, pool)?,
-                Store::Postgres(pool) => fetch!(sqlx::Postgres, pool)?,
+                Store::Postgres(pool, _) => fetch!(sqlx::Postgres, pool)?,
             };
             out.extend(rows);
         }
@@ -238,7 +238,7 @@ impl Store {
         offset: i64,
         limit: i64,
     ) -> Result<(i64, Vec<PidmsKey>), StoreError> {
-        let (sql, args) = search_page_sql(s, offset, limit, matches!(self, Store::Postgres(_)));
+        let (sql, args) = search_page_sql(s, offset, limit, matches!(self, Store::Postgres(..)));
         let rows = on_pool!(self, pool => bind_args!(
             sqlx::query_as::<_, PidmsKey>(sqlx::AssertSqlSafe(sql)), &args).fetch_all(pool).await)?;
         let (count_sql, args) = search_count_sql(s);
@@ -276,7 +276,7 @@ impl Store {
     /// the benchmark.
     #[crate::boxed]
     pub async fn explain_pidms_search(&self, s: &KeySearch) -> Result<Vec<String>, StoreError> {
-        let (page, page_args) = search_page_sql(s, 0, 50, matches!(self, Store::Postgres(_)));
+        let (page, page_args) = search_page_sql(s, 0, 50, matches!(self, Store::Postgres(..)));
         let (count, count_args) = search_count_sql(s);
         let mut lines = Vec::new();
         for (sql, args) in [(page, page_args), (count, count_args)] {
@@ -289,7 +289,7 @@ impl Store {
                         lines.push(detail);
                     }
                 }
-                Store::Postgres(pool) => {
+                Store::Postgres(pool, _) => {
                     let q = sqlx::query_as::<_, (String,)>(sqlx::AssertSqlSafe(format!(
                         "EXPLAIN (ANALYZE, COSTS OFF) {sql}"
                     )));

@@ -67,11 +67,14 @@ impl Store {
                     .fetch_all(pool)
                     .await?
             }
-            Store::Postgres(pool) => {
-                claim_query!(sqlx::Postgres, "", wanted, lease_until, now)
+            Store::Postgres(pool, spares) => {
+                let mut conn = spares.lend(pool).await?;
+                let rows = claim_query!(sqlx::Postgres, "", wanted, lease_until, now)
                     .build_query_as::<ClaimedDelivery>()
-                    .fetch_all(pool)
-                    .await?
+                    .fetch_all(&mut *conn)
+                    .await?;
+                conn.give_back();
+                rows
             }
         };
         Ok(rows)
@@ -96,7 +99,7 @@ impl Store {
                     .map(|(_, _, _, detail)| detail)
                     .collect()
             }
-            Store::Postgres(pool) => {
+            Store::Postgres(pool, _) => {
                 claim_query!(sqlx::Postgres, "EXPLAIN (COSTS OFF) ", wanted, now, now)
                     .build_query_as::<(String,)>()
                     .fetch_all(pool)

@@ -270,7 +270,7 @@ impl Store {
         // one array per column (UNNEST): the statement's text, and so its prepared plan, is
         // the same for any number of rows, where a VALUES list was a new statement of up to
         // 50,000 parameters for each group's size.
-        if let Store::Postgres(pool) = self
+        if let Store::Postgres(pool, spares) = self
             && !deliveries.is_empty()
             && audits.len() * 14 <= 60_000
         {
@@ -282,7 +282,9 @@ impl Store {
             }
             qb.push(") ");
             arrays::push_deliveries(&mut qb, &deliveries);
-            qb.build().execute(pool).await?;
+            let mut conn = spares.lend(pool).await?;
+            qb.build().execute(&mut *conn).await?;
+            conn.give_back();
             return Ok(());
         }
         in_tx!(self, Sqlite tx => body!(sqlx::Sqlite, tx), Postgres tx => body!(sqlx::Postgres, tx));

@@ -182,7 +182,7 @@ impl Store {
             Store::Sqlite(..) => {
                 format!("SELECT CAST(strftime('%s', a.at) AS INTEGER) / $3, {BODY}")
             }
-            Store::Postgres(_) => {
+            Store::Postgres(..) => {
                 format!("SELECT CAST(floor(extract(epoch FROM a.at) / $3) AS BIGINT), {BODY}")
             }
         };

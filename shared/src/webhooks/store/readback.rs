@@ -69,10 +69,12 @@ impl Store {
                 let _turn = writer.turn().await;
                 claim!().fetch_all(pool).await?
             }
-            Store::Postgres(pool) => {
-                let mut tx = begin_by_key(pool).await?;
+            Store::Postgres(pool, spares) => {
+                let mut conn = spares.lend(pool).await?;
+                let mut tx = begin_by_key(&mut conn).await?;
                 let rows = claim!().fetch_all(&mut *tx).await?;
                 tx.commit().await?;
+                conn.give_back();
                 rows
             }
         };
@@ -113,8 +115,9 @@ impl Store {
                 let steps = read_back_binds!(q, endpoint_id, now, 32i64, now, none).fetch_all(pool);
                 steps.await?.into_iter().map(|(_, _, _, detail)| detail).collect()
             }
-            Store::Postgres(pool) => {
-                let mut tx = begin_by_key(pool).await?;
+            Store::Postgres(pool, _) => {
+                let mut conn = pool.acquire().await?;
+                let mut tx = begin_by_key(&mut conn).await?;
                 let q = sqlx::query_as::<_, (String,)>(sqlx::AssertSqlSafe(format!(
                     "EXPLAIN (COSTS OFF) {sql}"
                 )));
