@@ -4,6 +4,7 @@
 //! publishing works again once it is back. The queue down: `POST /events` still accepts
 //! within about a second (the store is the source of truth; the sweep enqueues later). The
 //! store down under a backlog of 10,000 jobs: every one fails, and the workers do not wedge.
+//! The store's connections killed while idle: replaced before the next use.
 
 use crate::support;
 
@@ -13,10 +14,12 @@ use std::{
 };
 
 use serde_json::{Value, json};
+use sqlx::Connection;
 use support::{Backend, TestApp, TestEnv, proxy::Proxy, wait_for};
 use switchyard_shared::{
     jobs::{DeliverWebhookJob, Job},
     queue::{QueueBackend, QueueName},
+    store::{IDLE_BEFORE_PING, Store},
     webhooks::DeliveryStatus,
 };
 
@@ -179,4 +182,47 @@ async fn completed(app: &TestApp, outcome: &str) -> f64 {
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// The store's pools hand out a connection without sqlx's ping unless it sat idle over
+/// [`IDLE_BEFORE_PING`] (the ping is a round trip per use): one idle longer, whose server
+/// end went away meanwhile (PostgreSQL restarted, a proxy timed it out), is found dead by
+/// that ping and replaced, and the first statements after the quiet spell still work —
+/// plain reads, claims, and the connections the busy paths kept (`Spares`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_whose_server_end_died_while_idle_are_replaced_before_use() {
+    let Some(env) = TestEnv::new(Backend::Fleet).await else { return };
+    let store = env.services().await.store;
+    let ep = crate::store_contract::an_endpoint(&store).await;
+    let delivery = crate::store_contract::a_delivery_to(&store, &ep, 3).await;
+    let Store::Postgres(pool, _) = &store else { panic!("a fleet store is PostgreSQL") };
+    // Several connections open and idle in the pool (and one kept by the busy paths).
+    let reads =
+        (0..4).map(|_| sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()").fetch_one(pool));
+    let pids: Vec<i32> = futures::future::try_join_all(reads).await.unwrap();
+    assert!(!pids.is_empty());
+
+    // Their server ends go away, from outside the pool.
+    let url = env.var("DATABASE_URL").expect("a fleet env has a database").to_string();
+    let mut outside = sqlx::PgConnection::connect(&url).await.unwrap();
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&mut outside)
+    .await
+    .unwrap();
+    assert!(killed.iter().filter(|k| **k).count() >= 1, "the pool's backends were terminated");
+
+    // The rule under test is about time spent idle: wait it out.
+    tokio::time::sleep(IDLE_BEFORE_PING + Duration::from_millis(200)).await;
+    for i in 0..8 {
+        let pid: Result<i32, _> =
+            sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(pool).await;
+        assert!(pid.is_ok(), "read {i} after the quiet spell: {pid:?}");
+    }
+    let until = chrono::Utc::now() + chrono::Duration::seconds(30);
+    let wanted = [(delivery.clone().into(), 1)];
+    let claimed = store.claim_deliveries(&wanted, until, chrono::Utc::now()).await;
+    assert_eq!(claimed.map(|c| c.len()).map_err(|e| e.to_string()), Ok(1), "the claim after it");
 }

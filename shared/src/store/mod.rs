@@ -168,7 +168,7 @@ pub(crate) async fn begin_by_key(
 /// PostgreSQL round trips of a webhook burst. A connection back within this was pinged when
 /// it was released; one idle longer (the server may have restarted meanwhile) is pinged
 /// before use, and replaced if that fails.
-pub(crate) const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
+pub const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
