@@ -324,3 +324,41 @@ async fn busy_paths_and_plain_reads_share_a_small_pool(env: TestEnv) {
         done.unwrap();
     }
 }
+
+both_backends!(recorders_sharing_endpoints_wait_for_each_other_without_deadlock);
+/// Two workers record failures for the same endpoints at once, their batches in opposite
+/// orders: both change every endpoint's health, so both lock every endpoint row. One order
+/// for all recorders means one waits for the other; any other would deadlock (PostgreSQL
+/// then aborts one with 40P01 and the records fail). Each delivery's attempt and each
+/// endpoint's failure count come out exact.
+async fn recorders_sharing_endpoints_wait_for_each_other_without_deadlock(env: TestEnv) {
+    let store = env.services().await.store;
+    let mut endpoints = Vec::new();
+    for _ in 0..4 {
+        endpoints.push(an_endpoint(&store).await);
+    }
+    let rounds = 15;
+    for _ in 0..rounds {
+        let mut batches: [Vec<AttemptRecord>; 2] = [Vec::new(), Vec::new()];
+        for (b, batch) in batches.iter_mut().enumerate() {
+            let order: Vec<&String> =
+                if b == 0 { endpoints.iter().collect() } else { endpoints.iter().rev().collect() };
+            for ep in order {
+                let id = a_delivery_to(&store, ep, 5).await;
+                batch.push(record(&id, ep, 1, DeliveryStatus::Retrying, 500));
+            }
+        }
+        let [a, b] = &batches;
+        let (ra, rb) = tokio::join!(store.record_attempts(a), store.record_attempts(b));
+        ra.unwrap();
+        rb.unwrap();
+        for r in a.iter().chain(b) {
+            let d = store.delivery(&r.delivery_id).await.unwrap().unwrap();
+            assert_eq!((d.attempts, d.status), (1, DeliveryStatus::Retrying), "{}", r.delivery_id);
+        }
+    }
+    for ep in &endpoints {
+        let e = store.endpoint(ep).await.unwrap().unwrap();
+        assert_eq!(e.failure_count, 2 * rounds, "{ep}: one failure per batch per round");
+    }
+}

@@ -44,17 +44,22 @@ pub(super) fn push_deliveries(
     qb.push("::text[]) AS r(id, event_id, endpoint_id, max_attempts, at, tenant_id)");
 }
 
-/// The attempt rows and the deliveries' new states in one statement, then each endpoint's
-/// health where it changes: its rows locked in id order first (two workers recording for the
-/// same endpoints take those locks in one order, after their own delivery rows, so they wait
-/// for each other instead of deadlocking), then updated in one statement. Inside the caller's
-/// transaction.
+/// The attempt rows, the deliveries' new states and the lock on each endpoint whose health
+/// changes, in one statement (one round trip fewer than a separate lock), then that health
+/// in a second. The main query locks the endpoint rows in id order; PostgreSQL runs the
+/// unreferenced data-modifying CTEs to completion after it. Every recorder runs this same
+/// statement, so all take their locks in one order and two workers recording for the same
+/// endpoints wait for each other instead of deadlocking. Inside the caller's transaction.
 pub(super) async fn record_attempts(
     tx: &mut sqlx::PgConnection,
     records: &[AttemptRecord],
     health: &[Health<'_>],
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    // `health` is in endpoint id order. Only the rows with something to change are locked
+    // and written: a batch of successes for an endpoint already healthy and recently
+    // successful leaves its row alone (`SUCCESS_REFRESH`).
+    let ids: Vec<&str> = health.iter().map(|h| h.endpoint_id).collect();
+    let changing: Vec<String> = sqlx::query_scalar(
         "WITH v AS (
            SELECT * FROM UNNEST($1::text[], $2::int8[], $3::timestamptz[], $4::int4[],
              $5::float8[], $6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[])
@@ -64,13 +69,19 @@ pub(super) async fn record_attempts(
              error, response_body)
            SELECT id, n, at, code, duration_ms, outcome, err, body FROM v
            ON CONFLICT (delivery_id, n) DO NOTHING
+         ), states AS (
+           UPDATE webhook_deliveries SET attempts = v.n, status = v.status,
+             next_attempt_at = v.next_at, claimed_until = NULL, last_status_code = v.code,
+             last_error = v.err, updated_at = v.at,
+             delivered_at = CASE WHEN v.status = 'delivered' THEN v.at
+                                 ELSE webhook_deliveries.delivered_at END
+           FROM v WHERE webhook_deliveries.id = v.id AND webhook_deliveries.attempts = v.n - 1
          )
-         UPDATE webhook_deliveries SET attempts = v.n, status = v.status,
-           next_attempt_at = v.next_at, claimed_until = NULL, last_status_code = v.code,
-           last_error = v.err, updated_at = v.at,
-           delivered_at = CASE WHEN v.status = 'delivered' THEN v.at
-                               ELSE webhook_deliveries.delivered_at END
-         FROM v WHERE webhook_deliveries.id = v.id AND webhook_deliveries.attempts = v.n - 1",
+         SELECT e.id FROM webhook_endpoints e
+           JOIN UNNEST($11::text[], $12::timestamptz[]) AS h(id, quiet_after) ON e.id = h.id
+         WHERE h.quiet_after IS NULL OR e.failure_count <> 0 OR e.last_success_at IS NULL
+           OR e.last_success_at < h.quiet_after
+         ORDER BY e.id FOR UPDATE OF e",
     )
     .bind(records.iter().map(|r| r.delivery_id.as_str()).collect::<Vec<_>>())
     .bind(records.iter().map(|r| r.n).collect::<Vec<_>>())
@@ -82,20 +93,6 @@ pub(super) async fn record_attempts(
     .bind(records.iter().map(|r| r.response_body.as_deref()).collect::<Vec<_>>())
     .bind(records.iter().map(|r| r.delivery_status.as_str()).collect::<Vec<_>>())
     .bind(records.iter().map(|r| r.next_attempt_at).collect::<Vec<_>>())
-    .execute(&mut *tx)
-    .await?;
-
-    // `health` is in endpoint id order. Only the rows with something to change are locked
-    // and written: a batch of successes for an endpoint already healthy and recently
-    // successful leaves its row alone (`SUCCESS_REFRESH`).
-    let ids: Vec<&str> = health.iter().map(|h| h.endpoint_id).collect();
-    let changing: Vec<String> = sqlx::query_scalar(
-        "SELECT e.id FROM webhook_endpoints e
-           JOIN UNNEST($1::text[], $2::timestamptz[]) AS h(id, quiet_after) ON e.id = h.id
-         WHERE h.quiet_after IS NULL OR e.failure_count <> 0 OR e.last_success_at IS NULL
-           OR e.last_success_at < h.quiet_after
-         ORDER BY e.id FOR UPDATE OF e",
-    )
     .bind(&ids)
     .bind(health.iter().map(|h| h.quiet_after()).collect::<Vec<_>>())
     .fetch_all(&mut *tx)
