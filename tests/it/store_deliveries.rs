@@ -304,7 +304,8 @@ both_backends!(busy_paths_and_plain_reads_share_a_small_pool);
 /// The busy paths keep a few PostgreSQL connections out of the pool between uses (sqlx pings
 /// each one it takes back). Kept ones must never starve anyone: with the test pool of five
 /// and far more callers than connections, claims, publishes and plain reads all get theirs
-/// (a first cut kept up to eight, and callers waiting in the pool timed out).
+/// (a first cut kept up to eight, and callers waiting in the pool timed out). Closing the
+/// store afterwards does not wait for a kept one.
 async fn busy_paths_and_plain_reads_share_a_small_pool(env: TestEnv) {
     let store = env.services().await.store;
     let ep = an_endpoint(&store).await;
@@ -323,6 +324,14 @@ async fn busy_paths_and_plain_reads_share_a_small_pool(env: TestEnv) {
     while let Some(done) = work.join_next().await {
         done.unwrap();
     }
+    // One more claim while the pool is quiet leaves its connection kept; closing the store
+    // must not wait for it (the pool's close waits for every connection to come back).
+    let id = a_delivery_to(&store, &ep, 3).await;
+    let until = Utc::now() + Duration::seconds(30);
+    store.claim_deliveries(&[(id.into(), 1)], until, Utc::now()).await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), store.close())
+        .await
+        .expect("the store closes with a connection kept");
 }
 
 both_backends!(recorders_sharing_endpoints_wait_for_each_other_without_deadlock);

@@ -277,6 +277,13 @@ impl Store {
 
     #[crate::boxed]
     pub async fn close(&self) {
-        on_pool!(self, pool => pool.close().await);
+        match self {
+            Store::Sqlite(pool, _) => pool.close().await,
+            Store::Postgres(pool, spares) => {
+                // A kept connection is still out of the pool: closing would wait for it.
+                spares.release_all();
+                pool.close().await;
+            }
+        }
     }
 }

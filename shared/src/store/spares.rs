@@ -48,6 +48,12 @@ impl Spares {
         };
         Ok(Lent { conn: Some(conn), home: self.clone(), pool: pool.clone() })
     }
+
+    /// Hands every kept connection back to the pool: before the pool is closed, which waits
+    /// for all of its connections to come back.
+    pub(crate) fn release_all(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
 }
 
 impl Lent {
