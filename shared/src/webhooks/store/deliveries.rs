@@ -291,11 +291,11 @@ impl Store {
         Ok(())
     }
 
-    /// Records attempts (from many deliveries at once, in one transaction of a few
-    /// statements): the attempt rows, the deliveries' new states, and each endpoint's health.
-    /// PostgreSQL binds each as arrays ([`arrays::record_attempts`]); SQLite, whose writes
-    /// are one transaction at a time in-process, takes them as VALUES lists and a statement
-    /// per endpoint.
+    /// Records attempts (from many deliveries at once, atomically): the attempt rows, the
+    /// deliveries' new states, and each endpoint's health. PostgreSQL binds each as arrays
+    /// to one function call in autocommit ([`arrays::record_attempts`]); SQLite, whose
+    /// writes are one transaction at a time in-process, takes them as VALUES lists and a
+    /// statement per endpoint in one transaction.
     #[crate::boxed]
     pub async fn record_attempts(&self, records: &[AttemptRecord]) -> Result<(), StoreError> {
         if records.is_empty() {
@@ -371,9 +371,19 @@ impl Store {
                 }
             }};
         }
-        in_tx!(self, Sqlite tx => body!(sqlx::Sqlite, tx), Postgres(by_key) tx => {
-            arrays::record_attempts(&mut tx, records, &health).await?
-        });
+        match self {
+            Store::Postgres(pool, spares) => {
+                let mut conn = spares.lend(pool).await?;
+                arrays::record_attempts(&mut conn, records, &health).await?;
+                conn.give_back();
+            }
+            Store::Sqlite(pool, writer) => {
+                let _turn = writer.turn().await;
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                body!(sqlx::Sqlite, tx);
+                tx.commit().await?;
+            }
+        }
         Ok(())
     }
 
