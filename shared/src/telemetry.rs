@@ -36,6 +36,7 @@ pub const WEBHOOK_BLOCKED: &str = "switchyard_webhook_blocked_total";
 pub const WEBHOOK_DEFERRED: &str = "switchyard_webhook_deferred_total";
 pub const WEBHOOK_WAITING: &str = "switchyard_webhook_waiting";
 pub const WEBHOOK_PUBLISH_BATCH: &str = "switchyard_webhook_publish_batch_size";
+pub const WEBHOOK_SUBSCRIPTIONS_REREAD: &str = "switchyard_webhook_subscriptions_reread_total";
 pub const WEBHOOK_REQUEUED: &str = "switchyard_webhook_requeued_after_broker_loss_total";
 
 // Upstreams.
@@ -204,6 +205,12 @@ fn describe() {
     describe_histogram!(
         WEBHOOK_PUBLISH_BATCH,
         "Events written per publish group commit (concurrent requests share one)."
+    );
+    describe_counter!(
+        WEBHOOK_SUBSCRIPTIONS_REREAD,
+        "Publish groups written again because endpoints' subscriptions changed since the \
+         publisher last read them (an endpoint added, removed, enabled, disabled or \
+         re-subscribed)."
     );
     describe_counter!(UPSTREAM_REQUESTS, "Requests to PIDKey and Sikka, by status class.");
     describe_histogram!(

@@ -20,7 +20,7 @@ use switchyard_shared::{
 };
 
 /// An endpoint to nowhere (these tests never send), subscribed to everything.
-fn new_endpoint(id: &str, owner: &Owner) -> NewEndpoint {
+pub(crate) fn new_endpoint(id: &str, owner: &Owner) -> NewEndpoint {
     NewEndpoint {
         id: id.into(),
         url: "http://127.0.0.1:9/hook".into(),
@@ -290,7 +290,7 @@ async fn a_tenant_is_deleted_once_with_its_endpoints(env: TestEnv) {
     let (total, listed) = store.list_endpoints(&owner, 0, 10).await.unwrap();
     assert_eq!((total, listed.len(), listed[0].id.as_str()), (1, 1, mine.as_str()));
     let subs = store.subscriptions().await.unwrap();
-    assert!(subs.iter().any(|s| s.endpoint_id.as_str() == mine && s.tenant_id == owner));
+    assert!(subs.endpoints.iter().any(|s| s.endpoint_id.as_str() == mine && s.tenant_id == owner));
 
     let keys = store.delete_tenant(&id, now, &support::test_audit()).await.unwrap();
     assert_eq!(keys, Some(Vec::new()));

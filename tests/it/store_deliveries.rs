@@ -3,12 +3,16 @@
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use switchyard_shared::{
+    ids::TenantId,
     store::Store,
+    tenants::Owner,
+    webhooks::events::{self, Audience},
     webhooks::{AttemptOutcome, AttemptRecord, DeliveryClaim, DeliveryStatus, SUCCESS_REFRESH},
+    webhooks::{EndpointPatch, Inserted, NewDelivery, NewEvent},
 };
 
-use crate::store_contract::{a_delivery_to, an_endpoint};
-use crate::support::TestEnv;
+use crate::store_contract::{a_delivery_to, an_endpoint, new_endpoint};
+use crate::support::{self, TestEnv};
 
 /// An endpoint and one event with one delivery to it; returns the delivery id.
 async fn one_delivery(store: &Store, max_attempts: i64) -> String {
@@ -369,5 +373,121 @@ async fn recorders_sharing_endpoints_wait_for_each_other_without_deadlock(env: T
     for ep in &endpoints {
         let e = store.endpoint(ep).await.unwrap().unwrap();
         assert_eq!(e.failure_count, 2 * rounds, "{ep}: one failure per batch per round");
+    }
+}
+
+both_backends!(a_publish_checks_the_subscriptions_it_planned_with);
+/// A publish group planned with subscriptions read at one version is written only while the
+/// store is still at it: after a change to an endpoint's subscription, nothing of it is
+/// written; a health update changes no subscription and leaves the version alone.
+async fn a_publish_checks_the_subscriptions_it_planned_with(env: TestEnv) {
+    let store = env.services().await.store;
+    let owner = Owner::Tenant(TenantId::generate());
+    let ep = support::unique("ep_");
+    store
+        .insert_endpoint(&new_endpoint(&ep, &owner), Utc::now(), &support::test_audit())
+        .await
+        .unwrap();
+    let read = store.subscriptions().await.unwrap();
+    assert!(read.endpoints.iter().any(|s| s.endpoint_id.as_str() == ep));
+    let publish_at = |version: Option<i64>| {
+        let (store, ep, owner) = (store.clone(), ep.clone(), owner.clone());
+        async move {
+            let (event, delivery) = (support::unique("evt_"), support::unique("msg_"));
+            let deliveries =
+                [NewDelivery { id: delivery.clone().into(), endpoint_id: ep.as_str().into() }];
+            let row = NewEvent {
+                event_id: &event,
+                event_type: "contract.test",
+                payload: "{}",
+                source: None,
+                tenant_id: &owner,
+                deliveries: &deliveries,
+                max_attempts: 3,
+                now: Utc::now(),
+            };
+            let inserted = store.insert_events_at(&[row], &[], version).await.unwrap();
+            let written = store.delivery(&delivery).await.unwrap().is_some();
+            (inserted, written, delivery)
+        }
+    };
+    let (inserted, written, delivery) = publish_at(Some(read.version)).await;
+    assert_eq!((inserted, written), (Inserted::Written, true), "at the version read");
+
+    // A failure moves the endpoint's health, not its subscription.
+    let failed = record(&delivery, &ep, 1, DeliveryStatus::Retrying, 500);
+    store.record_attempts(&[failed]).await.unwrap();
+    assert_eq!(store.endpoint(&ep).await.unwrap().unwrap().failure_count, 1);
+    assert_eq!(store.subscriptions().await.unwrap().version, read.version);
+    assert_eq!(publish_at(Some(read.version)).await.0, Inserted::Written);
+
+    // Each change to what the endpoint receives makes the version read stale.
+    let patch = |event_types: Option<&str>, enabled: Option<bool>| EndpointPatch {
+        url: None,
+        description: None,
+        event_types: event_types.map(str::to_owned),
+        rate_limit_per_second: None,
+        enabled,
+    };
+    let mut version = read.version;
+    for (what, change) in [
+        ("re-subscribed", patch(Some("invoice.*"), None)),
+        ("disabled", patch(None, Some(false))),
+        ("enabled", patch(None, Some(true))),
+    ] {
+        let audit = support::test_audit();
+        store.update_endpoint(&ep, &change, Utc::now(), &audit).await.unwrap().unwrap();
+        let (inserted, written, _) = publish_at(Some(version)).await;
+        assert_eq!((inserted, written), (Inserted::SubscriptionsChanged, false), "{what}");
+        let now = store.subscriptions().await.unwrap().version;
+        assert_ne!(now, version, "{what}");
+        version = now;
+        assert_eq!(publish_at(Some(version)).await.0, Inserted::Written, "{what}, read again");
+    }
+    store.delete_endpoint(&ep, Utc::now(), &support::test_audit()).await.unwrap();
+    let (inserted, written, _) = publish_at(Some(version)).await;
+    assert_eq!((inserted, written), (Inserted::SubscriptionsChanged, false), "deleted");
+    assert_eq!(publish_at(None).await.0, Inserted::Written, "unchecked");
+}
+
+both_backends!(a_publisher_follows_changes_made_by_another_process);
+/// The publisher keeps the subscriptions it read, and every change to them made elsewhere
+/// (another process' store) reaches its next publish.
+async fn a_publisher_follows_changes_made_by_another_process(env: TestEnv) {
+    let publishing = env.services().await;
+    let other = env.services().await.store;
+    let owner = Owner::Tenant(TenantId::generate());
+    let publish = || {
+        let (services, owner) = (publishing.clone(), owner.clone());
+        async move {
+            let data = serde_json::json!({});
+            events::publish(&services, &owner, "order.paid", &data, None, Audience::Subscribers)
+                .await
+                .unwrap()
+                .delivery_ids
+                .len()
+        }
+    };
+    // Warm: publishes read the (no) subscriptions and keep them.
+    for _ in 0..4 {
+        assert_eq!(publish().await, 0);
+    }
+    let ep = support::unique("ep_");
+    let mut new = new_endpoint(&ep, &owner);
+    new.event_types = "order.*".into();
+    other.insert_endpoint(&new, Utc::now(), &support::test_audit()).await.unwrap();
+    for _ in 0..4 {
+        assert_eq!(publish().await, 1, "an endpoint added elsewhere");
+    }
+    let off = EndpointPatch {
+        url: None,
+        description: None,
+        event_types: None,
+        rate_limit_per_second: None,
+        enabled: Some(false),
+    };
+    other.update_endpoint(&ep, &off, Utc::now(), &support::test_audit()).await.unwrap();
+    for _ in 0..4 {
+        assert_eq!(publish().await, 0, "disabled elsewhere");
     }
 }

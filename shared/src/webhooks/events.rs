@@ -22,7 +22,7 @@ use crate::{
     store::{Store, StoreError},
     telemetry,
     tenants::Owner,
-    webhooks::{self, NewDelivery, NewEvent, RetrySchedule},
+    webhooks::{self, Inserted, NewDelivery, NewEvent, RetrySchedule, Subscriptions},
 };
 
 /// Events written together at most (requests keep their events together beyond it).
@@ -191,6 +191,7 @@ impl Publisher {
                 store: store.clone(),
                 queue: queue.clone(),
                 max_attempts: i64::from(max_attempts),
+                subscriptions: None,
             };
             tokio::spawn(writer.run(Arc::clone(&rx)));
         }
@@ -214,12 +215,65 @@ struct Writer {
     store: Store,
     queue: Queue,
     max_attempts: i64,
+    /// The subscriptions last read (their version, their patterns), kept while the version
+    /// holds: each write checks it.
+    subscriptions: Option<(i64, Patterns)>,
 }
+
+/// An endpoint's subscription patterns, split, and whose endpoint it is.
+type Patterns = Vec<(String, Owner, Vec<String>)>;
 
 /// One event as written: ids chosen, audience resolved.
 struct Planned {
     event_id: String,
     deliveries: Vec<NewDelivery>,
+}
+
+/// Every enabled endpoint's patterns, split once per read of the subscriptions.
+fn patterns(subs: &Subscriptions) -> Patterns {
+    subs.endpoints
+        .iter()
+        .map(|s| {
+            let patterns = s.event_types.split_whitespace().map(str::to_owned);
+            (s.endpoint_id.to_string(), s.tenant_id.clone(), patterns.collect())
+        })
+        .collect()
+}
+
+/// Chooses each event's id and its deliveries' ids and endpoints (its audience: the owner's
+/// endpoints subscribed to its type, or the one endpoint it names).
+fn plan(requests: &[&Request], patterns: &Patterns) -> Vec<Vec<Planned>> {
+    requests
+        .iter()
+        .map(|request| {
+            request
+                .events
+                .iter()
+                .map(|event| {
+                    let endpoints: Vec<&str> = match &event.endpoint {
+                        Some(id) => vec![id.as_str()],
+                        None => patterns
+                            .iter()
+                            .filter(|(_, owner, p)| {
+                                *owner == event.owner && webhooks::subscribed(p, &event.event_type)
+                            })
+                            .map(|(id, _, _)| id.as_str())
+                            .collect(),
+                    };
+                    // Monotonic ids: deliveries sort in the order they were published.
+                    let event_id = EventId::generate().into_string();
+                    let deliveries = endpoints
+                        .into_iter()
+                        .map(|e| NewDelivery {
+                            id: DeliveryId::generate(),
+                            endpoint_id: EndpointId::from(e.to_owned()),
+                        })
+                        .collect();
+                    Planned { event_id, deliveries }
+                })
+                .collect()
+        })
+        .collect()
 }
 
 impl Writer {
@@ -273,51 +327,67 @@ impl Writer {
     }
 
     /// Writes the events of `requests` in one transaction and enqueues their deliveries;
-    /// answers per request, per event.
+    /// answers per request, per event. Fan-out follows the subscriptions kept from an
+    /// earlier write while the store says they are still current; when they changed
+    /// meanwhile, nothing was written: they are read again and the group planned and written
+    /// once more (unchecked: as current as a read just before the write can be).
     async fn write(&mut self, requests: &[&Request]) -> Result<Vec<Vec<Published>>, StoreError> {
-        let patterns = if requests.iter().flat_map(|r| &r.events).any(|e| e.endpoint.is_none()) {
-            self.store
-                .subscriptions()
-                .await?
-                .into_iter()
-                .map(|s| {
-                    let patterns = s.event_types.split_whitespace().map(str::to_owned);
-                    (s.endpoint_id, s.tenant_id, patterns.collect::<Vec<_>>())
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let mut plans: Vec<Vec<Planned>> = Vec::with_capacity(requests.len());
-        for request in requests {
-            let mut planned = Vec::with_capacity(request.events.len());
-            for event in &request.events {
-                let endpoints: Vec<&str> = match &event.endpoint {
-                    Some(id) => vec![id.as_str()],
-                    None => patterns
-                        .iter()
-                        .filter(|(_, owner, p)| {
-                            *owner == event.owner && webhooks::subscribed(p, &event.event_type)
-                        })
-                        .map(|(id, _, _)| id.as_str())
-                        .collect(),
-                };
-                // Monotonic ids: deliveries sort in the order they were published.
-                let event_id = EventId::generate().into_string();
-                let deliveries = endpoints
-                    .into_iter()
-                    .map(|e| NewDelivery {
-                        id: DeliveryId::generate(),
-                        endpoint_id: EndpointId::from(e.to_owned()),
-                    })
-                    .collect();
-                planned.push(Planned { event_id, deliveries });
+        let fan_out = requests.iter().flat_map(|r| &r.events).any(|e| e.endpoint.is_none());
+        let mut checked = true;
+        let plans = loop {
+            if fan_out && self.subscriptions.is_none() {
+                let subs = self.store.subscriptions().await?;
+                self.subscriptions = Some((subs.version, patterns(&subs)));
             }
-            plans.push(planned);
+            let (plans, version) = match &self.subscriptions {
+                Some((version, patterns)) if fan_out => {
+                    (plan(requests, patterns), checked.then_some(*version))
+                }
+                _ => (plan(requests, &Vec::new()), None),
+            };
+            match self.insert(requests, &plans, version).await? {
+                Inserted::Written => break plans,
+                Inserted::SubscriptionsChanged => {
+                    metrics::counter!(telemetry::WEBHOOK_SUBSCRIPTIONS_REREAD).increment(1);
+                    self.subscriptions = None;
+                    checked = false;
+                }
+            }
+        };
+        self.enqueue(&plans).await;
+        for event in requests.iter().flat_map(|r| &r.events) {
+            let source = if event.source.as_deref() == Some("system") { "system" } else { "api" };
+            metrics::counter!(telemetry::WEBHOOK_EVENTS, "source" => source).increment(1);
         }
+        Ok(plans
+            .into_iter()
+            .map(|planned| {
+                planned
+                    .into_iter()
+                    .map(|p| Published {
+                        event_id: p.event_id,
+                        delivery_ids: p
+                            .deliveries
+                            .into_iter()
+                            .map(|d| d.id.into_string())
+                            .collect(),
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// Writes the planned events, their deliveries and audit entries (while the
+    /// subscriptions are at `version`, if given).
+    async fn insert(
+        &self,
+        requests: &[&Request],
+        plans: &[Vec<Planned>],
+        version: Option<i64>,
+    ) -> Result<Inserted, StoreError> {
         let rows: Vec<NewEvent<'_>> = requests
             .iter()
-            .zip(&plans)
+            .zip(plans)
             .flat_map(|(request, planned)| request.events.iter().zip(planned))
             .map(|(event, plan)| NewEvent {
                 event_id: &plan.event_id,
@@ -332,11 +402,15 @@ impl Writer {
             .collect();
         let audits: Vec<AuditEntry> = requests
             .iter()
-            .zip(&plans)
+            .zip(plans)
             .flat_map(|(request, planned)| request.events.iter().zip(planned))
             .filter_map(|(event, plan)| event.audit_entry(&plan.event_id))
             .collect();
-        self.store.insert_events_with_deliveries(&rows, &audits).await?;
+        self.store.insert_events_at(&rows, &audits, version).await
+    }
+
+    /// Enqueues the written deliveries' first attempts.
+    async fn enqueue(&self, plans: &[Vec<Planned>]) {
         let jobs: Vec<Job> = plans
             .iter()
             .flatten()
@@ -359,25 +433,5 @@ impl Writer {
             }
             Err(_) => tracing::warn!("deliveries written, enqueueing is slow; the sweep will"),
         }
-        for event in requests.iter().flat_map(|r| &r.events) {
-            let source = if event.source.as_deref() == Some("system") { "system" } else { "api" };
-            metrics::counter!(telemetry::WEBHOOK_EVENTS, "source" => source).increment(1);
-        }
-        Ok(plans
-            .into_iter()
-            .map(|planned| {
-                planned
-                    .into_iter()
-                    .map(|p| Published {
-                        event_id: p.event_id,
-                        delivery_ids: p
-                            .deliveries
-                            .into_iter()
-                            .map(|d| d.id.into_string())
-                            .collect(),
-                    })
-                    .collect()
-            })
-            .collect())
     }
 }

@@ -14,9 +14,9 @@ pub use signing::{
 };
 pub use store::{
     AttemptRecord, AttemptRow, Claim as DeliveryClaim, ClaimedDelivery, DeliveryFilter,
-    DeliveryRow, DueDelivery, EndpointPatch, EndpointRow, EventFilter, EventRow, NewDelivery,
-    NewEndpoint, NewEvent, ReadBackClaim, RetriedDelivery, SUCCESS_REFRESH, Subscription,
-    secret_context,
+    DeliveryRow, DueDelivery, EndpointPatch, EndpointRow, EventFilter, EventRow, Inserted,
+    NewDelivery, NewEndpoint, NewEvent, ReadBackClaim, RetriedDelivery, SUCCESS_REFRESH,
+    Subscription, Subscriptions, secret_context,
 };
 
 /// Event types are dot-separated `[a-zA-Z0-9_.]`, 1–128 characters.

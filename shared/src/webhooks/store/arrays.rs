@@ -4,7 +4,7 @@
 //! up to 50,000 parameters on the publish path.
 
 use super::deliveries::{AttemptRecord, Health, NewDelivery, NewEvent};
-use crate::{store::StoreError, webhooks::DeliveryStatus};
+use crate::{audit::AuditEntry, store::StoreError, webhooks::DeliveryStatus};
 
 /// `INSERT INTO webhook_events … SELECT … FROM UNNEST(…)`: one array bind per column.
 pub(super) fn push_events(qb: &mut sqlx::QueryBuilder<sqlx::Postgres>, events: &[NewEvent<'_>]) {
@@ -19,6 +19,36 @@ pub(super) fn push_events(qb: &mut sqlx::QueryBuilder<sqlx::Postgres>, events: &
     qb.push_bind(events.iter().map(|e| e.now).collect::<Vec<_>>()).push("::timestamptz[], ");
     qb.push_bind(events.iter().map(|e| e.tenant_id.as_column()).collect::<Vec<_>>());
     qb.push("::text[])");
+}
+
+/// `INSERT INTO audit_log … SELECT … FROM UNNEST(…)`: the publishes' audit entries.
+pub(super) fn push_audits(qb: &mut sqlx::QueryBuilder<sqlx::Postgres>, audits: &[AuditEntry]) {
+    qb.push(
+        "INSERT INTO audit_log (id, at, tenant_id, actor_key_id, actor_prefix, action, \
+         target_type, target_id, client_addr, user_agent, request_id, outcome, changed, \
+         detail) SELECT * FROM UNNEST(",
+    );
+    qb.push_bind(audits.iter().map(|a| a.id.as_str()).collect::<Vec<_>>()).push("::text[], ");
+    qb.push_bind(audits.iter().map(|a| a.at).collect::<Vec<_>>()).push("::timestamptz[], ");
+    qb.push_bind(audits.iter().map(|a| a.tenant.as_column()).collect::<Vec<_>>());
+    qb.push("::text[], ");
+    qb.push_bind(audits.iter().map(|a| a.actor.key_id.as_deref()).collect::<Vec<_>>());
+    qb.push("::text[], ");
+    qb.push_bind(audits.iter().map(|a| a.actor.key_prefix.as_deref()).collect::<Vec<_>>());
+    qb.push("::text[], ");
+    qb.push_bind(audits.iter().map(|a| a.action).collect::<Vec<_>>()).push("::text[], ");
+    qb.push_bind(audits.iter().map(|a| a.target_type).collect::<Vec<_>>()).push("::text[], ");
+    qb.push_bind(audits.iter().map(|a| a.target_id.as_deref()).collect::<Vec<_>>());
+    qb.push("::text[], ");
+    qb.push_bind(audits.iter().map(|a| a.actor.client_addr.as_deref()).collect::<Vec<_>>());
+    qb.push("::text[], ");
+    qb.push_bind(audits.iter().map(|a| a.actor.user_agent.as_deref()).collect::<Vec<_>>());
+    qb.push("::text[], ");
+    qb.push_bind(audits.iter().map(|a| a.actor.request_id.as_deref()).collect::<Vec<_>>());
+    qb.push("::text[], ");
+    qb.push_bind(audits.iter().map(|a| a.outcome).collect::<Vec<_>>()).push("::text[], ");
+    qb.push_bind(audits.iter().map(|a| a.changed.as_str()).collect::<Vec<_>>()).push("::text[], ");
+    qb.push_bind(audits.iter().map(|a| a.detail.as_str()).collect::<Vec<_>>()).push("::text[])");
 }
 
 /// `INSERT INTO webhook_deliveries … SELECT … FROM UNNEST(…)`: pending, no attempt yet, due

@@ -12,6 +12,15 @@ use crate::{
     webhooks::{AttemptOutcome, DeliveryStatus},
 };
 
+/// Whether a publish group was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Inserted {
+    Written,
+    /// The subscriptions changed since the version given: nothing was written.
+    SubscriptionsChanged,
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DeliveryRow {
     pub id: DeliveryId,
@@ -204,8 +213,21 @@ impl Store {
         events: &[NewEvent<'_>],
         audits: &[crate::audit::AuditEntry],
     ) -> Result<(), StoreError> {
+        self.insert_events_at(events, audits, None).await.map(|_| ())
+    }
+
+    /// [`Store::insert_events_with_deliveries`], only while the subscriptions are still at
+    /// `subscriptions_at` (the version they were read at, [`Store::subscriptions`]), checked
+    /// in the same transaction (on PostgreSQL, the same statement); `None`: unchecked.
+    #[crate::boxed]
+    pub async fn insert_events_at(
+        &self,
+        events: &[NewEvent<'_>],
+        audits: &[crate::audit::AuditEntry],
+        subscriptions_at: Option<i64>,
+    ) -> Result<Inserted, StoreError> {
         if events.is_empty() {
-            return Ok(());
+            return Ok(Inserted::Written);
         }
         // (event, delivery) pairs, so one multi-row INSERT covers many events.
         let deliveries: Vec<(&NewEvent<'_>, &NewDelivery)> =
@@ -248,6 +270,16 @@ impl Store {
         }
         macro_rules! body {
             ($db:ty, $tx:ident) => {{
+                if let Some(at) = subscriptions_at {
+                    let now: i64 =
+                        sqlx::query_scalar("SELECT version FROM webhook_subscriptions_version")
+                            .fetch_one(&mut *$tx)
+                            .await?;
+                    if now != at {
+                        // Dropped, the transaction rolls back (nothing was written).
+                        return Ok(Inserted::SubscriptionsChanged);
+                    }
+                }
                 for chunk in events.chunks(500) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new("");
                     push_events!(qb, chunk.iter());
@@ -266,29 +298,39 @@ impl Store {
             }};
         }
         // Postgres: one statement (a data-modifying CTE) is atomic by itself and saves the
-        // round trips of BEGIN and COMMIT on the publish path. Events and deliveries go as
-        // one array per column (UNNEST): the statement's text, and so its prepared plan, is
-        // the same for any number of rows, where a VALUES list was a new statement of up to
-        // 50,000 parameters for each group's size.
-        if let Store::Postgres(pool, spares) = self
-            && !deliveries.is_empty()
-            && audits.len() * 14 <= 60_000
-        {
-            let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new("WITH ev AS (");
+        // round trips of BEGIN and COMMIT on the publish path. Rows go as one array per
+        // column (UNNEST): the statement's text, and so its prepared plan, is the same for
+        // any number of rows, where a VALUES list was a new statement of up to 50,000
+        // parameters for each group's size. Each insert takes its rows only when the
+        // subscriptions are still at the version given (`ok`, read in the statement's
+        // snapshot), and the statement answers whether they were.
+        if let Store::Postgres(pool, spares) = self {
+            const GATE: &str = " WHERE EXISTS (SELECT 1 FROM ok)";
+            let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+                "WITH ok AS (SELECT 1 FROM webhook_subscriptions_version WHERE ",
+            );
+            qb.push_bind(subscriptions_at).push("::int8 IS NULL OR version = ");
+            qb.push_bind(subscriptions_at).push("::int8), ev AS (");
             arrays::push_events(&mut qb, events);
+            qb.push(GATE);
+            if !deliveries.is_empty() {
+                qb.push("), de AS (");
+                arrays::push_deliveries(&mut qb, &deliveries);
+                qb.push(GATE);
+            }
             if !audits.is_empty() {
                 qb.push("), au AS (");
-                crate::audit_push_values!(qb, audits.iter());
+                arrays::push_audits(&mut qb, audits);
+                qb.push(GATE);
             }
-            qb.push(") ");
-            arrays::push_deliveries(&mut qb, &deliveries);
+            qb.push(") SELECT EXISTS (SELECT 1 FROM ok)");
             let mut conn = spares.lend(pool).await?;
-            qb.build().execute(&mut *conn).await?;
+            let written: bool = qb.build_query_scalar().fetch_one(&mut *conn).await?;
             conn.give_back();
-            return Ok(());
+            return Ok(if written { Inserted::Written } else { Inserted::SubscriptionsChanged });
         }
         in_tx!(self, Sqlite tx => body!(sqlx::Sqlite, tx), Postgres tx => body!(sqlx::Postgres, tx));
-        Ok(())
+        Ok(Inserted::Written)
     }
 
     /// Records attempts (from many deliveries at once, atomically): the attempt rows, the

@@ -61,6 +61,14 @@ pub struct Subscription {
     pub tenant_id: Owner,
 }
 
+/// Every enabled endpoint's subscription, as of `version` (bumped by triggers whenever an
+/// endpoint is added, removed, enabled, disabled or re-subscribed: migration 0017).
+#[derive(Debug, Clone)]
+pub struct Subscriptions {
+    pub version: i64,
+    pub endpoints: Vec<Subscription>,
+}
+
 #[derive(Debug, Clone)]
 pub struct NewEndpoint {
     pub id: EndpointId,
@@ -137,14 +145,28 @@ impl Store {
         Ok((total, rows))
     }
 
-    /// What every enabled endpoint is subscribed to, and whose it is, for fan-out.
+    /// What every enabled endpoint is subscribed to, and whose it is, for fan-out, with the
+    /// version of the subscriptions read (one statement, one snapshot).
     #[crate::boxed]
-    pub async fn subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
-        let rows = on_pool!(self, pool => sqlx::query_as(
-            "SELECT id AS endpoint_id, event_types, tenant_id FROM webhook_endpoints
-             WHERE enabled AND deleted_at IS NULL")
+    pub async fn subscriptions(&self) -> Result<Subscriptions, StoreError> {
+        type Row = (i64, Option<EndpointId>, Option<String>, Option<Owner>);
+        let rows: Vec<Row> = on_pool!(self, pool => sqlx::query_as(
+            "SELECT v.version, e.id, e.event_types, e.tenant_id
+             FROM webhook_subscriptions_version v
+             LEFT JOIN webhook_endpoints e ON e.enabled AND e.deleted_at IS NULL")
             .fetch_all(pool).await)?;
-        Ok(rows)
+        let version = rows.first().map_or(0, |r| r.0);
+        let endpoints = rows
+            .into_iter()
+            .filter_map(|(_, id, event_types, tenant_id)| {
+                Some(Subscription {
+                    endpoint_id: id?,
+                    event_types: event_types?,
+                    tenant_id: tenant_id?,
+                })
+            })
+            .collect();
+        Ok(Subscriptions { version, endpoints })
     }
 
     #[crate::boxed]

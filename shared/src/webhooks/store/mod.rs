@@ -8,9 +8,11 @@ mod history;
 mod readback;
 
 pub use deliveries::{
-    AttemptRecord, AttemptRow, Claim, ClaimedDelivery, DeliveryRow, DueDelivery, NewDelivery,
-    NewEvent, RetriedDelivery, SUCCESS_REFRESH,
+    AttemptRecord, AttemptRow, Claim, ClaimedDelivery, DeliveryRow, DueDelivery, Inserted,
+    NewDelivery, NewEvent, RetriedDelivery, SUCCESS_REFRESH,
 };
-pub use endpoints::{EndpointPatch, EndpointRow, NewEndpoint, Subscription, secret_context};
+pub use endpoints::{
+    EndpointPatch, EndpointRow, NewEndpoint, Subscription, Subscriptions, secret_context,
+};
 pub use history::{DeliveryFilter, EventFilter, EventRow};
 pub use readback::ReadBackClaim;
