@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use super::arrays;
 use crate::{
     ids::{DeliveryId, EndpointId, EventId},
-    in_tx, on_pool,
+    on_pool,
     store::{Store, StoreError},
     tenants::Owner,
     webhooks::{AttemptOutcome, DeliveryStatus},
@@ -232,105 +232,69 @@ impl Store {
         // (event, delivery) pairs, so one multi-row INSERT covers many events.
         let deliveries: Vec<(&NewEvent<'_>, &NewDelivery)> =
             events.iter().flat_map(|e| e.deliveries.iter().map(move |d| (e, d))).collect();
-        macro_rules! push_events {
-            ($qb:ident, $rows:expr) => {
-                $qb.push(
-                    "INSERT INTO webhook_events (id, event_type, payload, source, created_at, \
-                     tenant_id) ",
-                );
-                $qb.push_values($rows, |mut b, e: &NewEvent<'_>| {
-                    b.push_bind(e.event_id)
-                        .push_bind(e.event_type)
-                        .push_bind(e.payload)
-                        .push_bind(e.source)
-                        .push_bind(e.now)
-                        .push_bind(e.tenant_id);
-                });
-            };
-        }
-        macro_rules! push_deliveries {
-            ($qb:ident, $rows:expr) => {
-                $qb.push(
-                    "INSERT INTO webhook_deliveries (id, event_id, endpoint_id, status, attempts, \
-                     max_attempts, next_attempt_at, created_at, updated_at, tenant_id) ",
-                );
-                $qb.push_values($rows, |mut b, (e, d): &(&NewEvent<'_>, &NewDelivery)| {
-                    b.push_bind(&d.id)
-                        .push_bind(e.event_id)
-                        .push_bind(&d.endpoint_id)
-                        .push_bind(DeliveryStatus::Pending)
-                        .push_bind(0i64)
-                        .push_bind(e.max_attempts)
-                        .push_bind(e.now)
-                        .push_bind(e.now)
-                        .push_bind(e.now)
-                        .push_bind(e.tenant_id);
-                });
-            };
-        }
-        macro_rules! body {
-            ($db:ty, $tx:ident) => {{
-                if let Some(at) = subscriptions_at {
-                    let now: i64 =
-                        sqlx::query_scalar("SELECT version FROM webhook_subscriptions_version")
-                            .fetch_one(&mut *$tx)
-                            .await?;
-                    if now != at {
-                        // Dropped, the transaction rolls back (nothing was written).
+        match self {
+            Store::Postgres(pool, spares) => {
+                insert_on_postgres(pool, spares, events, &deliveries, audits, subscriptions_at)
+                    .await
+            }
+            Store::Sqlite(pool, writer) => {
+                let _turn = writer.turn().await;
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                for (i, chunk) in events.chunks(500).enumerate() {
+                    // The first insert takes its rows only at the version given: none written
+                    // means the subscriptions changed (no statement of its own to ask).
+                    let gate = if i == 0 { subscriptions_at } else { None };
+                    let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                        "INSERT INTO webhook_events (id, event_type, payload, source, \
+                         created_at, tenant_id) SELECT * FROM (",
+                    );
+                    qb.push_values(chunk, |mut b, e| {
+                        b.push_bind(e.event_id)
+                            .push_bind(e.event_type)
+                            .push_bind(e.payload)
+                            .push_bind(e.source)
+                            .push_bind(e.now)
+                            .push_bind(e.tenant_id);
+                    });
+                    qb.push(") WHERE ");
+                    qb.push_bind(gate).push(" IS NULL OR ");
+                    qb.push_bind(gate)
+                        .push(" = (SELECT version FROM webhook_subscriptions_version)");
+                    let written = qb.build().execute(&mut *tx).await?.rows_affected();
+                    if written == 0 {
+                        // Dropped, the transaction rolls back.
                         return Ok(Inserted::SubscriptionsChanged);
                     }
                 }
-                for chunk in events.chunks(500) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new("");
-                    push_events!(qb, chunk.iter());
-                    qb.build().execute(&mut *$tx).await?;
-                }
                 for chunk in deliveries.chunks(500) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new("");
-                    push_deliveries!(qb, chunk.iter());
-                    qb.build().execute(&mut *$tx).await?;
+                    let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                        "INSERT INTO webhook_deliveries (id, event_id, endpoint_id, status, \
+                         attempts, max_attempts, next_attempt_at, created_at, updated_at, \
+                         tenant_id) ",
+                    );
+                    qb.push_values(chunk, |mut b, (e, d)| {
+                        b.push_bind(&d.id)
+                            .push_bind(e.event_id)
+                            .push_bind(&d.endpoint_id)
+                            .push_bind(DeliveryStatus::Pending)
+                            .push_bind(0i64)
+                            .push_bind(e.max_attempts)
+                            .push_bind(e.now)
+                            .push_bind(e.now)
+                            .push_bind(e.now)
+                            .push_bind(e.tenant_id);
+                    });
+                    qb.build().execute(&mut *tx).await?;
                 }
                 for chunk in audits.chunks(500) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new("");
+                    let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new("");
                     crate::audit_push_values!(qb, chunk.iter());
-                    qb.build().execute(&mut *$tx).await?;
+                    qb.build().execute(&mut *tx).await?;
                 }
-            }};
-        }
-        // Postgres: one statement (a data-modifying CTE) is atomic by itself and saves the
-        // round trips of BEGIN and COMMIT on the publish path. Rows go as one array per
-        // column (UNNEST): the statement's text, and so its prepared plan, is the same for
-        // any number of rows, where a VALUES list was a new statement of up to 50,000
-        // parameters for each group's size. Each insert takes its rows only when the
-        // subscriptions are still at the version given (`ok`, read in the statement's
-        // snapshot), and the statement answers whether they were.
-        if let Store::Postgres(pool, spares) = self {
-            const GATE: &str = " WHERE EXISTS (SELECT 1 FROM ok)";
-            let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new(
-                "WITH ok AS (SELECT 1 FROM webhook_subscriptions_version WHERE ",
-            );
-            qb.push_bind(subscriptions_at).push("::int8 IS NULL OR version = ");
-            qb.push_bind(subscriptions_at).push("::int8), ev AS (");
-            arrays::push_events(&mut qb, events);
-            qb.push(GATE);
-            if !deliveries.is_empty() {
-                qb.push("), de AS (");
-                arrays::push_deliveries(&mut qb, &deliveries);
-                qb.push(GATE);
+                tx.commit().await?;
+                Ok(Inserted::Written)
             }
-            if !audits.is_empty() {
-                qb.push("), au AS (");
-                arrays::push_audits(&mut qb, audits);
-                qb.push(GATE);
-            }
-            qb.push(") SELECT EXISTS (SELECT 1 FROM ok)");
-            let mut conn = spares.lend(pool).await?;
-            let written: bool = qb.build_query_scalar().fetch_one(&mut *conn).await?;
-            conn.give_back();
-            return Ok(if written { Inserted::Written } else { Inserted::SubscriptionsChanged });
         }
-        in_tx!(self, Sqlite tx => body!(sqlx::Sqlite, tx), Postgres tx => body!(sqlx::Postgres, tx));
-        Ok(Inserted::Written)
     }
 
     /// Records attempts (from many deliveries at once, atomically): the attempt rows, the
@@ -577,4 +541,43 @@ impl Store {
             .await?;
         Ok((attempts, deliveries, events))
     }
+}
+
+/// PostgreSQL's publish write: one statement (a data-modifying CTE) is atomic by itself and
+/// saves the round trips of BEGIN and COMMIT. Rows go as one array per column (UNNEST): the
+/// statement's text, and so its prepared plan, is the same for any number of rows, where a
+/// VALUES list was a new statement of up to 50,000 parameters for each group's size. Each
+/// insert takes its rows only when the subscriptions are still at the version given (`ok`,
+/// read in the statement's snapshot), and the statement answers whether they were.
+async fn insert_on_postgres(
+    pool: &sqlx::PgPool,
+    spares: &crate::store::Spares,
+    events: &[NewEvent<'_>],
+    deliveries: &[(&NewEvent<'_>, &NewDelivery)],
+    audits: &[crate::audit::AuditEntry],
+    subscriptions_at: Option<i64>,
+) -> Result<Inserted, StoreError> {
+    const GATE: &str = " WHERE EXISTS (SELECT 1 FROM ok)";
+    let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+        "WITH ok AS (SELECT 1 FROM webhook_subscriptions_version WHERE ",
+    );
+    qb.push_bind(subscriptions_at).push("::int8 IS NULL OR version = ");
+    qb.push_bind(subscriptions_at).push("::int8), ev AS (");
+    arrays::push_events(&mut qb, events);
+    qb.push(GATE);
+    if !deliveries.is_empty() {
+        qb.push("), de AS (");
+        arrays::push_deliveries(&mut qb, deliveries);
+        qb.push(GATE);
+    }
+    if !audits.is_empty() {
+        qb.push("), au AS (");
+        arrays::push_audits(&mut qb, audits);
+        qb.push(GATE);
+    }
+    qb.push(") SELECT EXISTS (SELECT 1 FROM ok)");
+    let mut conn = spares.lend(pool).await?;
+    let written: bool = qb.build_query_scalar().fetch_one(&mut *conn).await?;
+    conn.give_back();
+    Ok(if written { Inserted::Written } else { Inserted::SubscriptionsChanged })
 }
