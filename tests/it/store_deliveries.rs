@@ -390,6 +390,7 @@ async fn a_publish_checks_the_subscriptions_it_planned_with(env: TestEnv) {
         .unwrap();
     let read = store.subscriptions().await.unwrap();
     assert!(read.endpoints.iter().any(|s| s.endpoint_id.as_str() == ep));
+    let first = read.version.expect("a version");
     let publish_at = |version: Option<i64>| {
         let (store, ep, owner) = (store.clone(), ep.clone(), owner.clone());
         async move {
@@ -411,15 +412,15 @@ async fn a_publish_checks_the_subscriptions_it_planned_with(env: TestEnv) {
             (inserted, written, delivery)
         }
     };
-    let (inserted, written, delivery) = publish_at(Some(read.version)).await;
+    let (inserted, written, delivery) = publish_at(Some(first)).await;
     assert_eq!((inserted, written), (Inserted::Written, true), "at the version read");
 
     // A failure moves the endpoint's health, not its subscription.
     let failed = record(&delivery, &ep, 1, DeliveryStatus::Retrying, 500);
     store.record_attempts(&[failed]).await.unwrap();
     assert_eq!(store.endpoint(&ep).await.unwrap().unwrap().failure_count, 1);
-    assert_eq!(store.subscriptions().await.unwrap().version, read.version);
-    assert_eq!(publish_at(Some(read.version)).await.0, Inserted::Written);
+    assert_eq!(store.subscriptions().await.unwrap().version, Some(first));
+    assert_eq!(publish_at(Some(first)).await.0, Inserted::Written);
 
     // Each change to what the endpoint receives makes the version read stale.
     let patch = |event_types: Option<&str>, enabled: Option<bool>| EndpointPatch {
@@ -429,7 +430,7 @@ async fn a_publish_checks_the_subscriptions_it_planned_with(env: TestEnv) {
         rate_limit_per_second: None,
         enabled,
     };
-    let mut version = read.version;
+    let mut version = first;
     for (what, change) in [
         ("re-subscribed", patch(Some("invoice.*"), None)),
         ("disabled", patch(None, Some(false))),
@@ -439,7 +440,7 @@ async fn a_publish_checks_the_subscriptions_it_planned_with(env: TestEnv) {
         store.update_endpoint(&ep, &change, Utc::now(), &audit).await.unwrap().unwrap();
         let (inserted, written, _) = publish_at(Some(version)).await;
         assert_eq!((inserted, written), (Inserted::SubscriptionsChanged, false), "{what}");
-        let now = store.subscriptions().await.unwrap().version;
+        let now = store.subscriptions().await.unwrap().version.expect("a version");
         assert_ne!(now, version, "{what}");
         version = now;
         assert_eq!(publish_at(Some(version)).await.0, Inserted::Written, "{what}, read again");
@@ -448,6 +449,25 @@ async fn a_publish_checks_the_subscriptions_it_planned_with(env: TestEnv) {
     let (inserted, written, _) = publish_at(Some(version)).await;
     assert_eq!((inserted, written), (Inserted::SubscriptionsChanged, false), "deleted");
     assert_eq!(publish_at(None).await.0, Inserted::Written, "unchecked");
+
+    // Without its version row the subscriptions are still read whole, with no version.
+    let other = support::unique("ep_");
+    store
+        .insert_endpoint(&new_endpoint(&other, &owner), Utc::now(), &support::test_audit())
+        .await
+        .unwrap();
+    let gone = "DELETE FROM webhook_subscriptions_version";
+    match &store {
+        Store::Postgres(pool, _) => {
+            sqlx::query(gone).execute(pool).await.unwrap();
+        }
+        Store::Sqlite(pool, _) => {
+            sqlx::query(gone).execute(pool).await.unwrap();
+        }
+    }
+    let read = store.subscriptions().await.unwrap();
+    assert_eq!(read.version, None);
+    assert!(read.endpoints.iter().any(|s| s.endpoint_id.as_str() == other));
 }
 
 both_backends!(a_publisher_follows_changes_made_by_another_process);

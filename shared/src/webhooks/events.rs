@@ -217,7 +217,7 @@ struct Writer {
     max_attempts: i64,
     /// The subscriptions last read (their version, their patterns), kept while the version
     /// holds: each write checks it.
-    subscriptions: Option<(i64, Patterns)>,
+    subscriptions: Option<(Option<i64>, Patterns)>,
 }
 
 /// An endpoint's subscription patterns, split, and whose endpoint it is.
@@ -335,13 +335,14 @@ impl Writer {
         let fan_out = requests.iter().flat_map(|r| &r.events).any(|e| e.endpoint.is_none());
         let mut checked = true;
         let plans = loop {
-            if fan_out && self.subscriptions.is_none() {
+            // Without a version (its row gone) nothing can be checked: read every time.
+            if fan_out && !matches!(self.subscriptions, Some((Some(_), _))) {
                 let subs = self.store.subscriptions().await?;
                 self.subscriptions = Some((subs.version, patterns(&subs)));
             }
             let (plans, version) = match &self.subscriptions {
                 Some((version, patterns)) if fan_out => {
-                    (plan(requests, patterns), checked.then_some(*version))
+                    (plan(requests, patterns), version.filter(|_| checked))
                 }
                 _ => (plan(requests, &Vec::new()), None),
             };

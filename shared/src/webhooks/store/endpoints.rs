@@ -62,10 +62,11 @@ pub struct Subscription {
 }
 
 /// Every enabled endpoint's subscription, as of `version` (bumped by triggers whenever an
-/// endpoint is added, removed, enabled, disabled or re-subscribed: migration 0017).
+/// endpoint is added, removed, enabled, disabled or re-subscribed: migration 0017; `None`:
+/// its row is missing, so writes cannot be checked against it).
 #[derive(Debug, Clone)]
 pub struct Subscriptions {
-    pub version: i64,
+    pub version: Option<i64>,
     pub endpoints: Vec<Subscription>,
 }
 
@@ -146,26 +147,28 @@ impl Store {
     }
 
     /// What every enabled endpoint is subscribed to, and whose it is, for fan-out, with the
-    /// version of the subscriptions read (one statement, one snapshot).
+    /// version of the subscriptions read (one statement, one snapshot). The version row is
+    /// one row of its own (a row missing would say "no version", never "no endpoints").
     #[crate::boxed]
     pub async fn subscriptions(&self) -> Result<Subscriptions, StoreError> {
-        type Row = (i64, Option<EndpointId>, Option<String>, Option<Owner>);
+        type Row = (Option<i64>, Option<EndpointId>, Option<String>, Option<Owner>);
         let rows: Vec<Row> = on_pool!(self, pool => sqlx::query_as(
-            "SELECT v.version, e.id, e.event_types, e.tenant_id
-             FROM webhook_subscriptions_version v
-             LEFT JOIN webhook_endpoints e ON e.enabled AND e.deleted_at IS NULL")
+            "SELECT version, NULL, NULL, NULL FROM webhook_subscriptions_version
+             UNION ALL
+             SELECT NULL, id, event_types, tenant_id FROM webhook_endpoints
+             WHERE enabled AND deleted_at IS NULL")
             .fetch_all(pool).await)?;
-        let version = rows.first().map_or(0, |r| r.0);
-        let endpoints = rows
-            .into_iter()
-            .filter_map(|(_, id, event_types, tenant_id)| {
-                Some(Subscription {
-                    endpoint_id: id?,
-                    event_types: event_types?,
-                    tenant_id: tenant_id?,
-                })
-            })
-            .collect();
+        let mut version = None;
+        let mut endpoints = Vec::with_capacity(rows.len());
+        for row in rows {
+            match row {
+                (Some(v), ..) => version = Some(v),
+                (None, Some(endpoint_id), Some(event_types), Some(tenant_id)) => {
+                    endpoints.push(Subscription { endpoint_id, event_types, tenant_id })
+                }
+                _ => {}
+            }
+        }
         Ok(Subscriptions { version, endpoints })
     }
 
