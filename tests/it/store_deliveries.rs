@@ -468,6 +468,10 @@ async fn a_publish_checks_the_subscriptions_it_planned_with(env: TestEnv) {
     let read = store.subscriptions().await.unwrap();
     assert_eq!(read.version, None);
     assert!(read.endpoints.iter().any(|s| s.endpoint_id.as_str() == other));
+    let (inserted, written, _) = publish_at(None).await;
+    assert_eq!((inserted, written), (Inserted::Written, true), "unchecked, with no version row");
+    let (inserted, written, _) = publish_at(Some(version)).await;
+    assert_eq!((inserted, written), (Inserted::SubscriptionsChanged, false), "no version row");
 }
 
 both_backends!(a_publisher_follows_changes_made_by_another_process);

@@ -558,11 +558,11 @@ async fn insert_on_postgres(
     subscriptions_at: Option<i64>,
 ) -> Result<Inserted, StoreError> {
     const GATE: &str = " WHERE EXISTS (SELECT 1 FROM ok)";
-    let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new(
-        "WITH ok AS (SELECT 1 FROM webhook_subscriptions_version WHERE ",
-    );
-    qb.push_bind(subscriptions_at).push("::int8 IS NULL OR version = ");
-    qb.push_bind(subscriptions_at).push("::int8), ev AS (");
+    // Unchecked (`None`) writes whatever the version table holds, even no row at all.
+    let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new("WITH ok AS (SELECT 1 WHERE ");
+    qb.push_bind(subscriptions_at).push("::int8 IS NULL OR ");
+    qb.push_bind(subscriptions_at)
+        .push("::int8 = (SELECT version FROM webhook_subscriptions_version)), ev AS (");
     arrays::push_events(&mut qb, events);
     qb.push(GATE);
     if !deliveries.is_empty() {
