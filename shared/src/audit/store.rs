@@ -16,8 +16,7 @@ macro_rules! audited {
         let entry: Option<&$crate::audit::AuditEntry> = $entry;
         match $store {
             $crate::store::Store::Sqlite(pool, writer) => {
-                let _turn = writer.turn().await;
-                let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let (_turn, mut $tx) = writer.begin(pool).await?;
                 let out = $body;
                 if let Some(entry) = entry.filter(|_| $crate::audit::Changed::changed(&out)) {
                     $crate::audit_insert!(&mut *$tx, entry);

@@ -86,6 +86,23 @@ impl Writer {
     pub async fn turn<'a>(&'a self) -> tokio::sync::MutexGuard<'a, ()> {
         self.0.lock().await
     }
+
+    /// Begins a write transaction in this writer's turn: `BEGIN IMMEDIATE` (a deferred
+    /// read-then-write transaction fails with "database is locked" when another connection
+    /// commits in between). Bind as `let (_turn, mut tx) = …`: the transaction, declared
+    /// last, ends (commits or rolls back) before the turn is handed on.
+    #[crate::boxed]
+    pub async fn begin<'a>(
+        &'a self,
+        pool: &'a SqlitePool,
+    ) -> Result<
+        (tokio::sync::MutexGuard<'a, ()>, sqlx::Transaction<'static, sqlx::Sqlite>),
+        StoreError,
+    > {
+        let turn = self.turn().await;
+        let tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        Ok((turn, tx))
+    }
 }
 
 /// Runs the same expression against whichever pool the store holds, so the query text is
@@ -110,32 +127,24 @@ macro_rules! on_pool {
     };
 }
 
-/// Runs a transaction on whichever backend the store holds: `BEGIN IMMEDIATE` in the
-/// writer's turn ([`Writer`]) on SQLite (a deferred read-then-write transaction fails with
-/// "database is locked" when another connection commits in between), a plain `BEGIN` on
-/// Postgres, or [`begin_by_key`] with `Postgres(by_key)`. An early `?` rolls back.
+/// Runs a transaction on whichever backend the store holds: [`Writer::begin`] on SQLite
+/// (`BEGIN IMMEDIATE` in the writer's turn), a plain `BEGIN` on a lent connection on
+/// Postgres. An early `?` rolls back.
 #[macro_export]
 macro_rules! in_tx {
     ($store:expr, Sqlite $stx:ident => $sbody:expr, Postgres $ptx:ident => $pbody:expr) => {
-        $crate::in_tx!(@run $store, $stx, $sbody, $ptx, $pbody, |conn| sqlx::Connection::begin(&mut *conn))
-    };
-    ($store:expr, Sqlite $stx:ident => $sbody:expr, Postgres(by_key) $ptx:ident => $pbody:expr) => {
-        $crate::in_tx!(@run $store, $stx, $sbody, $ptx, $pbody, |conn| $crate::store::begin_by_key(&mut *conn))
-    };
-    (@run $store:expr, $stx:ident, $sbody:expr, $ptx:ident, $pbody:expr, |$conn:ident| $begin:expr) => {
         match $store {
             $crate::store::Store::Sqlite(pool, writer) => {
-                let _turn = writer.turn().await;
-                let mut $stx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let (_turn, mut $stx) = writer.begin(pool).await?;
                 $sbody;
                 $stx.commit().await?;
             }
             $crate::store::Store::Postgres(pool, spares) => {
-                let mut $conn = spares.lend(pool).await?;
-                let mut $ptx = $begin.await?;
+                let mut conn = spares.lend(pool).await?;
+                let mut $ptx = sqlx::Connection::begin(&mut *conn).await?;
                 $pbody;
                 $ptx.commit().await?;
-                $conn.give_back();
+                conn.give_back();
             }
         }
     };

@@ -238,8 +238,7 @@ impl Store {
                     .await
             }
             Store::Sqlite(pool, writer) => {
-                let _turn = writer.turn().await;
-                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let (_turn, mut tx) = writer.begin(pool).await?;
                 for (i, chunk) in events.chunks(500).enumerate() {
                     // The first insert takes its rows only at the version given: none written
                     // means the subscriptions changed (no statement of its own to ask).
@@ -384,8 +383,7 @@ impl Store {
                 conn.give_back();
             }
             Store::Sqlite(pool, writer) => {
-                let _turn = writer.turn().await;
-                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let (_turn, mut tx) = writer.begin(pool).await?;
                 body!(sqlx::Sqlite, tx);
                 tx.commit().await?;
             }

@@ -53,7 +53,7 @@ pub fn secret_context(endpoint_id: &str) -> String {
 }
 
 /// An enabled endpoint's subscription patterns, space-separated as stored.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct Subscription {
     pub endpoint_id: EndpointId,
     pub event_types: String,
