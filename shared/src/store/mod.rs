@@ -158,7 +158,8 @@ macro_rules! in_tx {
 /// second. Its statements are planned once per connection (a generic plan: keyed under these
 /// settings too), not for every execution: planning was 0.3 ms of each record transaction at
 /// 1,000 deliveries/s. `SET LOCAL` ends with the transaction; `BEGIN` and the settings go as
-/// one simple query, one round trip.
+/// one simple query, one round trip. Used by the read-backs; the record carries the same
+/// settings on its function, `switchyard_record_attempts` (migration 0016): change both.
 pub(crate) async fn begin_by_key(
     conn: &mut sqlx::PgConnection,
 ) -> Result<sqlx::Transaction<'_, sqlx::Postgres>, StoreError> {
