@@ -91,8 +91,14 @@ pub async fn run(
     bootstrap_admin_key(&services).await?;
     let limits = ServeLimits::of(&services.config);
     let (auth, tasks) = Authenticator::start(&services, &shutdown);
+    let publisher = services.publisher.clone();
     let app = app(services, Arc::clone(&auth)).map_to_response().boxed();
     serve(app, listener, shutdown, limits).await?;
+    // Publishes answered are committed; their first attempts may still be on their way to
+    // the queue.
+    if !publisher.flushed(Duration::from_secs(5)).await {
+        tracing::warn!("some published deliveries were not enqueued; the retry sweep will");
+    }
     auth.finish().await;
     drop(auth);
     for task in tasks {

@@ -36,6 +36,7 @@ pub const WEBHOOK_BLOCKED: &str = "switchyard_webhook_blocked_total";
 pub const WEBHOOK_DEFERRED: &str = "switchyard_webhook_deferred_total";
 pub const WEBHOOK_WAITING: &str = "switchyard_webhook_waiting";
 pub const WEBHOOK_PUBLISH_BATCH: &str = "switchyard_webhook_publish_batch_size";
+pub const WEBHOOK_PUSH_BATCH: &str = "switchyard_webhook_push_batch_size";
 pub const WEBHOOK_SUBSCRIPTIONS_REREAD: &str = "switchyard_webhook_subscriptions_reread_total";
 pub const WEBHOOK_REQUEUED: &str = "switchyard_webhook_requeued_after_broker_loss_total";
 
@@ -96,6 +97,12 @@ pub fn install() -> PrometheusHandle {
                     b.set_buckets_for_metric(
                         Matcher::Full(WEBHOOK_PUBLISH_BATCH.into()),
                         &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0],
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(WEBHOOK_PUSH_BATCH.into()),
+                        &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 5000.0],
                     )
                 })
                 .and_then(|b| {
@@ -205,6 +212,11 @@ fn describe() {
     describe_histogram!(
         WEBHOOK_PUBLISH_BATCH,
         "Events written per publish group commit (concurrent requests share one)."
+    );
+    describe_histogram!(
+        WEBHOOK_PUSH_BATCH,
+        "First attempts enqueued per queue push after publishing (groups committed while a \
+         push was under way share the next one)."
     );
     describe_counter!(
         WEBHOOK_SUBSCRIPTIONS_REREAD,

@@ -1,7 +1,8 @@
 //! Dispatch on both backends: pickup is event-driven (a push wakes an idle worker; polling
 //! is only the safety net, set to 10 s here), also after a Redis restart; deliveries to an
-//! endpoint at its cap keep their order; the batch publish route; the Redis key layout the
-//! queue relies on, and a namespace deleted whole.
+//! endpoint at its cap keep their order; the batch publish route; a publish answered once
+//! written, its push behind it; the Redis key layout the queue relies on, and a namespace
+//! deleted whole.
 
 use crate::support;
 
@@ -333,6 +334,55 @@ async fn the_batch_route(env: TestEnv) {
     app.stop().await;
 }
 both_backends!(the_batch_route);
+
+/// A publish is answered once its rows are committed; its deliveries' first attempts are
+/// pushed behind it (groups written meanwhile share a push), and `flushed` — what the API
+/// waits for when it stops — says when every answered publish has been pushed. Embedded:
+/// holding `jobs.db`'s one connection holds every push (for less than the pusher's 1 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_are_answered_before_their_push_and_flushed_after() {
+    use switchyard_shared::{
+        queue::{QueueBackend, QueueName},
+        tenants::Owner,
+        webhooks::{
+            DeliveryStatus,
+            events::{Audience, publish},
+        },
+    };
+    let Some(env) = TestEnv::new(Backend::Embedded).await else { return };
+    let services = env.services().await;
+    support::insert_endpoint(&services, "http://127.0.0.1:9/x", "dispatch.*").await;
+    let QueueBackend::Sqlite(jobs_db) = services.queue.backend() else {
+        panic!("the embedded queue is jobs.db")
+    };
+
+    let held = jobs_db.acquire().await.unwrap();
+    let publishes = (0..20).map(|i| {
+        let data = json!({"i": i});
+        let services = &services;
+        async move {
+            let owner = Owner::Platform;
+            publish(services, &owner, "dispatch.tick", &data, None, Audience::Subscribers).await
+        }
+    });
+    let published =
+        tokio::time::timeout(Duration::from_millis(500), futures::future::join_all(publishes))
+            .await
+            .expect("publishes are answered without waiting for the queue");
+    for p in &published {
+        let id = &p.as_ref().unwrap().delivery_ids[0];
+        let row = services.store.delivery(id).await.unwrap().expect("written before answered");
+        assert_eq!(row.status, DeliveryStatus::Pending);
+    }
+    assert!(
+        !services.publisher.flushed(Duration::from_millis(100)).await,
+        "not flushed while no push can be made"
+    );
+    drop(held);
+    assert!(services.publisher.flushed(Duration::from_secs(10)).await, "flushed once pushed");
+    let stats = services.queue.stats(QueueName::Webhooks).await.unwrap();
+    assert_eq!(stats.pending, 20, "every answered publish's delivery is queued: {stats:?}");
+}
 
 /// The apalis-redis layout our own scripts write into and read (pinned with apalis =1.0.0):
 /// a due push lands on `<ns>:<queue>:active` with its data in `<ns>:<queue>:data` and its

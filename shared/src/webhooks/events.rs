@@ -5,9 +5,11 @@
 //!
 //! Group commit: publishes from concurrent requests queue up for one [`Publisher`] task,
 //! which writes all that are waiting in one transaction (one statement on PostgreSQL) and
-//! enqueues all their deliveries in one push. A request's events are always in the same
-//! transaction (a batch is all-or-nothing); if a shared write fails, each request is
-//! written again on its own, so one request's failure is not another's.
+//! answers them once it is committed; their deliveries' first attempts are enqueued behind
+//! it by the [`pusher`](super::pusher), groups written meanwhile in one push. A request's
+//! events are always in the same transaction (a batch is all-or-nothing); if a shared write
+//! fails, each request is written again on its own, so one request's failure is not
+//! another's.
 
 use std::sync::Arc;
 
@@ -22,13 +24,12 @@ use crate::{
     store::{Store, StoreError},
     telemetry,
     tenants::Owner,
+    webhooks::pusher::Pusher,
     webhooks::{self, Inserted, NewDelivery, NewEvent, RetrySchedule, Subscriptions},
 };
 
 /// Events written together at most (requests keep their events together beyond it).
 const MAX_GROUP_EVENTS: usize = 500;
-/// How long a group waits for its queue push before answering anyway.
-const PUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// Group writes in flight at once: one group is gathered while another is written.
 const WRITERS: usize = 2;
 
@@ -177,6 +178,7 @@ struct Request {
 #[derive(Clone, Debug)]
 pub struct Publisher {
     tx: mpsc::Sender<Request>,
+    pusher: Pusher,
 }
 
 impl Publisher {
@@ -186,16 +188,25 @@ impl Publisher {
             RetrySchedule::parse(retry_schedule).map(|s| s.max_attempts()).unwrap_or(1);
         let (tx, rx) = mpsc::channel(4_096);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let pusher = Pusher::start(queue);
         for _ in 0..WRITERS {
             let writer = Writer {
                 store: store.clone(),
-                queue: queue.clone(),
+                pusher: pusher.clone(),
                 max_attempts: i64::from(max_attempts),
                 subscriptions: None,
             };
             tokio::spawn(writer.run(Arc::clone(&rx)));
         }
-        Self { tx }
+        Self { tx, pusher }
+    }
+
+    /// Waits (at most `within`) until the deliveries of every publish answered so far have
+    /// been handed to the queue; for a process stopping. Returns whether they all were
+    /// (any left over are enqueued by the retry sweep).
+    #[crate::boxed]
+    pub async fn flushed(&self, within: std::time::Duration) -> bool {
+        self.pusher.flushed(within).await
     }
 
     /// Writes `events` together (all or none) and enqueues their deliveries; answers each
@@ -213,7 +224,7 @@ impl Publisher {
 
 struct Writer {
     store: Store,
-    queue: Queue,
+    pusher: Pusher,
     max_attempts: i64,
     /// The subscriptions last read (their version, their patterns), kept while the version
     /// holds: each write checks it.
@@ -355,7 +366,7 @@ impl Writer {
                 }
             }
         };
-        self.enqueue(&plans).await;
+        self.pusher.hand(first_attempts(&plans)).await;
         for event in requests.iter().flat_map(|r| &r.events) {
             let source = if event.source.as_deref() == Some("system") { "system" } else { "api" };
             metrics::counter!(telemetry::WEBHOOK_EVENTS, "source" => source).increment(1);
@@ -409,30 +420,20 @@ impl Writer {
             .collect();
         self.store.insert_events_at(&rows, &audits, version).await
     }
+}
 
-    /// Enqueues the written deliveries' first attempts.
-    async fn enqueue(&self, plans: &[Vec<Planned>]) {
-        let jobs: Vec<Job> = plans
-            .iter()
-            .flatten()
-            .flat_map(|plan| &plan.deliveries)
-            .map(|d| {
-                Job::DeliverWebhook(DeliverWebhookJob {
-                    delivery_id: d.id.clone(),
-                    endpoint_id: d.endpoint_id.clone(),
-                    attempt: 1,
-                })
+/// The first attempts of the written deliveries, as queue jobs.
+fn first_attempts(plans: &[Vec<Planned>]) -> Vec<Job> {
+    plans
+        .iter()
+        .flatten()
+        .flat_map(|plan| &plan.deliveries)
+        .map(|d| {
+            Job::DeliverWebhook(DeliverWebhookJob {
+                delivery_id: d.id.clone(),
+                endpoint_id: d.endpoint_id.clone(),
+                attempt: 1,
             })
-            .collect();
-        // The rows are written: a push that fails, or takes longer than a moment (the queue
-        // is down and the push retrying), is left to the retry sweep rather than holding up
-        // every publish waiting behind this group.
-        match tokio::time::timeout(PUSH_WAIT, self.queue.push_many(jobs)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(error)) => {
-                tracing::warn!(%error, "deliveries written but not enqueued; the sweep will");
-            }
-            Err(_) => tracing::warn!("deliveries written, enqueueing is slow; the sweep will"),
-        }
-    }
+        })
+        .collect()
 }

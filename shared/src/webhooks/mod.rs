@@ -3,6 +3,7 @@
 //! Signing is in [`signing`], publishing in [`events`], the records in [`store`].
 
 pub mod events;
+mod pusher;
 pub mod signing;
 mod store;
 
