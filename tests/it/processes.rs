@@ -291,8 +291,18 @@ async fn dev_creates_an_admin_key_on_first_start_only() {
     assert_eq!(dev.wait(Duration::from_secs(20)).await, Some(0));
 }
 
+/// A worker killed mid-stream loses nothing. What it held is recovered in two ways: its queue
+/// messages by the next worker (orphans, once its heartbeat is stale; an attempt it had
+/// claimed waits for the claim's lease), and deliveries it had read back from the store (its
+/// endpoint's line full, their messages already gone) by `webhook-retry-sweep` once their
+/// lease has run out. Both run here as deployed (a scheduler, a worker on `maintenance`),
+/// with short timeouts so that the leases and the sweep's grace take seconds.
 async fn no_delivery_is_lost_when_a_worker_is_killed(mut env: TestEnv) {
     env.set("SWITCHYARD_WEBHOOK_ENDPOINT_CONCURRENCY", "64");
+    // Leases: an attempt's 2 + 5 s, a read-back's 5 × 2 + 5 s.
+    env.set("SWITCHYARD_WEBHOOK_TIMEOUT_MS", "2000");
+    env.set("SWITCHYARD_WEBHOOK_SWEEP_GRACE_SECS", "2");
+    env.set("SWITCHYARD_SCHEDULE_WEBHOOK_RETRY_SWEEP", "*/2 * * * * *");
     let rx = support::receiver::Receiver::start().await;
     let app = env.start_api_only().await;
     let resp = app
@@ -335,8 +345,11 @@ async fn no_delivery_is_lost_when_a_worker_is_killed(mut env: TestEnv) {
     let log_a = worker_a.log.clone();
     worker_a.kill().await;
     let at_kill = rx.count();
-    let worker_b = env
-        .spawn("worker-b", &["worker", "--queues", "webhooks", "--metrics-listen", "127.0.0.1:0"]);
+    let worker_b = env.spawn(
+        "worker-b",
+        &["worker", "--queues", "webhooks,maintenance", "--metrics-listen", "127.0.0.1:0"],
+    );
+    let scheduler = env.spawn("scheduler", &["scheduler", "--metrics-listen", "127.0.0.1:0"]);
     let ids = publisher.await.unwrap();
     assert_eq!(ids.len(), EVENTS);
 
@@ -367,7 +380,7 @@ async fn no_delivery_is_lost_when_a_worker_is_killed(mut env: TestEnv) {
 
     // The signing secret is nowhere in clear: not in the store, not in the workers' logs.
     let log_b = worker_b.log.clone();
-    drop(worker_b);
+    drop((worker_b, scheduler));
     let key_part = &secret["whsec_".len()..];
     let dump = store_dump(&env).await;
     assert!(!dump.contains(key_part), "the secret is stored sealed");

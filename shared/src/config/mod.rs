@@ -186,6 +186,10 @@ settings! {
         /// Deliveries a worker holds waiting for their endpoint, over all endpoints (room
         /// beyond the worker concurrency; waiting costs no connection).
         waiting: usize = "1024", "SWITCHYARD_WEBHOOK_WAITING", any;
+        /// `webhook-retry-sweep` re-enqueues deliveries due this many seconds ago and not
+        /// started (a lost push, a claim whose worker died); shorter would enqueue a second
+        /// message for each delivery of a backlog merely waiting its turn.
+        sweep_grace_secs: u64 = "120", "SWITCHYARD_WEBHOOK_SWEEP_GRACE_SECS", between(0, 604_800);
         /// Consecutive failures at which `webhook-disable-failing` disables an endpoint that
         /// has not succeeded for a day.
         disable_threshold: i64 = "10", "SWITCHYARD_WEBHOOK_DISABLE_THRESHOLD", positive;

@@ -14,11 +14,6 @@ use switchyard_shared::{
 use super::announce_disabled;
 use crate::handlers::Outcome;
 
-/// A due delivery not started this long after its time is presumed lost from the queue (a
-/// shorter grace would enqueue a second message for every delivery of a backlog that is
-/// merely waiting its turn). A lost broker does not wait for it: see
-/// [`requeue_after_broker_loss`].
-const SWEEP_GRACE: Duration = Duration::minutes(2);
 const SWEEP_PAGE: i64 = 5_000;
 /// Deliveries enqueued again at most, per broker loss; beyond, the sweep finds the rest.
 const REQUEUE_LIMIT: i64 = 100_000;
@@ -28,7 +23,11 @@ const REQUEUE_LEASE: std::time::Duration = std::time::Duration::from_secs(15);
 /// Enqueues deliveries that are due (or whose attempt's lease ran out) but not in the queue.
 /// A delivery enqueued twice is attempted once: the claim in the store decides.
 pub(crate) async fn retry_sweep(services: &Services) -> Result<Outcome, BoxDynError> {
-    let cutoff = Utc::now() - SWEEP_GRACE;
+    // A due delivery not started `SWITCHYARD_WEBHOOK_SWEEP_GRACE_SECS` after its time is
+    // presumed lost from the queue. A lost broker does not wait for it: see
+    // [`requeue_after_broker_loss`].
+    let grace = services.config.webhooks.sweep_grace_secs;
+    let cutoff = Utc::now() - Duration::seconds(grace as i64); // at most a week: validated
     let due = services.store.overdue_deliveries(cutoff, SWEEP_PAGE).await?;
     let count = due.len();
     services.queue.push_many(due.into_iter().map(delivery_job).collect()).await?;
