@@ -120,7 +120,13 @@ async fn probe_server(
 async fn worker(services: Services, shutdown: CancellationToken) -> anyhow::Result<()> {
     let probes = probe_server(&services, shutdown.clone()).await?;
     let opts = WorkerOptions::from_config(&services.config);
+    let publisher = services.publisher.clone();
     switchyard_worker::run(services, opts, shutdown.clone()).await?;
+    // Events the jobs published (an endpoint disabled, a sync finished): their deliveries
+    // are written; their first attempts may still be on their way to the queue.
+    if !publisher.flushed(std::time::Duration::from_secs(5)).await {
+        tracing::warn!("some published deliveries were not enqueued; the retry sweep will");
+    }
     shutdown.cancel();
     probes.await??;
     Ok(())

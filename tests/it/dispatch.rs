@@ -1,8 +1,8 @@
 //! Dispatch on both backends: pickup is event-driven (a push wakes an idle worker; polling
 //! is only the safety net, set to 10 s here), also after a Redis restart; deliveries to an
 //! endpoint at its cap keep their order; the batch publish route; a publish answered once
-//! written, its push behind it; the Redis key layout the queue relies on, and a namespace
-//! deleted whole.
+//! written, its push behind it (and waited for by a stopping API); the Redis key layout the
+//! queue relies on, and a namespace deleted whole.
 
 use crate::support;
 
@@ -382,6 +382,31 @@ async fn publishes_are_answered_before_their_push_and_flushed_after() {
     assert!(services.publisher.flushed(Duration::from_secs(10)).await, "flushed once pushed");
     let stats = services.queue.stats(QueueName::Webhooks).await.unwrap();
     assert_eq!(stats.pending, 20, "every answered publish's delivery is queued: {stats:?}");
+}
+
+/// A stopping API waits until its answered publishes have been pushed (here: held back by
+/// `jobs.db`'s one connection until the API has begun to stop).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_api_waits_for_its_last_pushes() {
+    use switchyard_shared::queue::{QueueBackend, QueueName};
+    let Some(env) = TestEnv::new(Backend::Embedded).await else { return };
+    let app = env.start_api_only().await;
+    support::insert_endpoint(&app.services, "http://127.0.0.1:9/x", "dispatch.*").await;
+    let services = app.services.clone();
+    let QueueBackend::Sqlite(jobs_db) = services.queue.backend() else {
+        panic!("the embedded queue is jobs.db")
+    };
+    let held = jobs_db.acquire().await.unwrap();
+    let resp = publish(&app, 1).await;
+    assert_eq!(resp.status(), 202, "{:?}", resp.text().await);
+    let stopping = tokio::spawn(app.stop());
+    // The push cannot have happened: the API must still be waiting for it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!stopping.is_finished(), "the API stopped with a push still to make");
+    drop(held);
+    tokio::time::timeout(Duration::from_secs(10), stopping).await.unwrap().unwrap();
+    let stats = services.queue.stats(QueueName::Webhooks).await.unwrap();
+    assert_eq!(stats.pending, 1, "pushed before the API stopped: {stats:?}");
 }
 
 /// The apalis-redis layout our own scripts write into and read (pinned with apalis =1.0.0):
