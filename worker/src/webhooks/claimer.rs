@@ -28,6 +28,8 @@ impl Claimer {
             "claimer",
             MAX_BATCH,
             in_flight,
+            // A claim stands between a delivery and its request: never held back.
+            Duration::ZERO,
             move |wanted: Vec<(DeliveryId, i64)>| {
                 let store = store.clone();
                 async move {

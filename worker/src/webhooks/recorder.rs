@@ -9,6 +9,12 @@ use super::group_commit::{GroupCommit, GroupError};
 
 /// Records gathered into one transaction at most.
 const MAX_BATCH: usize = 256;
+/// Under load, how long a batch waits for more records. A record call costs PostgreSQL
+/// ≈ 0.35 ms whatever its size and ≈ 0.03 ms a record, and with two worker processes in a
+/// burst each call carried ≈ 5; waiting 2 ms halved the calls (`pg_stat_statements`) and
+/// PostgreSQL's CPU per burst fell 9–15 %. A record comes after its request is answered,
+/// so the wait delays no delivery; a lone record is written at once.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
 
 #[derive(Clone)]
 pub(crate) struct Recorder {
@@ -22,6 +28,7 @@ impl Recorder {
             MAX_BATCH,
             // One at a time: an endpoint's health counters follow its attempts in order.
             1,
+            LINGER,
             move |records: Vec<AttemptRecord>| {
                 let store = store.clone();
                 async move {
