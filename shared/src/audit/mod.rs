@@ -4,6 +4,8 @@
 
 mod store;
 
+/// The audit log's columns, in the order every insert binds them.
+pub(crate) use self::store::COLUMNS;
 pub use self::store::{AuditFilter, AuditRow};
 use crate::{ids::AuditId, tenants::Owner};
 

@@ -78,11 +78,7 @@ macro_rules! audit_insert {
 #[macro_export]
 macro_rules! audit_push_values {
     ($qb:ident, $rows:expr) => {
-        $qb.push(
-            "INSERT INTO audit_log (id, at, tenant_id, actor_key_id, actor_prefix, action, \
-             target_type, target_id, client_addr, user_agent, request_id, outcome, changed, \
-             detail) ",
-        );
+        $qb.push("INSERT INTO audit_log (").push($crate::audit::COLUMNS).push(") ");
         $qb.push_values($rows, |mut b, e: &$crate::audit::AuditEntry| {
             b.push_bind(&e.id)
                 .push_bind(e.at)
@@ -102,7 +98,7 @@ macro_rules! audit_push_values {
     };
 }
 
-const COLUMNS: &str = "id, at, tenant_id, actor_key_id, actor_prefix, action, target_type, \
+pub(crate) const COLUMNS: &str = "id, at, tenant_id, actor_key_id, actor_prefix, action, target_type, \
     target_id, client_addr, user_agent, request_id, outcome, changed, detail";
 
 #[derive(Debug, Clone, sqlx::FromRow)]

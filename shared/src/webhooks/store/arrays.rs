@@ -23,11 +23,8 @@ pub(super) fn push_events(qb: &mut sqlx::QueryBuilder<sqlx::Postgres>, events: &
 
 /// `INSERT INTO audit_log … SELECT … FROM UNNEST(…)`: the publishes' audit entries.
 pub(super) fn push_audits(qb: &mut sqlx::QueryBuilder<sqlx::Postgres>, audits: &[AuditEntry]) {
-    qb.push(
-        "INSERT INTO audit_log (id, at, tenant_id, actor_key_id, actor_prefix, action, \
-         target_type, target_id, client_addr, user_agent, request_id, outcome, changed, \
-         detail) SELECT * FROM UNNEST(",
-    );
+    qb.push("INSERT INTO audit_log (").push(crate::audit::COLUMNS);
+    qb.push(") SELECT * FROM UNNEST(");
     qb.push_bind(audits.iter().map(|a| a.id.as_str()).collect::<Vec<_>>()).push("::text[], ");
     qb.push_bind(audits.iter().map(|a| a.at).collect::<Vec<_>>()).push("::timestamptz[], ");
     qb.push_bind(audits.iter().map(|a| a.tenant.as_column()).collect::<Vec<_>>());
