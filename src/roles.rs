@@ -102,6 +102,15 @@ async fn api(services: Services, shutdown: CancellationToken) -> anyhow::Result<
     Ok(())
 }
 
+/// Waits (5 s at most) for the pushes of events the jobs published (an endpoint disabled, a
+/// sync finished): their deliveries are written; their first attempts may still be on their
+/// way to the queue.
+async fn flush_publishes(publisher: &switchyard_shared::webhooks::events::Publisher) {
+    if !publisher.flushed(std::time::Duration::from_secs(5)).await {
+        tracing::warn!("some published deliveries were not enqueued; the retry sweep will");
+    }
+}
+
 /// Serves the probes on the metrics port until shutdown.
 async fn probe_server(
     services: &Services,
@@ -122,11 +131,7 @@ async fn worker(services: Services, shutdown: CancellationToken) -> anyhow::Resu
     let opts = WorkerOptions::from_config(&services.config);
     let publisher = services.publisher.clone();
     switchyard_worker::run(services, opts, shutdown.clone()).await?;
-    // Events the jobs published (an endpoint disabled, a sync finished): their deliveries
-    // are written; their first attempts may still be on their way to the queue.
-    if !publisher.flushed(std::time::Duration::from_secs(5)).await {
-        tracing::warn!("some published deliveries were not enqueued; the retry sweep will");
-    }
+    flush_publishes(&publisher).await;
     shutdown.cancel();
     probes.await??;
     Ok(())
@@ -172,7 +177,10 @@ async fn dev(services: Services, shutdown: CancellationToken) -> anyhow::Result<
         "switchyard dev is up"
     );
     let opts = WorkerOptions::from_config(&services.config);
+    let publisher = services.publisher.clone();
     let workers = switchyard_worker::run(services, opts, shutdown.clone()).await;
+    // The API has waited for its own publishes; jobs finishing in the grace may add more.
+    flush_publishes(&publisher).await;
     shutdown.cancel();
     let (api, scheduler) = tokio::join!(api, scheduler);
     workers?;

@@ -337,10 +337,10 @@ impl Writer {
         let _ = request.done.send(answer.map_err(PublishError::from));
     }
 
-    /// Writes the events of `requests` in one transaction and enqueues their deliveries;
-    /// answers per request, per event. Fan-out follows the subscriptions kept from an
-    /// earlier write while the store says they are still current; when they changed
-    /// meanwhile, nothing was written: they are read again and the group planned and written
+    /// Writes the events of `requests` in one transaction and hands their deliveries' first
+    /// attempts to the pusher; answers per request, per event. Fan-out follows the
+    /// subscriptions kept from an earlier write while the store says they are still current;
+    /// when they changed meanwhile, nothing was written: they are read again and the group planned and written
     /// once more (unchecked: as current as a read just before the write can be).
     async fn write(&mut self, requests: &[&Request]) -> Result<Vec<Vec<Published>>, StoreError> {
         let fan_out = requests.iter().flat_map(|r| &r.events).any(|e| e.endpoint.is_none());
